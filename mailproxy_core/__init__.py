@@ -1,0 +1,132 @@
+"""mail-proxy kernel: the public API for plugins.
+
+Plugins import only names exported here (a test checks it with ``ast``); everything else in
+``mailproxy_core`` is private to the kernel and may change.
+"""
+
+from __future__ import annotations
+
+from .api.auth import extract_token
+from .api.endpoint import POST, Endpoint, admin_only, any_principal, public, tenant_scoped
+from .crypto import SecretBox, hash_token, mask_secrets, new_token, verify_token
+from .errors import (
+    AttachmentError,
+    AuthError,
+    ConfigurationError,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    MailproxyError,
+    NotFound,
+    PermanentSendError,
+    PluginError,
+    RateLimitedError,
+    SendError,
+    TransientSendError,
+)
+from .kernel import MailProxy
+from .models import (
+    PRIORITY_LABELS,
+    Account,
+    AttachmentRef,
+    DeliveryEvent,
+    Envelope,
+    ErrorClass,
+    GuardVerdict,
+    Message,
+    Principal,
+    Receipt,
+    ReportAck,
+    SendResult,
+    Tenant,
+)
+from .plugins.markers import hookimpl
+from .protocols import (
+    AttachmentFetcher,
+    AuthBackend,
+    MigrationContext,
+    ReceiptHandler,
+    Reporter,
+    SendGuard,
+    StorageBackend,
+    Transport,
+)
+from .settings import Settings
+from .specs import (
+    AttachmentFetcherSpec,
+    AuthBackendSpec,
+    BackgroundTaskSpec,
+    EndpointSpec,
+    MigrationSpec,
+    ReceiptHandlerSpec,
+    ReporterSpec,
+    RouteSpec,
+    SendGuardSpec,
+    SettingsSpec,
+    StorageBackendSpec,
+    TransportSpec,
+)
+
+__all__ = [
+    "POST",
+    "PRIORITY_LABELS",
+    "Account",
+    "AttachmentError",
+    "AttachmentFetcher",
+    "AttachmentFetcherSpec",
+    "AttachmentRef",
+    "AuthBackend",
+    "AuthBackendSpec",
+    "AuthError",
+    "BackgroundTaskSpec",
+    "ConfigurationError",
+    "Conflict",
+    "DeliveryEvent",
+    "Endpoint",
+    "EndpointSpec",
+    "Envelope",
+    "ErrorClass",
+    "Forbidden",
+    "GuardVerdict",
+    "InvalidInput",
+    "MailProxy",
+    "MailproxyError",
+    "Message",
+    "MigrationContext",
+    "MigrationSpec",
+    "NotFound",
+    "PermanentSendError",
+    "PluginError",
+    "Principal",
+    "RateLimitedError",
+    "Receipt",
+    "ReceiptHandler",
+    "ReceiptHandlerSpec",
+    "ReportAck",
+    "Reporter",
+    "ReporterSpec",
+    "RouteSpec",
+    "SecretBox",
+    "SendError",
+    "SendGuard",
+    "SendGuardSpec",
+    "SendResult",
+    "Settings",
+    "SettingsSpec",
+    "StorageBackend",
+    "StorageBackendSpec",
+    "Tenant",
+    "TransientSendError",
+    "Transport",
+    "TransportSpec",
+    "admin_only",
+    "any_principal",
+    "extract_token",
+    "hash_token",
+    "hookimpl",
+    "mask_secrets",
+    "new_token",
+    "public",
+    "tenant_scoped",
+    "verify_token",
+]

@@ -1,0 +1,36 @@
+"""The generated API layer: endpoint classes → routes, CLI commands and OpenAPI operations.
+
+This package exports only what endpoint authors need (importing it does not import Quart);
+the app factory uses :mod:`.generate`, :mod:`.auth` and :mod:`.errors`, the CLI uses
+:mod:`.cli_gen`.
+"""
+
+from __future__ import annotations
+
+from .endpoint import (
+    POST,
+    Endpoint,
+    MethodInfo,
+    Scope,
+    admin_only,
+    any_principal,
+    collect_methods,
+    describe_endpoint,
+    public,
+    tenant_scoped,
+)
+from .signature import ParamInfo
+
+__all__ = [
+    "POST",
+    "Endpoint",
+    "MethodInfo",
+    "ParamInfo",
+    "Scope",
+    "admin_only",
+    "any_principal",
+    "collect_methods",
+    "describe_endpoint",
+    "public",
+    "tenant_scoped",
+]

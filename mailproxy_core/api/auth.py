@@ -1,0 +1,86 @@
+"""The authentication chain of the API (API.md §1, §2; DESIGN.md §4.2).
+
+Authentication backends are plugins (``mailproxy_register_auth_backends``): the admin token, EE
+tenant API keys, anything a third party adds. The chain asks them in order; the first that
+recognises the request answers with a :class:`~mailproxy_core.models.Principal`. A backend that
+does not own the credentials declines with ``None``; one that owns them but finds them wrong
+raises ``AuthError``/``Forbidden``, which stops the chain and reaches the client as 401/403.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..models import Principal
+from ..protocols import AuthBackend
+
+if TYPE_CHECKING:
+    from quart import Request
+
+    from ..specs import AuthBackendSpec
+
+logger = logging.getLogger(__name__)
+
+TOKEN_HEADER = "X-API-Token"
+
+
+def extract_token(request: Request) -> str | None:
+    """The API token a request carries, or ``None``.
+
+    Reads ``X-API-Token: <token>`` first, then ``Authorization: Bearer <token>`` (the scheme is
+    case-insensitive). Surrounding whitespace is ignored; an empty value counts as absent.
+    """
+    token = request.headers.get(TOKEN_HEADER, "").strip()
+    if token:
+        return token
+    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return None
+
+
+class AuthChain:
+    """Asks authentication backends in order; the first non-``None`` principal wins.
+
+    Args:
+        backends: ``(name, backend)`` pairs, already in the order they must be asked.
+    """
+
+    def __init__(self, backends: Iterable[tuple[str, AuthBackend]]) -> None:
+        self._backends: tuple[tuple[str, AuthBackend], ...] = tuple(backends)
+
+    @classmethod
+    def from_specs(cls, specs: Iterable[AuthBackendSpec], mp: Any) -> AuthChain:
+        """Build the chain from registered specs: ascending ``order``, ties in registration order.
+
+        Args:
+            specs: the ``AuthBackendSpec`` objects of every plugin.
+            mp: the ``MailProxy`` kernel handed to each factory.
+        """
+        ordered = sorted(specs, key=lambda spec: spec.order)
+        return cls((spec.name, spec.factory(mp)) for spec in ordered)
+
+    @property
+    def names(self) -> Sequence[str]:
+        """Backend names in the order they are asked."""
+        return tuple(name for name, _ in self._backends)
+
+    async def authenticate(self, request: Request) -> Principal | None:
+        """The caller of ``request``, or ``None`` when no backend recognises it.
+
+        Raises:
+            AuthError: a backend owns the credentials and rejects them (401, or 403 for
+                ``Forbidden``); later backends are not asked.
+        """
+        for name, backend in self._backends:
+            principal = await backend.authenticate(request)
+            if principal is not None:
+                logger.debug(
+                    "request authenticated by %s",
+                    name,
+                    extra={"auth_backend": name, "tenant_id": principal.tenant_id},
+                )
+                return principal
+        return None

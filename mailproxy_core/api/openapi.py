@@ -1,0 +1,142 @@
+"""OpenAPI documentation of the generated routes, served by quart-schema.
+
+quart-schema builds ``/openapi.json`` (and the ``/docs`` Swagger UI) from attributes set on view
+functions. The generated routes validate requests themselves (so that errors come out in the
+API.md §1 shape), so here we only *attach* the documentation: the request model as query
+parameters (GET) or JSON body (POST), the response schema from the return annotation, the error
+bodies, the entity as tag, and security. Security schemes: ``ApiToken`` (header
+``X-API-Token``) and ``Bearer``; public methods document ``security: []``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, cast
+
+from pydantic import BaseModel, RootModel
+from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
+from quart import Quart
+from quart_schema import (
+    APIKeySecurityScheme,
+    HttpSecurityScheme,
+    Info,
+    OpenAPIProvider,
+    QuartSchema,
+    document_querystring,
+    document_request,
+    document_response,
+    operation_id,
+    security_scheme,
+    tag,
+)
+from quart_schema.conversion import model_schema
+
+from .endpoint import MethodInfo
+from .signature import camel
+
+logger = logging.getLogger(__name__)
+
+SECURITY_SCHEMES: dict[str, Any] = {
+    "ApiToken": APIKeySecurityScheme(name="X-API-Token", in_="header"),
+    "Bearer": HttpSecurityScheme(scheme="bearer"),
+}
+SECURITY: list[dict[str, list[str]]] = [{"ApiToken": []}, {"Bearer": []}]
+
+
+class ErrorBody(BaseModel):
+    """Error body: ``detail`` says what was wrong, ``code`` is machine readable."""
+
+    detail: str
+    code: str
+    errors: list[dict[str, Any]] | None = None
+
+
+class MailproxyOpenAPIProvider(OpenAPIProvider):
+    """quart-schema's provider, plus ``required`` on query parameters without a default.
+
+    (quart-schema reads ``required`` per property, while pydantic lists it on the model.)
+    """
+
+    def build_querystring_parameters(
+        self, model: type[Any]
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Query parameters of ``model``, with ``required: true`` where the model requires it."""
+        parameters, definitions = super().build_querystring_parameters(model)
+        required = set(model_schema(model).get("required", ()))
+        for parameter in parameters:
+            if parameter["name"] in required:
+                parameter["required"] = True
+        return parameters, definitions
+
+
+def _package_version() -> str:
+    try:
+        return version("mailproxy-core")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def install_openapi(app: Quart, *, title: str = "mail-proxy") -> QuartSchema:
+    """Attach quart-schema to ``app`` (``/openapi.json``, ``/docs``) unless already attached.
+
+    Returns:
+        The app's ``QuartSchema`` extension (an existing one is returned unchanged, in which
+        case its security schemes should be named ``ApiToken`` and ``Bearer`` like ours).
+    """
+    existing = app.extensions.get("QUART_SCHEMA")
+    if isinstance(existing, QuartSchema):
+        return existing
+    return QuartSchema(
+        app,
+        info=Info(title=title, version=_package_version()),
+        security_schemes=SECURITY_SCHEMES,
+        security=SECURITY,
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        openapi_provider_class=MailproxyOpenAPIProvider,
+    )
+
+
+def _response_model(info: MethodInfo) -> type[BaseModel] | None:
+    """A root model documenting the method's return annotation, or ``None`` if undocumentable."""
+    try:
+        root = cast(Any, RootModel)[info.returns]
+        model: type[BaseModel] = type(
+            f"{camel(info.entity)}_{camel(info.name)}Response",
+            (root,),
+            {"__doc__": "Success.", "__module__": __name__},
+        )
+        model.model_json_schema(mode="serialization")
+    except (PydanticSchemaGenerationError, PydanticUserError, TypeError) as exc:
+        logger.warning(
+            "the return type of %s cannot be documented in OpenAPI: %s", info.qualname, exc
+        )
+        return None
+    return model
+
+
+def document_operation(view: Callable[..., Any], info: MethodInfo, *, public: bool) -> None:
+    """Attach the OpenAPI description of ``info`` to its view function (in place).
+
+    Summary and description come from the docstring, the tag from the entity, the operation id
+    is ``<verb>_<entity>_<method>``; ``public`` routes document no security and no 401/403.
+    """
+    view.__doc__ = info.docstring or None
+    tag([info.entity])(view)
+    operation_id(f"{info.entity}_{info.name}")(view)
+    if info.params or info.accepts_extra:
+        if info.http_method == "POST":
+            document_request(info.request_model)(view)
+        else:
+            document_querystring(info.request_model)(view)
+    response = _response_model(info)
+    if response is not None:
+        document_response(response, 200)(view)
+    document_response(ErrorBody, 422)(view)
+    if public:
+        security_scheme([])(view)
+    else:
+        document_response(ErrorBody, 401)(view)
+        document_response(ErrorBody, 403)(view)

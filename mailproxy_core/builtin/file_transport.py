@@ -1,0 +1,80 @@
+"""The ``file`` transport: writes each message as an ``.eml`` file (the development sink).
+
+Files go under the ``root`` directory of the ``[plugins.file]`` settings (``MAILPROXY_FILE__ROOT``,
+default ``./mail-out``). An account may name a sub-directory in ``options.directory``; it must stay
+inside the root, so a tenant cannot make the service write anywhere else on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+
+from ..errors import PermanentSendError
+from ..models import Account, Envelope, SendResult
+from ..plugins.markers import hookimpl
+from ..specs import SettingsSpec, TransportSpec
+
+if TYPE_CHECKING:
+    from ..kernel import MailProxy
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class FileTransportSettings(BaseModel):
+    """Settings of the ``file`` transport."""
+
+    root: Path = Path("mail-out")
+
+
+def _safe_name(text: str) -> str:
+    return _UNSAFE.sub("_", text).strip("._")[:80] or "message"
+
+
+class FileTransport:
+    """Writes ``<root>/<options.directory>/<time>-<message id>.eml`` atomically."""
+
+    def __init__(self, mp: MailProxy) -> None:
+        settings = mp.plugin_settings("file")
+        assert isinstance(settings, FileTransportSettings)
+        self.root = settings.root.resolve()
+
+    def directory_for(self, account: Account) -> Path:
+        """The directory of an account's files; refuses paths leaving the root."""
+        sub = str(account.options.get("directory") or "")
+        target = (self.root / sub).resolve() if sub else self.root
+        if target != self.root and self.root not in target.parents:
+            raise PermanentSendError(
+                f"file transport directory {sub!r} of account {account.id!r} is outside the "
+                f"configured root; use a relative path inside MAILPROXY_FILE__ROOT"
+            )
+        return target
+
+    async def send(self, account: Account, envelope: Envelope, mime_bytes: bytes) -> SendResult:
+        directory = self.directory_for(account)
+        stem = f"{time.time_ns()}-{_safe_name(envelope.message_id.strip('<>'))}"
+        await asyncio.to_thread(_write_atomically, directory, stem, mime_bytes)
+        return SendResult(accepted=envelope.recipients, response=f"250 written {stem}.eml")
+
+
+def _write_atomically(directory: Path, stem: str, data: bytes) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".{stem}.tmp"
+    tmp.write_bytes(data)
+    os.replace(tmp, directory / f"{stem}.eml")
+
+
+@hookimpl
+def mailproxy_register_settings() -> list[SettingsSpec]:
+    return [SettingsSpec("file", FileTransportSettings)]
+
+
+@hookimpl
+def mailproxy_register_transports() -> list[TransportSpec]:
+    return [TransportSpec("file", FileTransport)]

@@ -1,0 +1,214 @@
+"""The ``mail-proxy`` command line (API.md §8).
+
+Local commands (``serve``, ``worker``, ``migrate``, ``plugins``, ``token``) act on the local
+installation and need no running instance. Every other command is generated from the endpoint
+classes and talks HTTP to a running instance. Results go to stdout; logs and warnings to stderr,
+so ``--json`` output is exactly one JSON document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+
+from .errors import MailproxyError
+from .kernel import MailProxy, build_kernel, build_plugins
+from .settings import Settings, load_settings
+
+T = TypeVar("T")
+
+LOCAL_COMMANDS = ("serve", "worker", "migrate", "plugins", "token")
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _fail(err: MailproxyError) -> None:
+    click.echo(f"mail-proxy: {err.detail}", err=True)
+    sys.exit(2)
+
+
+def _settings(config: str | None, **overrides: Any) -> Settings:
+    try:
+        settings = load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
+    except MailproxyError as err:
+        _fail(err)
+    _configure_logging(settings)
+    return settings
+
+
+def _kernel(settings: Settings) -> MailProxy:
+    try:
+        return build_kernel(settings)
+    except MailproxyError as err:
+        _fail(err)
+        raise  # unreachable: _fail exits
+
+
+def _run(coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    try:
+        return asyncio.run(coro_factory())
+    except MailproxyError as err:
+        _fail(err)
+        raise  # unreachable
+
+
+class MailProxyCLI(click.Group):
+    """Local commands, plus the remote ones generated lazily from the installed endpoints."""
+
+    _remote: dict[str, click.Command] | None = None
+
+    def _remote_commands(self) -> dict[str, click.Command]:
+        if self._remote is None:
+            from .api.cli_gen import build_remote_commands
+
+            try:
+                _hooks, registry, _discovery = build_plugins(load_settings())
+            except MailproxyError as err:
+                _fail(err)
+            groups = build_remote_commands([entry.spec for entry in registry.endpoints])
+            self._remote = {group.name: group for group in groups if group.name}
+        return self._remote
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        local = super().list_commands(ctx)
+        return local + sorted(set(self._remote_commands()) - set(local))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        return self._remote_commands().get(cmd_name)
+
+
+@click.group(cls=MailProxyCLI)
+@click.version_option(package_name="mailproxy-core")
+def main() -> None:
+    """mail-proxy: multi-tenant outbound e-mail dispatch service."""
+
+
+config_option = click.option(
+    "--config", type=click.Path(dir_okay=False), default=None, help="TOML settings file."
+)
+
+
+@main.command()
+@config_option
+@click.option("--host", default=None, help="Listen address (MAILPROXY_HOST).")
+@click.option("--port", type=int, default=None, help="Listen port (MAILPROXY_PORT).")
+def serve(config: str | None, host: str | None, port: int | None) -> None:
+    """Run the API, the dispatcher and the background loops."""
+    from .app import create_app, kernel_of
+    from .server import serve_app
+
+    settings = _settings(config, host=host, port=port)
+    try:
+        app = create_app(settings)
+    except MailproxyError as err:
+        _fail(err)
+    kernel_of(app).announce = click.echo
+    click.echo(f"mail-proxy listening on http://{settings.host}:{settings.port}", err=True)
+    _run(
+        lambda: serve_app(
+            app, host=settings.host, port=settings.port, drain_timeout=settings.drain_timeout
+        )
+    )
+
+
+@main.command()
+@config_option
+def worker(config: str | None) -> None:
+    """Run only the dispatcher (scale-out processes sharing one PostgreSQL database)."""
+    from .server import run_worker
+
+    mp = _kernel(_settings(config))
+    _run(lambda: run_worker(mp))
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def migrate(config: str | None, as_json: bool) -> None:
+    """Apply pending schema migrations of the core and every plugin."""
+    from .db.migrate import apply_migrations
+
+    mp = _kernel(_settings(config))
+
+    async def run() -> list[str]:
+        await mp.db.connect()
+        try:
+            applied = await apply_migrations(mp.db, list(mp.registry.migrations))
+        finally:
+            await mp.db.disconnect()
+        return [step.name for step in applied]
+
+    names = _run(run)
+    if as_json:
+        click.echo(json.dumps({"ok": True, "applied": names}))
+    elif names:
+        for name in names:
+            click.echo(f"applied {name}")
+    else:
+        click.echo("schema is up to date")
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def plugins(config: str | None, as_json: bool) -> None:
+    """List plugins: built-in, loaded, failed (with the error) and disabled."""
+    mp = _kernel(_settings(config))
+    infos = [info.as_dict() for info in mp.plugins]
+    if as_json:
+        click.echo(json.dumps({"plugins": infos}))
+        return
+    for info in infos:
+        line = f"{info['name']:<16} {info['status']:<9} {info['distribution'] or '-'} {info['version'] or ''}"
+        click.echo(line.rstrip())
+        if info["load_error"]:
+            click.echo(f"{'':<16} error: {info['load_error']}")
+
+
+@main.command()
+@config_option
+@click.option("--regenerate", is_flag=True, help="Replace the admin token with a new one.")
+def token(config: str | None, regenerate: bool) -> None:
+    """Show whether an admin token is set, or make a new one with --regenerate."""
+    from .crypto import hash_token, new_token
+
+    settings = _settings(config)
+    if settings.api_token is not None:
+        click.echo("The admin token comes from MAILPROXY_API_TOKEN; change it there.")
+        return
+    mp = _kernel(settings)
+
+    async def run() -> str | None:
+        await mp.open_database()
+        try:
+            if regenerate:
+                fresh = new_token()
+                await mp.repos.instance.set_admin_token_hash(hash_token(fresh))
+                return fresh
+            stored = await mp.repos.instance.get_admin_token_hash()
+            return "set" if stored else None
+        finally:
+            await mp.db.disconnect()
+
+    result = _run(run)
+    if regenerate:
+        click.echo(f"New admin API token (shown once, keep it safe): {result}")
+    elif result:
+        click.echo("An admin token is set (only its hash is stored). Use --regenerate to replace it.")
+    else:
+        click.echo("No admin token yet: `mail-proxy serve` generates one on first start.")

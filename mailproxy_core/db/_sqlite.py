@@ -1,0 +1,137 @@
+"""The SQLite backend for ``databases``, tuned for a durable queue.
+
+``databases`` 0.9 opens a brand-new aiosqlite connection (a thread plus a file open) for every
+statement run outside a transaction, applies no per-connection settings, and starts every
+transaction with a deferred ``BEGIN``. For a queue that several tasks write concurrently that is
+both slow and fragile: a deferred transaction that reads and then writes fails at once with
+``database is locked`` when another connection wrote in between (SQLite does not wait on the
+busy handler in that case). This backend changes three things and nothing else:
+
+- connections are kept in a small idle pool and reused, and each new one gets
+  ``PRAGMA foreign_keys = ON`` (SQLite's default is off, per connection) and a busy timeout;
+- a root transaction starts with ``BEGIN IMMEDIATE``, taking the write lock up front and waiting
+  for it under the busy timeout, so transactions queue instead of failing;
+- nested transactions keep using savepoints, as in ``databases``.
+
+The journal mode (WAL) is persistent in the database file and is set once by ``Database.connect``.
+``synchronous`` stays at SQLite's default ``FULL``: an accepted message must survive a power cut.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aiosqlite
+from databases.backends.sqlite import (
+    SQLiteBackend,
+    SQLiteConnection,
+    SQLitePool,
+    SQLiteTransaction,
+)
+from databases.core import DatabaseURL
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BUSY_TIMEOUT = 30.0
+"""Seconds a connection waits for another connection's write lock before failing."""
+
+DEFAULT_MAX_IDLE = 8
+"""Idle connections kept open for reuse."""
+
+
+class QueueSQLiteBackend(SQLiteBackend):
+    """``databases`` backend for SQLite with pooled, configured connections (see module doc).
+
+    ``busy_timeout`` (seconds) and ``max_idle`` come from the ``databases.Database`` options.
+    """
+
+    def __init__(
+        self,
+        database_url: DatabaseURL | str,
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        max_idle: int = DEFAULT_MAX_IDLE,
+    ) -> None:
+        super().__init__(database_url)
+        self._idle_pool = IdleConnectionPool(
+            DatabaseURL(database_url), busy_timeout=busy_timeout, max_idle=max_idle
+        )
+
+    async def connect(self) -> None:
+        self._idle_pool.open()
+
+    async def disconnect(self) -> None:
+        await self._idle_pool.close()
+
+    def connection(self) -> QueueSQLiteConnection:
+        return QueueSQLiteConnection(self._idle_pool, self._dialect)
+
+
+class IdleConnectionPool(SQLitePool):
+    """Opens configured aiosqlite connections and keeps up to ``max_idle`` of them for reuse.
+
+    A connection handed back inside an open transaction (its task was cancelled mid-way) is
+    closed rather than reused, so no later caller inherits someone else's transaction.
+    """
+
+    def __init__(self, url: DatabaseURL, *, busy_timeout: float, max_idle: int) -> None:
+        super().__init__(url)
+        self._path = url.database
+        self._busy_timeout = busy_timeout
+        self._max_idle = max_idle
+        self._idle: list[aiosqlite.Connection] = []
+        self._closed = False
+
+    def open(self) -> None:
+        """Allow reuse again after ``close`` (``Database.connect`` after a disconnect)."""
+        self._closed = False
+
+    async def acquire(self) -> aiosqlite.Connection:
+        """An idle connection, or a newly opened one with the connection settings applied."""
+        if self._idle:
+            return self._idle.pop()
+        connection = aiosqlite.connect(self._path, isolation_level=None, timeout=self._busy_timeout)
+        await connection
+        try:
+            async with connection.execute("PRAGMA foreign_keys = ON"):
+                pass
+        except BaseException:
+            await connection.close()
+            raise
+        return connection
+
+    async def release(self, connection: aiosqlite.Connection) -> None:
+        """Keep ``connection`` for reuse, or close it when the pool is full, closed or dirty."""
+        if self._closed or connection.in_transaction or len(self._idle) >= self._max_idle:
+            await connection.close()
+        else:
+            self._idle.append(connection)
+
+    async def close(self) -> None:
+        """Close every idle connection; connections in use are closed when released."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await connection.close()
+
+
+class QueueSQLiteConnection(SQLiteConnection):
+    """A ``databases`` SQLite connection whose transactions begin immediately."""
+
+    def transaction(self) -> ImmediateTransaction:
+        return ImmediateTransaction(self)
+
+
+class ImmediateTransaction(SQLiteTransaction):
+    """``BEGIN IMMEDIATE`` for a root transaction; a savepoint when nested."""
+
+    async def start(self, is_root: bool, extra_options: dict[Any, Any]) -> None:
+        if not is_root:
+            await super().start(is_root, extra_options)
+            return
+        connection = self._connection._connection
+        assert connection is not None, "Connection is not acquired"
+        self._is_root = True
+        async with connection.execute("BEGIN IMMEDIATE") as cursor:
+            await cursor.close()

@@ -1,0 +1,294 @@
+"""The database handle: one per app, shared by every repository.
+
+``Database`` wraps ``databases.Database`` so that the rest of the kernel never imports
+``databases`` and the SQLite/PostgreSQL differences stay in this package:
+
+- SQLite (the embedded default): WAL journal mode, ``foreign_keys = ON`` on every connection, a
+  busy timeout, transactions that begin ``IMMEDIATE`` (see ``_sqlite.py``);
+- PostgreSQL (asyncpg): a connection pool, optionally confined to one schema: with
+  ``?schema=<name>`` every pooled connection starts with ``search_path=<name>`` (sent in the
+  startup packet, so the pool's ``RESET ALL`` on release keeps it) and the schema is created on
+  connect if it does not exist.
+
+Statements are SQLAlchemy Core expressions (or plain SQL text, one statement per call), run on
+the calling task's connection. ``databases`` binds one connection to each asyncio task: inside
+``async with db.transaction():`` every statement of that task runs in the transaction, and a
+nested ``transaction()`` becomes a savepoint. Work started in *another* task does not join the
+transaction, so never fan out database work to child tasks while holding one (on SQLite the child
+would wait for the parent's write lock until the busy timeout).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeAlias
+
+import asyncpg
+import databases
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.sql import ClauseElement
+
+from ..errors import ConfigurationError
+from ._sqlite import DEFAULT_BUSY_TIMEOUT, QueueSQLiteBackend
+from .url import DatabaseTarget, Dialect, parse_database_setting
+
+log = logging.getLogger(__name__)
+
+Statement: TypeAlias = ClauseElement | str
+"""A SQLAlchemy Core expression, or SQL text with ``:name`` parameters."""
+
+Row: TypeAlias = dict[str, Any]
+"""One result row, keyed by column label, values as the driver returns them."""
+
+Upsert: TypeAlias = pg_dialect.Insert | sqlite_dialect.Insert
+
+_SQLITE_BACKEND = f"{QueueSQLiteBackend.__module__}:{QueueSQLiteBackend.__qualname__}"
+
+# What the drivers raise when the database cannot be reached or opened. Anything else is a bug
+# or a cancellation and propagates unchanged.
+_CONNECT_ERRORS = (
+    OSError,
+    TimeoutError,
+    sqlite3.Error,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+
+
+class _Databases(databases.Database):
+    """``databases.Database`` with our SQLite backend in place of the stock one."""
+
+    SUPPORTED_BACKENDS = {
+        **databases.Database.SUPPORTED_BACKENDS,
+        "sqlite": _SQLITE_BACKEND,
+        "sqlite+aiosqlite": _SQLITE_BACKEND,
+    }
+
+
+class Database:
+    """A connected-or-not handle on the configured database (SQLite file or PostgreSQL).
+
+    Build it with ``Database.from_setting(settings.db)``; ``connect()`` at startup and
+    ``disconnect()`` at shutdown. Attributes: ``dialect`` (``"sqlite"`` | ``"postgresql"``),
+    ``url`` (the driver URL, password included: never log it), ``display_url`` (password
+    masked), ``schema`` (PostgreSQL schema or ``None``).
+
+    The statement methods are for repositories (``db/repos``) only.
+    """
+
+    def __init__(
+        self,
+        setting: str,
+        *,
+        pool_min_size: int = 1,
+        pool_max_size: int = 10,
+        connect_timeout: float = 10.0,
+        command_timeout: float | None = 300.0,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    ) -> None:
+        """Parse ``setting`` (see ``db/url.py``); nothing is opened until ``connect()``.
+
+        ``pool_*`` apply to PostgreSQL unless the URL's ``min_size``/``max_size`` say otherwise;
+        ``connect_timeout`` and ``command_timeout`` (seconds, per statement) too;
+        ``busy_timeout`` is how long a SQLite connection waits for the write lock.
+        Raises ``ConfigurationError`` for a malformed setting.
+        """
+        self.target: DatabaseTarget = parse_database_setting(setting)
+        self.dialect: Dialect = self.target.dialect
+        self.url: str = self.target.url
+        self.display_url: str = self.target.display_url
+        self.schema: str | None = self.target.schema
+        options: dict[str, Any]
+        if self.dialect == "sqlite":
+            options = {"busy_timeout": busy_timeout}
+        else:
+            options = self._postgres_options(
+                pool_min_size, pool_max_size, connect_timeout, command_timeout
+            )
+        self._db = _Databases(self.url, **options)
+
+    @classmethod
+    def from_setting(cls, value: str, **options: Any) -> Database:
+        """A ``Database`` for the ``MAILPROXY_DB`` value (plain SQLite path or URL).
+
+        ``options`` are the keyword arguments of the constructor. Raises ``ConfigurationError``
+        when the value is not an accepted form.
+        """
+        return cls(value, **options)
+
+    def __repr__(self) -> str:
+        return f"Database({self.display_url!r})"
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether ``connect()`` succeeded and ``disconnect()`` has not been called since."""
+        return bool(self._db.is_connected)
+
+    async def connect(self) -> None:
+        """Open the database (pool), apply connection settings, create the schema if needed.
+
+        Raises ``ConfigurationError`` naming the masked URL when the database cannot be reached
+        or opened. Calling it again while connected does nothing.
+        """
+        if self._db.is_connected:
+            return
+        try:
+            await self._db.connect()
+            if self.dialect == "sqlite":
+                await self._prepare_sqlite()
+            else:
+                await self._prepare_postgres()
+        except _CONNECT_ERRORS as exc:
+            await self._abandon()
+            raise ConfigurationError(self._connect_failure(exc)) from exc
+        except BaseException:
+            await self._abandon()
+            raise
+        log.info("connected to database %s", self.display_url)
+
+    async def disconnect(self) -> None:
+        """Close every connection. Safe to call when not connected."""
+        if self._db.is_connected:
+            await self._db.disconnect()
+
+    async def __aenter__(self) -> Database:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.disconnect()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """Run the body in a transaction: commit on success, roll back on any exception.
+
+        Nested use in the same task creates a savepoint. On SQLite the outermost transaction
+        begins ``IMMEDIATE`` (takes the write lock at once, waiting up to the busy timeout).
+        """
+        async with self._db.transaction():
+            yield
+
+    async def execute(self, statement: Statement, values: Mapping[str, Any] | None = None) -> None:
+        """Run one statement for its effect.
+
+        Returns nothing: what the drivers return here differs (asyncpg: the first column of the
+        first row; SQLite: last row id or row count). Use ``RETURNING`` with ``fetch_*`` instead.
+        """
+        await self._db.execute(statement, _values(values))
+
+    async def execute_many(self, statement: Statement, values: Sequence[Mapping[str, Any]]) -> None:
+        """Run one statement once per set of values (slow: one round trip each, DESIGN.md §9).
+
+        For bulk inserts prefer one multi-row ``insert(table).values([...])`` statement.
+        """
+        if values:
+            await self._db.execute_many(statement, [dict(v) for v in values])
+
+    async def fetch_all(
+        self, statement: Statement, values: Mapping[str, Any] | None = None
+    ) -> list[Row]:
+        """Every row the statement returns, as dicts keyed by column label."""
+        records = await self._db.fetch_all(statement, _values(values))
+        return [dict(record._mapping) for record in records]
+
+    async def fetch_one(
+        self, statement: Statement, values: Mapping[str, Any] | None = None
+    ) -> Row | None:
+        """The first row the statement returns, or ``None``."""
+        record = await self._db.fetch_one(statement, _values(values))
+        return None if record is None else dict(record._mapping)
+
+    async def fetch_val(
+        self, statement: Statement, values: Mapping[str, Any] | None = None, column: int | str = 0
+    ) -> Any:
+        """One value of the first row (``column`` by position or label), or ``None``."""
+        return await self._db.fetch_val(statement, _values(values), column=column)
+
+    def insert(self, table: Table) -> Upsert:
+        """A dialect-specific ``INSERT`` supporting ``on_conflict_do_nothing/do_update``.
+
+        Both dialects spell the conflict clause the same way, so repositories can upsert
+        without knowing which database they run on.
+        """
+        if self.dialect == "sqlite":
+            return sqlite_dialect.insert(table)
+        return pg_dialect.insert(table)
+
+    def _postgres_options(
+        self,
+        pool_min_size: int,
+        pool_max_size: int,
+        connect_timeout: float,
+        command_timeout: float | None,
+    ) -> dict[str, Any]:
+        target = self.target
+        max_size = target.pool_max_size if target.pool_max_size is not None else pool_max_size
+        min_size = target.pool_min_size if target.pool_min_size is not None else pool_min_size
+        options: dict[str, Any] = {
+            "min_size": min(min_size, max_size),
+            "max_size": max_size,
+            "timeout": connect_timeout,
+            "command_timeout": command_timeout,
+        }
+        if target.schema is not None:
+            options["server_settings"] = {"search_path": _quote_identifier(target.schema)}
+        if target.ssl is not None:
+            options["ssl"] = {"true": True, "false": False}.get(target.ssl, target.ssl)
+        return options
+
+    async def _prepare_sqlite(self) -> None:
+        mode = await self._db.fetch_val("PRAGMA journal_mode = WAL")
+        if str(mode).lower() != "wal":
+            log.warning(
+                "SQLite database %s runs in journal mode %r, not WAL: readers will block writers",
+                self.display_url,
+                mode,
+            )
+
+    async def _prepare_postgres(self) -> None:
+        schema = self.schema
+        if schema is None:
+            await self._db.fetch_val("SELECT 1")
+            return
+        query = "SELECT 1 FROM pg_namespace WHERE nspname = :name"
+        if await self._db.fetch_val(query, {"name": schema}):
+            return
+        # Checked first because CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege even when
+        # the schema exists; the advisory lock keeps two starting processes from racing.
+        async with self._db.transaction():
+            lock = "SELECT pg_advisory_xact_lock(hashtext(:key))"
+            await self._db.fetch_val(lock, {"key": f"mailproxy:schema:{schema}"})
+            await self._db.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote_identifier(schema)}")
+        log.info("created PostgreSQL schema %s", schema)
+
+    async def _abandon(self) -> None:
+        if self._db.is_connected:
+            try:
+                await self._db.disconnect()
+            except _CONNECT_ERRORS:
+                log.debug("ignoring error while closing a failed connection", exc_info=True)
+
+    def _connect_failure(self, exc: BaseException) -> str:
+        reason = str(exc) or type(exc).__name__
+        if self.dialect == "sqlite":
+            return (
+                f"cannot open the SQLite database {self.target.path} ({self.display_url}): "
+                f"{reason}; check that the directory exists and is writable (MAILPROXY_DB)"
+            )
+        return (
+            f"cannot connect to the PostgreSQL database {self.display_url}: "
+            f"{type(exc).__name__}: {reason}; check MAILPROXY_DB and that the server is running"
+        )
+
+
+def _values(values: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if values is None else dict(values)
+
+
+def _quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

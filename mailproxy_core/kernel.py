@@ -1,0 +1,269 @@
+"""The ``MailProxy`` kernel object: what hooks and plugin objects are handed.
+
+``build_kernel(settings)`` does everything that needs no event loop: discover and import plugins,
+build the plugin manager, collect the registry, validate every plugin's settings. ``start()``
+connects the database, applies migrations, builds the plugin objects and starts the background
+tasks; ``stop()`` undoes it in reverse order. One kernel per app; nothing here is global.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.metadata
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel
+
+from .api.auth import AuthChain
+from .crypto import SecretBox, secret_box_from_settings
+from .db.engine import Database
+from .db.migrate import apply_migrations
+from .db.repos import Repos
+from .errors import ConfigurationError, PluginError
+from .plugins.calls import HookCalls
+from .plugins.loader import Discovery, PluginInfo, discover_plugins
+from .plugins.manager import build_plugin_manager, hooks_of
+from .plugins.registry import Registry
+from .protocols import AttachmentFetcher, Reporter, SendGuard, StorageBackend, Transport
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+Role = Literal["serve", "worker", "local"]
+
+BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
+    ("core", "mailproxy_core.builtin.core"),
+    ("defaults", "mailproxy_core.builtin.defaults"),
+    ("file", "mailproxy_core.builtin.file_transport"),
+    ("null", "mailproxy_core.builtin.null_transport"),
+    ("base64", "mailproxy_core.builtin.base64_fetcher"),
+)
+"""Plugins shipped inside the kernel, registered through the same path as any other."""
+
+ESSENTIAL_BUILTINS = frozenset({"core", "defaults"})
+"""Built-ins that cannot be disabled: without them there is no schema and no API."""
+
+
+def core_version() -> str:
+    """The installed version of ``mailproxy-core``."""
+    try:
+        return importlib.metadata.version("mailproxy-core")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def _load_builtins(settings: Settings, discovery: Discovery) -> list[tuple[str, object]]:
+    version = core_version()
+    plugins: list[tuple[str, object]] = []
+    for name, module_name in BUILTIN_PLUGINS:
+        disabled = name in settings.disabled_plugins or (
+            settings.plugins is not None and name not in settings.plugins
+        )
+        if disabled and name not in ESSENTIAL_BUILTINS:
+            discovery.infos[name] = PluginInfo(
+                name, "mailproxy-core", version, "disabled", builtin=True
+            )
+            continue
+        module = importlib.import_module(module_name)
+        discovery.infos[name] = PluginInfo(name, "mailproxy-core", version, "loaded", builtin=True)
+        plugins.append((name, module))
+    return plugins
+
+
+class MailProxy:
+    """The running service as plugins see it: settings, database, registry, shared clients."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        hooks: HookCalls,
+        registry: Registry,
+        discovery: Discovery,
+    ) -> None:
+        self.settings = settings
+        self.hooks = hooks
+        self.registry = registry
+        self._discovery = discovery
+        self.db = Database.from_setting(settings.db)
+        self.repos = Repos(self.db)
+        self.secrets: SecretBox = secret_box_from_settings(settings)
+        self._plugin_settings: dict[str, BaseModel] = {
+            name: settings.plugin_settings(name, registry.settings[name].model)
+            for name in registry.settings.names()
+        }
+        self.transports: dict[str, Transport] = {}
+        self.attachment_fetchers: dict[str, AttachmentFetcher] = {}
+        self.reporters: dict[str, Reporter] = {}
+        self.send_guards: dict[str, SendGuard] = {}
+        self.auth = AuthChain([])
+        self._owned: list[object] = []
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._http: httpx.AsyncClient | None = None
+        self.role: Role = "local"
+        self.started = False
+        self.announce: Callable[[str], None] = self._announce_to_log
+        self.dispatch_wakeup = asyncio.Event()
+        self.report_wakeup = asyncio.Event()
+
+    # -- what plugins read ---------------------------------------------------------------------
+
+    @property
+    def plugins(self) -> list[PluginInfo]:
+        """Every plugin seen: built-ins, loaded, failed and disabled, by name."""
+        return [self._discovery.infos[name] for name in sorted(self._discovery.infos)]
+
+    def plugin_settings(self, name: str) -> BaseModel:
+        """The validated settings of section ``name`` (registered with ``SettingsSpec``)."""
+        try:
+            return self._plugin_settings[name]
+        except KeyError:
+            raise PluginError(f"no settings section {name!r} is registered") from None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """One shared HTTP client (connection pooling), closed on shutdown."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
+        return self._http
+
+    def storage(self, protocol: str, config: Mapping[str, Any]) -> StorageBackend:
+        """A storage backend for one mount; ``ConfigurationError`` for an unknown protocol."""
+        if protocol not in self.registry.storage_backends:
+            known = ", ".join(sorted(self.registry.storage_backends.names())) or "none installed"
+            raise ConfigurationError(f"unknown storage protocol {protocol!r} (available: {known})")
+        return self.registry.storage_backends[protocol].factory(self, config)
+
+    @staticmethod
+    def _announce_to_log(text: str) -> None:
+        log.info("%s", text)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def open_database(self) -> None:
+        """Connect and bring the schema up to date (also used by local CLI commands)."""
+        await self.db.connect()
+        applied = await apply_migrations(self.db, list(self.registry.migrations))
+        for step in applied:
+            log.info("applied migration %s: %s", step.name, step.description)
+
+    async def start(self, role: Role = "serve") -> None:
+        """Connect, migrate, build plugin objects, emit ``startup``, start background tasks."""
+        self.role = role
+        await self.open_database()
+        try:
+            self._build_objects()
+            await self.hooks.startup(self)
+            self.started = True
+            for spec in self.registry.background_tasks:
+                if role == "serve" or (role == "worker" and spec.dispatch_only):
+                    self._tasks[spec.name] = asyncio.create_task(
+                        self._run_task(spec.name, spec.run), name=f"mailproxy:{spec.name}"
+                    )
+        except BaseException:
+            await self.db.disconnect()
+            raise
+
+    def _build_objects(self) -> None:
+        def build(table: Any, into: dict[str, Any]) -> None:
+            for spec in table:
+                obj = spec.factory(self)
+                into[spec.name] = obj
+                self._owned.append(obj)
+
+        build(self.registry.transports, self.transports)
+        build(self.registry.attachment_fetchers, self.attachment_fetchers)
+        build(self.registry.reporters, self.reporters)
+        build(self.registry.send_guards, self.send_guards)
+        backends = sorted(self.registry.auth_backends, key=lambda spec: (spec.order, spec.name))
+        chain = []
+        for spec in backends:
+            backend = spec.factory(self)
+            self._owned.append(backend)
+            chain.append((spec.name, backend))
+        self.auth = AuthChain(chain)
+
+    async def _run_task(self, name: str, run: Callable[[MailProxy], Any]) -> None:
+        try:
+            await run(self)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background task %r stopped with an error", name)
+
+    async def stop(self) -> None:
+        """Cancel background tasks, emit ``shutdown``, close owned objects and the database."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.started:
+            await self.hooks.shutdown(self)
+        for obj in reversed(self._owned):
+            closer = getattr(obj, "aclose", None)
+            if closer is None:
+                continue
+            try:
+                result = closer()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("closing %r failed", obj)
+        self._owned.clear()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        self.started = False
+        await self.db.disconnect()
+
+    @property
+    def background_tasks(self) -> dict[str, asyncio.Task[None]]:
+        """Running background tasks by name."""
+        return dict(self._tasks)
+
+
+def build_plugins(
+    settings: Settings, *, extra_plugins: Mapping[str, object] | None = None
+) -> tuple[HookCalls, Registry, Discovery]:
+    """Discover plugins, build and validate the plugin manager, collect the registry.
+
+    ``extra_plugins`` registers in-process plugin objects by name (tests, embedders) after the
+    discovered ones. Raises ``PluginError`` for a broken plugin setup.
+    """
+    builtin_names = [name for name, _ in BUILTIN_PLUGINS]
+    discovery = discover_plugins(
+        allow=settings.plugins,
+        deny=settings.disabled_plugins,
+        required=settings.required_plugins,
+        reserved=builtin_names,
+    )
+    plugins = _load_builtins(settings, discovery)
+    plugins.extend(discovery.modules.items())
+    for name, plugin in (extra_plugins or {}).items():
+        if name in discovery.infos:
+            raise PluginError(f"plugin name {name!r} is already taken")
+        discovery.infos[name] = PluginInfo(name, None, None, "loaded")
+        plugins.append((name, plugin))
+    pm = build_plugin_manager(plugins)
+    for name, _ in plugins:
+        discovery.set_hooks(name, hooks_of(pm, name))
+    hooks = HookCalls(pm)
+    return hooks, Registry.collect(hooks), discovery
+
+
+def build_kernel(
+    settings: Settings, *, extra_plugins: Mapping[str, object] | None = None
+) -> MailProxy:
+    """Build the plugins (see ``build_plugins``) and the kernel around them.
+
+    Raises ``PluginError`` or ``ConfigurationError`` for a broken setup.
+    """
+    hooks, registry, discovery = build_plugins(settings, extra_plugins=extra_plugins)
+    return MailProxy(settings, hooks=hooks, registry=registry, discovery=discovery)

@@ -1,0 +1,194 @@
+"""Domain values handed between the kernel, the database layer and plugins.
+
+Frozen, slotted dataclasses: cheap, immutable, typed. pydantic lives only at the edges (API bodies
+and settings); inside the service we pass these.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+MessageStatus = Literal["pending", "deferred", "sending", "sent", "error"]
+
+PRIORITY_LABELS: Mapping[str, int] = {"immediate": 0, "high": 1, "medium": 2, "low": 3}
+"""Priority names accepted by the API (API.md §4); 0 is the most urgent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling the API: the instance admin, or one tenant (API.md §2)."""
+
+    kind: Literal["admin", "tenant"]
+    tenant_id: str | None = None
+    name: str = ""
+
+    @property
+    def is_admin(self) -> bool:
+        return self.kind == "admin"
+
+    @classmethod
+    def admin(cls, name: str = "admin") -> Principal:
+        return cls(kind="admin", tenant_id=None, name=name)
+
+    @classmethod
+    def tenant(cls, tenant_id: str, name: str = "") -> Principal:
+        return cls(kind="tenant", tenant_id=tenant_id, name=name or tenant_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """A client application served by the instance (DESIGN.md §5); secrets already decrypted."""
+
+    id: str
+    name: str | None = None
+    client_base_url: str | None = None
+    client_sync_path: str | None = None
+    client_attachment_path: str | None = None
+    client_auth: Mapping[str, Any] | None = None
+    rate_limits: Mapping[str, Any] | None = None
+    large_file_config: Mapping[str, Any] | None = None
+    active: bool = True
+    suspended_batches: tuple[str, ...] = ()
+    reporter: str = "http"
+    report_signing_secret: str | None = None
+    created_at: int = 0
+    updated_at: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """An outgoing account of a tenant (SMTP by default); ``password`` already decrypted."""
+
+    pk: str
+    tenant_id: str
+    id: str
+    host: str = ""
+    port: int = 0
+    user: str | None = None
+    password: str | None = None
+    use_tls: bool | None = True
+    transport: str = "smtp"
+    ttl: int = 300
+    batch_size: int | None = None
+    limit_per_minute: int | None = None
+    limit_per_hour: int | None = None
+    limit_per_day: int | None = None
+    limit_behavior: Literal["defer", "reject"] = "defer"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    created_at: int = 0
+    updated_at: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A queued message; ``payload`` is the message exactly as the client submitted it."""
+
+    pk: int
+    tenant_id: str
+    id: str
+    account_id: str | None
+    status: MessageStatus
+    priority: int
+    payload: Mapping[str, Any]
+    batch_code: str | None = None
+    account_pk: str | None = None
+    deferred_ts: int | None = None
+    next_attempt_ts: int = 0
+    attempts: int = 0
+    last_error: str | None = None
+    smtp_ts: int | None = None
+    created_at: int = 0
+    updated_at: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentRef:
+    """One attachment of a message as the client described it (API.md §5)."""
+
+    filename: str
+    storage_path: str
+    fetch_mode: str | None = None
+    mime_type: str | None = None
+    content_md5: str | None = None
+    auth: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """SMTP envelope: the sender (Return-Path) and every recipient, Bcc included."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    message_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What a transport reports for an accepted message.
+
+    ``refused`` maps each recipient the server refused to its ``"<code> <text>"`` reply; the
+    message counts as sent as long as one recipient was accepted.
+    """
+
+    accepted: tuple[str, ...]
+    refused: Mapping[str, str] = field(default_factory=dict)
+    response: str = ""
+
+
+class ErrorClass(enum.Enum):
+    """How a failed attempt is treated (DESIGN.md §6)."""
+
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+    RATE_LIMITED = "rate_limited"
+
+
+@dataclass(frozen=True, slots=True)
+class GuardVerdict:
+    """A send guard's answer: allow, or refuse with a reason (optionally retry later)."""
+
+    allow: bool
+    reason: str = ""
+    retry_at: float | None = None
+
+    @classmethod
+    def ok(cls) -> GuardVerdict:
+        return cls(allow=True)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryEvent:
+    """One outbox row as handed to a reporter (API.md §6)."""
+
+    event_id: str
+    tenant_id: str
+    message_id: str
+    event_type: str
+    event_ts: int
+    description: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportAck:
+    """A reporter's outcome for one delivery: ok marks the events reported."""
+
+    ok: bool
+    next_sync_after: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Something learnt after sending (bounce, PEC receipt), correlated to a message."""
+
+    event_type: str
+    event_ts: int
+    description: str = ""
+    tenant_id: str | None = None
+    message_id: str | None = None
+    message_id_header: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)

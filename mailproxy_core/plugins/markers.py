@@ -1,0 +1,11 @@
+"""pluggy markers of the ``mailproxy`` project: ``hookspec`` for the kernel, ``hookimpl`` for plugins."""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "mailproxy"
+ENTRY_POINT_GROUP = "mailproxy"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)

@@ -1,0 +1,103 @@
+"""What plugins implement (DESIGN.md §4.3).
+
+pluggy cannot await, so asynchronous work lives on the objects that registration hooks return.
+Each protocol is small; the kernel owns the objects and calls ``aclose`` (when present) on
+shutdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from .models import (
+    Account,
+    AttachmentRef,
+    DeliveryEvent,
+    Envelope,
+    GuardVerdict,
+    Message,
+    Principal,
+    Receipt,
+    ReportAck,
+    SendResult,
+    Tenant,
+)
+
+if TYPE_CHECKING:
+    from quart import Request
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Delivers one composed message for an account.
+
+    Raises ``TransientSendError``, ``PermanentSendError`` or ``RateLimitedError``; any other
+    exception is classified by the ``mailproxy_classify_error`` hook.
+    """
+
+    async def send(self, account: Account, envelope: Envelope, mime_bytes: bytes) -> SendResult: ...
+
+
+@runtime_checkable
+class StorageBackend(Protocol):
+    """A file store mounted for a tenant (``storages`` rows name the protocol)."""
+
+    async def read(self, path: str) -> bytes: ...
+
+    async def write(self, path: str, data: bytes) -> None: ...
+
+    async def delete(self, path: str) -> None: ...
+
+    async def exists(self, path: str) -> bool: ...
+
+    async def url(self, path: str, expires_in: int | None = None) -> str | None: ...
+
+
+@runtime_checkable
+class AttachmentFetcher(Protocol):
+    """Fetches the bytes of one attachment; raises ``AttachmentError`` (transient or not)."""
+
+    async def fetch(self, ref: AttachmentRef, tenant: Tenant, max_bytes: int | None) -> bytes: ...
+
+
+@runtime_checkable
+class AuthBackend(Protocol):
+    """Turns a request into a principal, or returns ``None`` to let the next backend try.
+
+    Raise ``AuthError`` only when the request carries credentials this backend owns and they are
+    wrong (an expired tenant key, say); otherwise decline with ``None``.
+    """
+
+    async def authenticate(self, request: Request) -> Principal | None: ...
+
+
+@runtime_checkable
+class Reporter(Protocol):
+    """Delivers a tenant's events to its client application, in order."""
+
+    async def report(self, tenant: Tenant, events: Sequence[DeliveryEvent]) -> ReportAck: ...
+
+
+@runtime_checkable
+class ReceiptHandler(Protocol):
+    """Collects receipts (bounces, PEC receipts) from wherever they arrive."""
+
+    async def poll(self) -> Sequence[Receipt]: ...
+
+
+@runtime_checkable
+class SendGuard(Protocol):
+    """Consulted before each send (suppression lists, quotas); may refuse or postpone."""
+
+    async def check(self, message: Message, account: Account) -> GuardVerdict: ...
+
+
+class MigrationContext(Protocol):
+    """Handed to a migration step: run statements in the migration's transaction."""
+
+    dialect: str
+
+    async def execute(self, statement: Any, values: Mapping[str, Any] | None = None) -> None: ...
+
+    async def create_tables(self, *tables: Any) -> None: ...

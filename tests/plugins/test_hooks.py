@@ -1,0 +1,588 @@
+"""One test per hook (``test_hook_<name>``); ``test_every_hook_has_a_test`` keeps it that way."""
+
+from __future__ import annotations
+
+import asyncio
+import email.message
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from quart import Blueprint
+
+from mailproxy_core import (
+    Account,
+    AttachmentFetcherSpec,
+    AttachmentRef,
+    AuthBackendSpec,
+    BackgroundTaskSpec,
+    ConfigurationError,
+    EndpointSpec,
+    Endpoint,
+    ErrorClass,
+    GuardVerdict,
+    Message,
+    MigrationSpec,
+    PermanentSendError,
+    Principal,
+    Receipt,
+    ReceiptHandlerSpec,
+    ReportAck,
+    ReporterSpec,
+    RouteSpec,
+    SendGuardSpec,
+    SendResult,
+    SettingsSpec,
+    StorageBackendSpec,
+    Tenant,
+    TransientSendError,
+    TransportSpec,
+    any_principal,
+    hookimpl,
+)
+from mailproxy_core.app import create_app, kernel_of
+from mailproxy_core.kernel import build_kernel
+from mailproxy_core.plugins.hookspecs import ALL_HOOKS
+from mailproxy_core.settings import Settings
+
+ACCOUNT = Account(pk="a-pk", tenant_id="acme", id="main", host="smtp.example.com", port=587)
+MESSAGE = Message(
+    pk=1, tenant_id="acme", id="m1", account_id="main", status="pending", priority=2, payload={}
+)
+TENANT = Tenant(id="acme")
+
+
+def make_settings(tmp_path: Path, **values: Any) -> Settings:
+    return Settings.from_values(db=str(tmp_path / "mp.db"), api_token="admin-token", **values)
+
+
+async def started(tmp_path: Path, plugin: object, name: str = "probe", **values: Any):
+    app = create_app(make_settings(tmp_path, **values), extra_plugins={name: plugin})
+    return app
+
+
+def test_every_hook_has_a_test():
+    tests = {name for name in dir(sys.modules[__name__]) if name.startswith("test_hook_")}
+    missing = [
+        hook for hook in ALL_HOOKS if f"test_hook_{hook.removeprefix('mailproxy_')}" not in tests
+    ]
+    assert missing == []
+
+
+# -- registration hooks ---------------------------------------------------------------------------
+
+
+class ProbeSettings(BaseModel):
+    pool_size: int = 4
+    label: str = "x"
+
+
+class SettingsPlugin:
+    @hookimpl
+    def mailproxy_register_settings(self):
+        return [SettingsSpec("probe", ProbeSettings)]
+
+
+def test_hook_register_settings(tmp_path):
+    mp = build_kernel(
+        make_settings(tmp_path, plugin_sections={"probe": {"pool_size": "9"}}),
+        extra_plugins={"probe": SettingsPlugin()},
+    )
+    probe = mp.plugin_settings("probe")
+    assert isinstance(probe, ProbeSettings)
+    assert probe.pool_size == 9 and probe.label == "x"
+    with pytest.raises(ConfigurationError, match="pool_size"):
+        build_kernel(
+            make_settings(tmp_path, plugin_sections={"probe": {"pool_size": "many"}}),
+            extra_plugins={"probe": SettingsPlugin()},
+        )
+
+
+class EchoTransport:
+    def __init__(self, mp):
+        self.mp = mp
+        self.closed = False
+
+    async def send(self, account, envelope, mime_bytes):
+        return SendResult(accepted=envelope.recipients)
+
+    async def aclose(self):
+        self.closed = True
+
+
+async def test_hook_register_transports(tmp_path):
+    class Plugin:
+        @hookimpl
+        def mailproxy_register_transports(self):
+            return [TransportSpec("echo", EchoTransport)]
+
+    app = await started(tmp_path, Plugin())
+    mp = kernel_of(app)
+    async with app.test_app():
+        transport = mp.transports["echo"]
+        assert isinstance(transport, EchoTransport) and transport.mp is mp
+        assert "file" in mp.transports and "null" in mp.transports
+    assert transport.closed  # owned objects are closed at shutdown
+
+
+class MemoryStorage:
+    def __init__(self, mp, config):
+        self.files: dict[str, bytes] = {}
+        self.prefix = config["prefix"]
+
+    async def read(self, path):
+        return self.files[self.prefix + path]
+
+    async def write(self, path, data):
+        self.files[self.prefix + path] = data
+
+    async def delete(self, path):
+        self.files.pop(self.prefix + path, None)
+
+    async def exists(self, path):
+        return self.prefix + path in self.files
+
+    async def url(self, path, expires_in=None):
+        return None
+
+
+async def test_hook_register_storage_backends(tmp_path):
+    class Plugin:
+        @hookimpl
+        def mailproxy_register_storage_backends(self):
+            return [StorageBackendSpec("memory", MemoryStorage)]
+
+    mp = build_kernel(make_settings(tmp_path), extra_plugins={"probe": Plugin()})
+    storage = mp.storage("memory", {"prefix": "t/"})
+    await storage.write("a.txt", b"hello")
+    assert await storage.read("a.txt") == b"hello"
+    with pytest.raises(ConfigurationError, match="unknown storage protocol 'ftp'"):
+        mp.storage("ftp", {})
+
+
+async def test_hook_register_attachment_fetchers(tmp_path):
+    class UpperFetcher:
+        def __init__(self, mp):
+            pass
+
+        async def fetch(self, ref, tenant, max_bytes):
+            return ref.storage_path.upper().encode()
+
+    class Plugin:
+        @hookimpl
+        def mailproxy_register_attachment_fetchers(self):
+            return [AttachmentFetcherSpec("upper", UpperFetcher)]
+
+    app = await started(tmp_path, Plugin())
+    async with app.test_app():
+        fetchers = kernel_of(app).attachment_fetchers
+        ref = AttachmentRef(filename="a.txt", storage_path="abc")
+        assert await fetchers["upper"].fetch(ref, TENANT, None) == b"ABC"
+        inline = AttachmentRef(filename="b.txt", storage_path="base64:aGk=")
+        assert await fetchers["base64"].fetch(inline, TENANT, None) == b"hi"
+
+
+async def test_hook_register_auth_backends(tmp_path):
+    class HeaderBackend:
+        def __init__(self, mp):
+            pass
+
+        async def authenticate(self, request):
+            if request.headers.get("X-Tenant-Pass") == "acme-secret":
+                return Principal.tenant("acme")
+            return None
+
+    class Plugin:
+        @hookimpl
+        def mailproxy_register_auth_backends(self):
+            return [AuthBackendSpec("header", HeaderBackend, order=5)]
+
+    app = await started(tmp_path, Plugin())
+    async with app.test_app():
+        client = app.test_client()
+        ok = await client.get("/instance/status", headers={"X-Tenant-Pass": "acme-secret"})
+        assert ok.status_code == 200
+        refused = await client.get("/instance/plugins", headers={"X-Tenant-Pass": "acme-secret"})
+        assert refused.status_code == 403  # a tenant principal on an admin-only route
+        anonymous = await client.get("/instance/status", headers={"X-Tenant-Pass": "wrong"})
+        assert anonymous.status_code == 401
+
+
+async def test_hook_register_reporters(tmp_path):
+    class ListReporter:
+        def __init__(self, mp):
+            self.seen: list[Any] = []
+
+        async def report(self, tenant, events):
+            self.seen.extend(events)
+            return ReportAck(ok=True)
+
+    class Plugin:
+        @hookimpl
+        def mailproxy_register_reporters(self):
+            return [ReporterSpec("bus", ListReporter)]
+
+    app = await started(tmp_path, Plugin())
+    async with app.test_app():
+        reporter = kernel_of(app).reporters["bus"]
+        ack = await reporter.report(TENANT, [])
+        assert ack.ok
+
+
+def test_hook_register_receipt_handlers(tmp_path):
+    class Mailbox:
+        def __init__(self, mp):
+            pass
+
+        async def poll(self):
+            return [Receipt(event_type="bounce", event_ts=1)]
+
+    class Plugin:
+        @hookimpl
+        def mailproxy_register_receipt_handlers(self):
+            return [ReceiptHandlerSpec("mailbox", Mailbox, interval=30)]
+
+    mp = build_kernel(make_settings(tmp_path), extra_plugins={"probe": Plugin()})
+    spec = mp.registry.receipt_handlers["mailbox"]
+    assert spec.interval == 30
+    assert mp.registry.receipt_handlers.plugin_of("mailbox") == "probe"
+    receipts = asyncio.run(spec.factory(mp).poll())
+    assert receipts[0].event_type == "bounce"
+
+
+async def test_hook_register_endpoints(tmp_path):
+    class Greetings(Endpoint):
+        @any_principal
+        async def hello(self, name: str) -> dict[str, str]:
+            """Say hello."""
+            return {"hello": name, "caller": self.principal.kind}
+
+    class Plugin:
+        @hookimpl
+        def mailproxy_register_endpoints(self):
+            return [EndpointSpec("greetings", Greetings)]
+
+    app = await started(tmp_path, Plugin())
+    async with app.test_app():
+        client = app.test_client()
+        resp = await client.get(
+            "/greetings/hello", query_string={"name": "bob"}, headers={"X-API-Token": "admin-token"}
+        )
+        assert resp.status_code == 200
+        assert await resp.get_json() == {"hello": "bob", "caller": "admin"}
+        spec = await (await client.get("/openapi.json")).get_json()
+        assert "/greetings/hello" in spec["paths"]
+
+
+async def test_hook_register_routes(tmp_path):
+    blueprint = Blueprint("probe_routes", __name__)
+
+    @blueprint.get("/probe/open")
+    async def open_route():
+        return {"open": True}
+
+    @blueprint.get("/probe/closed")
+    async def closed_route():
+        return {"closed": True}
+
+    class Plugin:
+        @hookimpl
+        def mailproxy_register_routes(self):
+            return [RouteSpec("probe_routes", blueprint, public_paths=("/probe/open",))]
+
+    app = await started(tmp_path, Plugin())
+    async with app.test_app():
+        client = app.test_client()
+        assert (await client.get("/probe/open")).status_code == 200
+        assert (await client.get("/probe/closed")).status_code == 401
+        allowed = await client.get("/probe/closed", headers={"X-API-Token": "admin-token"})
+        assert await allowed.get_json() == {"closed": True}
+
+
+async def test_hook_register_migrations(tmp_path):
+    import sqlalchemy as sa
+
+    table = sa.Table("probe_notes", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
+
+    async def create(ctx):
+        await ctx.create_tables(table)
+
+    class Plugin:
+        @hookimpl
+        def mailproxy_register_migrations(self):
+            return [MigrationSpec("probe", 1, "notes table", create)]
+
+    app = await started(tmp_path, Plugin())
+    async with app.test_app():
+        mp = kernel_of(app)
+        from mailproxy_core.db.migrate import migration_status
+
+        status = await migration_status(mp.db, list(mp.registry.migrations))
+        assert any(entry["component"] == "probe" and entry["applied"] for entry in status)
+
+
+async def test_hook_register_background_tasks(tmp_path):
+    ran = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def loop(mp):
+        ran.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    class Plugin:
+        @hookimpl
+        def mailproxy_register_background_tasks(self):
+            return [BackgroundTaskSpec("probe_loop", loop)]
+
+    app = await started(tmp_path, Plugin())
+    async with app.test_app():
+        await asyncio.wait_for(ran.wait(), 5)
+        assert "probe_loop" in kernel_of(app).background_tasks
+    assert cancelled.is_set()
+
+
+async def test_hook_register_send_guards(tmp_path):
+    class NoNight:
+        def __init__(self, mp):
+            pass
+
+        async def check(self, message, account):
+            return GuardVerdict(allow=False, reason="quiet hours", retry_at=123.0)
+
+    class Plugin:
+        @hookimpl
+        def mailproxy_register_send_guards(self):
+            return [SendGuardSpec("no_night", NoNight)]
+
+    app = await started(tmp_path, Plugin())
+    async with app.test_app():
+        verdict = await kernel_of(app).send_guards["no_night"].check(MESSAGE, ACCOUNT)
+        assert not verdict.allow and verdict.reason == "quiet hours"
+
+
+# -- decision hooks -------------------------------------------------------------------------------
+
+
+def test_hook_select_transport(tmp_path):
+    plain = build_kernel(make_settings(tmp_path))
+    assert plain.hooks.select_transport(ACCOUNT, MESSAGE) == "smtp"
+
+    class DryRun:
+        @hookimpl
+        def mailproxy_select_transport(self, message):
+            return "null" if message.payload.get("dry_run") else None
+
+    mp = build_kernel(make_settings(tmp_path), extra_plugins={"dryrun": DryRun()})
+    dry = Message(
+        pk=2,
+        tenant_id="acme",
+        id="m2",
+        account_id="main",
+        status="pending",
+        priority=2,
+        payload={"dry_run": True},
+    )
+    assert mp.hooks.select_transport(ACCOUNT, dry) == "null"
+    assert mp.hooks.select_transport(ACCOUNT, MESSAGE) == "smtp"
+
+
+@pytest.mark.parametrize(
+    ("path", "mode", "expected"),
+    [
+        ("base64:aGk=", None, "base64"),
+        ("https://files.example.com/a.pdf", None, "http_url"),
+        ("http://files.example.com/a.pdf", None, "http_url"),
+        ("/srv/files/a.pdf", None, "filesystem"),
+        ("docs:reports/a.pdf", None, "storage"),
+        ("other:reports/a.pdf", None, "endpoint"),
+        ("invoices/2024/a.pdf", None, "endpoint"),
+        ("/srv/files/a.pdf", "endpoint", "endpoint"),
+    ],
+)
+def test_hook_resolve_fetcher(tmp_path, path, mode, expected):
+    mp = build_kernel(make_settings(tmp_path))
+    ref = AttachmentRef(filename="a.pdf", storage_path=path, fetch_mode=mode)
+    assert mp.hooks.resolve_fetcher(ref, TENANT, frozenset({"docs"})) == expected
+
+    class Vault:
+        @hookimpl
+        def mailproxy_resolve_fetcher(self, ref):
+            return "vault" if ref.storage_path.startswith("/srv") else None
+
+    custom = build_kernel(make_settings(tmp_path), extra_plugins={"vault": Vault()})
+    answer = custom.hooks.resolve_fetcher(ref, TENANT, frozenset({"docs"}))
+    assert answer == ("vault" if path.startswith("/srv") else expected)
+
+
+def test_hook_classify_error(tmp_path):
+    from mailproxy_core import AttachmentError, RateLimitedError
+
+    mp = build_kernel(make_settings(tmp_path))
+    classify = mp.hooks.classify_error
+    assert classify(TransientSendError("451 try later")) is ErrorClass.TRANSIENT
+    assert classify(PermanentSendError("550 no such user")) is ErrorClass.PERMANENT
+    assert classify(RateLimitedError("slow down")) is ErrorClass.RATE_LIMITED
+    assert classify(TimeoutError()) is ErrorClass.TRANSIENT
+    assert classify(ConnectionResetError()) is ErrorClass.TRANSIENT
+    assert classify(AttachmentError("500 from server", transient=True)) is ErrorClass.TRANSIENT
+    assert classify(AttachmentError("404", transient=False)) is ErrorClass.PERMANENT
+    assert classify(ValueError("bad")) is ErrorClass.PERMANENT
+
+    class Greylist:
+        @hookimpl
+        def mailproxy_classify_error(self, error):
+            return ErrorClass.TRANSIENT if "greylisted" in str(error) else None
+
+    custom = build_kernel(make_settings(tmp_path), extra_plugins={"greylist": Greylist()})
+    assert custom.hooks.classify_error(PermanentSendError("550 greylisted")) is ErrorClass.TRANSIENT
+    assert custom.hooks.classify_error(PermanentSendError("550 nope")) is ErrorClass.PERMANENT
+
+
+def test_hook_retry_delay(tmp_path):
+    mp = build_kernel(make_settings(tmp_path))
+    delays = (60.0, 300.0, 900.0)
+    for retry, base in [(1, 60.0), (2, 300.0), (3, 900.0), (7, 900.0)]:
+        values = {mp.hooks.retry_delay(retry, None, MESSAGE, delays) for _ in range(50)}
+        assert all(base * 0.9 <= v <= base * 1.1 for v in values)
+        assert len(values) > 1  # jittered
+
+    class Fast:
+        @hookimpl
+        def mailproxy_retry_delay(self, retry, message):
+            return 5.0 if message.priority == 0 else None
+
+    custom = build_kernel(make_settings(tmp_path), extra_plugins={"fast": Fast()})
+    urgent = Message(
+        pk=3, tenant_id="acme", id="m3", account_id="main", status="pending", priority=0, payload={}
+    )
+    assert custom.hooks.retry_delay(1, None, urgent, delays) == 5.0
+    assert 54 <= custom.hooks.retry_delay(1, None, MESSAGE, delays) <= 66
+
+
+# -- mutation hooks -------------------------------------------------------------------------------
+
+
+def test_hook_prepare_message(tmp_path):
+    class Campaign:
+        @hookimpl
+        def mailproxy_prepare_message(self, mime, message):
+            mime["X-Campaign"] = message.batch_code or "none"
+
+    class Signature:
+        @hookimpl
+        def mailproxy_prepare_message(self, mime, account):
+            mime["X-Account"] = account.id
+
+    mp = build_kernel(
+        make_settings(tmp_path), extra_plugins={"campaign": Campaign(), "signature": Signature()}
+    )
+    mime = email.message.EmailMessage()
+    mp.hooks.prepare_message(mime, MESSAGE, ACCOUNT)
+    assert mime["X-Campaign"] == "none"
+    assert mime["X-Account"] == "main"
+
+
+# -- event hooks ----------------------------------------------------------------------------------
+
+
+class Recorder:
+    """Implements every event hook, some sync, some async, and one that fails."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    @hookimpl
+    async def mailproxy_startup(self, mp):
+        await asyncio.sleep(0)
+        self.calls.append(("startup", mp.started is False))
+
+    @hookimpl
+    async def mailproxy_shutdown(self, mp):
+        self.calls.append(("shutdown", mp.started))
+
+    @hookimpl
+    def mailproxy_message_queued(self, message):
+        self.calls.append(("queued", message.id))
+
+    @hookimpl
+    async def mailproxy_message_sent(self, message, result):
+        self.calls.append(("sent", result.accepted))
+
+    @hookimpl
+    def mailproxy_message_failed(self, message, error):
+        self.calls.append(("failed", error))
+
+    @hookimpl
+    def mailproxy_message_deferred(self, message, reason, next_attempt_ts):
+        self.calls.append(("deferred", (reason, next_attempt_ts)))
+
+    @hookimpl
+    async def mailproxy_receipt_received(self, receipt):
+        self.calls.append(("receipt", receipt.event_type))
+
+
+class Failing:
+    @hookimpl
+    def mailproxy_message_queued(self, message):
+        raise RuntimeError("plugin bug")
+
+
+async def test_hook_startup(tmp_path):
+    recorder = Recorder()
+    app = await started(tmp_path, recorder)
+    async with app.test_app():
+        assert recorder.calls == [("startup", True)]
+
+
+async def test_hook_shutdown(tmp_path):
+    recorder = Recorder()
+    app = await started(tmp_path, recorder)
+    async with app.test_app():
+        pass
+    assert recorder.calls[-1] == ("shutdown", True)
+
+
+async def test_hook_message_queued(tmp_path, caplog):
+    recorder = Recorder()
+    mp = build_kernel(
+        make_settings(tmp_path), extra_plugins={"failing": Failing(), "rec": recorder}
+    )
+    with caplog.at_level(logging.ERROR):
+        await mp.hooks.message_queued(mp, MESSAGE)
+    assert recorder.calls == [("queued", "m1")]  # the failing plugin did not stop the recorder
+    assert "plugin 'failing' failed in mailproxy_message_queued" in caplog.text
+
+
+async def test_hook_message_sent(tmp_path):
+    recorder = Recorder()
+    mp = build_kernel(make_settings(tmp_path), extra_plugins={"rec": recorder})
+    await mp.hooks.message_sent(mp, MESSAGE, SendResult(accepted=("a@example.com",)))
+    assert recorder.calls == [("sent", ("a@example.com",))]
+
+
+async def test_hook_message_failed(tmp_path):
+    recorder = Recorder()
+    mp = build_kernel(make_settings(tmp_path), extra_plugins={"rec": recorder})
+    await mp.hooks.message_failed(mp, MESSAGE, "550 5.1.1 User unknown")
+    assert recorder.calls == [("failed", "550 5.1.1 User unknown")]
+
+
+async def test_hook_message_deferred(tmp_path):
+    recorder = Recorder()
+    mp = build_kernel(make_settings(tmp_path), extra_plugins={"rec": recorder})
+    await mp.hooks.message_deferred(mp, MESSAGE, "rate_limit", 1_700_000_060)
+    assert recorder.calls == [("deferred", ("rate_limit", 1_700_000_060))]
+
+
+async def test_hook_receipt_received(tmp_path):
+    recorder = Recorder()
+    mp = build_kernel(make_settings(tmp_path), extra_plugins={"rec": recorder})
+    await mp.hooks.receipt_received(mp, Receipt(event_type="pec_delivery", event_ts=5))
+    assert recorder.calls == [("receipt", "pec_delivery")]
