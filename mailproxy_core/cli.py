@@ -174,7 +174,8 @@ def plugins(config: str | None, as_json: bool) -> None:
         click.echo(json.dumps({"plugins": infos}))
         return
     for info in infos:
-        line = f"{info['name']:<16} {info['status']:<9} {info['distribution'] or '-'} {info['version'] or ''}"
+        dist = f"{info['distribution'] or '-'} {info['version'] or ''}"
+        line = f"{info['name']:<16} {info['status']:<9} {dist}"
         click.echo(line.rstrip())
         if info["load_error"]:
             click.echo(f"{'':<16} error: {info['load_error']}")
@@ -209,6 +210,8 @@ def token(config: str | None, regenerate: bool) -> None:
     if regenerate:
         click.echo(f"New admin API token (shown once, keep it safe): {result}")
     elif result:
-        click.echo("An admin token is set (only its hash is stored). Use --regenerate to replace it.")
+        click.echo(
+            "An admin token is set (only its hash is stored). Use --regenerate to replace it."
+        )
     else:
         click.echo("No admin token yet: `mail-proxy serve` generates one on first start.")

@@ -122,7 +122,9 @@ class InvalidInput(MailproxyError):
     status = 422
     code = "invalid_input"
 
-    def __init__(self, detail: str, *, errors: Sequence[dict[str, Any]] = (), code: str | None = None) -> None:
+    def __init__(
+        self, detail: str, *, errors: Sequence[dict[str, Any]] = (), code: str | None = None
+    ) -> None:
         super().__init__(detail, code=code)
         self.errors = list(errors)
 

@@ -49,7 +49,7 @@ async def serve_app(
     config.errorlog = logging.getLogger("hypercorn.error")
     remove = _install_signal_handlers(stop)
     try:
-        server = asyncio.ensure_future(hypercorn_serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+        server = asyncio.ensure_future(hypercorn_serve(app, config, shutdown_trigger=stop.wait))
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({server, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if server.done():  # startup failed (port taken, a plugin's startup raised ...)

@@ -29,7 +29,13 @@ import httpx
 
 from ..errors import PluginError
 from .endpoint import MethodInfo, collect_methods
-from .signature import ParamInfo, is_scalar, literal_values, unwrap_optional
+from .signature import (
+    ParamInfo,
+    is_scalar,
+    literal_values,
+    unwrap_optional,
+    without_args_section,
+)
 
 if TYPE_CHECKING:
     from ..specs import EndpointSpec
@@ -255,7 +261,9 @@ def _make_callback(info: MethodInfo) -> Callable[..., None]:
 
 
 def _command_help(info: MethodInfo) -> str:
-    help_text = info.docstring or f"Call {info.http_method} {info.path}."
+    description = without_args_section(info.description)
+    help_text = "\n\n".join(part for part in (info.summary, description) if part)
+    help_text = help_text or f"Call {info.http_method} {info.path}."
     arguments = [param for param in info.params if param.required]
     if arguments:
         lines = ["\b", "Arguments:"]

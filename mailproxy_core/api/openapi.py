@@ -34,7 +34,7 @@ from quart_schema import (
 from quart_schema.conversion import model_schema
 
 from .endpoint import MethodInfo
-from .signature import camel
+from .signature import camel, without_args_section
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ SECURITY: list[dict[str, list[str]]] = [{"ApiToken": []}, {"Bearer": []}]
 
 
 class ErrorBody(BaseModel):
-    """Error body: ``detail`` says what was wrong, ``code`` is machine readable."""
+    """Error: `detail` says what was wrong, `code` is machine readable; 422 lists `errors`."""
 
     detail: str
     code: str
@@ -123,7 +123,8 @@ def document_operation(view: Callable[..., Any], info: MethodInfo, *, public: bo
     Summary and description come from the docstring, the tag from the entity, the operation id
     is ``<verb>_<entity>_<method>``; ``public`` routes document no security and no 401/403.
     """
-    view.__doc__ = info.docstring or None
+    description = without_args_section(info.description)
+    view.__doc__ = "\n".join(part for part in (info.summary, description) if part) or None
     tag([info.entity])(view)
     operation_id(f"{info.entity}_{info.name}")(view)
     if info.params or info.accepts_extra:

@@ -105,6 +105,23 @@ def split_docstring(docstring: str) -> tuple[str, str]:
     return lines[0].strip(), "\n".join(lines[1:]).strip()
 
 
+def without_args_section(text: str) -> str:
+    """``text`` without its ``Args:`` section (parameters are documented in the schema)."""
+    kept: list[str] = []
+    section_indent: int | None = None
+    for line in text.splitlines():
+        indent = len(line) - len(line.lstrip())
+        if section_indent is not None:
+            if not line.strip() or indent > section_indent:
+                continue
+            section_indent = None
+        if line.strip().lower() in _ARGS_HEADERS:
+            section_indent = indent
+            continue
+        kept.append(line)
+    return "\n".join(kept).strip()
+
+
 def param_docs(docstring: str) -> dict[str, str]:
     """Parameter descriptions from a Google-style ``Args:`` section.
 

@@ -20,7 +20,7 @@ def mailproxy_select_transport(account: Account, message: Message) -> str | None
 
 
 def infer_fetch_mode(ref: AttachmentRef, storage_names: frozenset[str]) -> str:
-    """Fetch mode of an attachment (API.md §5): explicit ``fetch_mode``, else by the path's shape."""
+    """Fetch mode of an attachment (API.md §5): ``fetch_mode``, else by the path's shape."""
     if ref.fetch_mode:
         return ref.fetch_mode
     path = ref.storage_path

@@ -240,6 +240,20 @@ CORE_TABLES: tuple[sa.Table, ...] = (
 )
 """The tables core migration v1 creates, parents before children."""
 
+
+def plugin_metadata() -> sa.MetaData:
+    """A ``MetaData`` for a plugin's own tables, in which the core tables are known.
+
+    A plugin table may then reference core rows by name, e.g.
+    ``sa.ForeignKey("tenants.id", ondelete="CASCADE")``. Only the plugin's tables are created by
+    its migration (``ctx.create_tables(my_table)``); the core copies are there for reference.
+    """
+    plugin_meta = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    for table in CORE_TABLES:
+        table.to_metadata(plugin_meta)
+    return plugin_meta
+
+
 INSTANCE_ROW_ID = 1
 """The primary key of the single ``instance`` row."""
 

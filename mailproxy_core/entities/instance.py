@@ -40,7 +40,10 @@ class InstanceEndpoint(Endpoint):
     @admin_only
     @POST
     async def update(
-        self, name: str | None = None, edition: str | None = None, config: dict[str, Any] | None = None
+        self,
+        name: str | None = None,
+        edition: str | None = None,
+        config: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Change the instance name, edition or config (config keys are merged)."""
         fields: dict[str, Any] = {}

@@ -51,7 +51,8 @@ class HookCalls:
                 specs = list(returned or ())
             except Exception as err:
                 raise PluginError(
-                    f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(err).__name__}: {err}"
+                    f"plugin {impl.plugin_name!r} failed in {hook_name}: "
+                    f"{type(err).__name__}: {err}"
                 ) from err
             results.extend((impl.plugin_name, spec) for spec in specs)
         return results
@@ -60,7 +61,9 @@ class HookCalls:
 
     def select_transport(self, account: Account, message: Message) -> str:
         """Name of the transport for this send (the default answers ``account.transport``)."""
-        name: str | None = self._pm.hook.mailproxy_select_transport(account=account, message=message)
+        name: str | None = self._pm.hook.mailproxy_select_transport(
+            account=account, message=message
+        )
         return name or account.transport
 
     def resolve_fetcher(

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from stevedore import NamedExtensionManager
+from stevedore import ExtensionManager, NamedExtensionManager
 
 from ..errors import PluginError
 from .markers import ENTRY_POINT_GROUP
@@ -104,19 +104,27 @@ def discover_plugins(
         dist, version = _distribution_of(ep)
         if name in reserved_names:
             discovery.infos[name] = PluginInfo(
-                name, dist, version, "failed", f"the name {name!r} is reserved for a built-in plugin"
+                name,
+                dist,
+                version,
+                "failed",
+                f"the name {name!r} is reserved for a built-in plugin",
             )
         elif name in deny or (allow is not None and name not in allow):
             discovery.infos[name] = PluginInfo(name, dist, version, "disabled")
         else:
             wanted.append(name)
 
+    # stevedore's cached entry points carry no distribution: take it from importlib.metadata.
     def on_failure(_manager: Any, ep: importlib.metadata.EntryPoint, err: BaseException) -> None:
-        dist, version = _distribution_of(ep)
+        dist, version = _distribution_of(points[ep.name])
         log.error("plugin %r failed to import: %s", ep.name, _describe(err), exc_info=err)
         discovery.infos[ep.name] = PluginInfo(ep.name, dist, version, "failed", _describe(err))
 
     if wanted:
+        # stevedore memoises entry points per namespace for the life of the process; each app
+        # must see what is installed now (stevedore's own on-disk cache stays in use).
+        ExtensionManager.ENTRY_POINT_CACHE.pop(ENTRY_POINT_GROUP, None)
         manager: NamedExtensionManager[Any] = NamedExtensionManager(
             namespace=ENTRY_POINT_GROUP,
             names=wanted,
@@ -125,7 +133,7 @@ def discover_plugins(
             name_order=True,
         )
         for ext in manager.extensions:
-            dist, version = _distribution_of(ext.entry_point)
+            dist, version = _distribution_of(points[ext.name])
             discovery.modules[ext.name] = ext.plugin
             discovery.infos[ext.name] = PluginInfo(ext.name, dist, version, "loaded")
 

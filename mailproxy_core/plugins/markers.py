@@ -1,4 +1,4 @@
-"""pluggy markers of the ``mailproxy`` project: ``hookspec`` for the kernel, ``hookimpl`` for plugins."""
+"""pluggy markers of the ``mailproxy`` project: ``hookspec`` (kernel), ``hookimpl`` (plugins)."""
 
 from __future__ import annotations
 

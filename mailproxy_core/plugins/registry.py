@@ -117,7 +117,8 @@ class Registry:
         for plugin, spec in calls.registrations("mailproxy_register_endpoints"):
             if not isinstance(spec, EndpointSpec):
                 raise PluginError(
-                    f"plugin {plugin!r} registered {spec!r} as an endpoint; expected an EndpointSpec"
+                    f"plugin {plugin!r} registered {spec!r} as an endpoint; "
+                    "expected an EndpointSpec"
                 )
             registry.endpoints.append(Registered(plugin, spec))
         return registry

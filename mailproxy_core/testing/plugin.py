@@ -62,7 +62,9 @@ def register_plugin(mp_extra_plugins: dict[str, object]) -> Any:
 
 
 @pytest.fixture
-async def mp_app(mp_settings: Settings, mp_extra_plugins: dict[str, object]) -> AsyncIterator[Quart]:
+async def mp_app(
+    mp_settings: Settings, mp_extra_plugins: dict[str, object]
+) -> AsyncIterator[Quart]:
     """A running app; startup and shutdown hooks run around the test."""
     app = create_app(mp_settings, extra_plugins=mp_extra_plugins)
     async with app.test_app():

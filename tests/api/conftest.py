@@ -11,7 +11,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import httpx
 import pytest
@@ -58,7 +58,16 @@ class Receipt:
     tags: tuple[str, ...] = ("a", "b")
 
 
-class Tenants(Endpoint):
+class SampleEndpoint(Endpoint):
+    """Endpoints of the sample API, whose kernel is a ``FakeKernel``."""
+
+    @property
+    def store(self) -> FakeKernel:
+        """The fake kernel (a property: neither a route nor a CLI command)."""
+        return cast(FakeKernel, self.mp)
+
+
+class Tenants(SampleEndpoint):
     """Sample ``tenants`` entity."""
 
     @POST
@@ -81,20 +90,20 @@ class Tenants(Endpoint):
             rate_limits: limits as {"per_minute": N, ...}.
         """
         tenant = {"id": id, "name": name, "active": active, "rate_limits": rate_limits}
-        self.mp.tenants[id] = tenant
+        self.store.tenants[id] = tenant
         return tenant
 
     @admin_only
     async def list(self, active_only: bool = False) -> list[dict[str, Any]]:
         """List tenants."""
-        tenants = list(self.mp.tenants.values())
+        tenants = list(self.store.tenants.values())
         return [t for t in tenants if t["active"] or not active_only]
 
     @tenant_scoped
     async def get(self, tenant_id: str) -> dict[str, Any]:
         """Get one tenant."""
         try:
-            return dict(self.mp.tenants[tenant_id])
+            return dict(self.store.tenants[tenant_id])
         except KeyError:
             raise NotFound(f"tenant {tenant_id!r} not found") from None
 
@@ -102,7 +111,7 @@ class Tenants(Endpoint):
     @tenant_scoped
     async def suspend_batch(self, tenant_id: str, batch_code: str | None = None) -> dict[str, Any]:
         """Suspend a batch (all when no batch code)."""
-        batches = self.mp.suspended.setdefault(tenant_id, [])
+        batches = self.store.suspended.setdefault(tenant_id, [])
         batches.append(batch_code or "*")
         return {"ok": True, "suspended_batches": batches}
 
@@ -137,6 +146,16 @@ class Messages(Endpoint):
             "ids": ids,
             "filters": filters,
         }
+
+    @tenant_scoped
+    async def get(self, tenant_id: str, message_id: str) -> dict[str, Any]:
+        """Get one message.
+
+        Args:
+            tenant_id: the owning tenant.
+            message_id: the client's message id.
+        """
+        return {"tenant_id": tenant_id, "id": message_id}
 
     @POST
     @tenant_scoped
@@ -179,9 +198,9 @@ class Messages(Endpoint):
         return {"note": note, "fields": fields}
 
     @any_principal
-    async def schema(self, json: str = "x") -> dict[str, str]:
+    async def schema(self, copy: str = "x") -> dict[str, str]:
         """A parameter whose name shadows a pydantic BaseModel attribute."""
-        return {"json": json}
+        return {"copy": copy}
 
 
 class Instance(Endpoint):
@@ -249,6 +268,18 @@ def make_app(
     return app, methods
 
 
+@pytest.fixture(scope="session")
+def api_specs() -> Sequence[EndpointSpec]:
+    """The sample endpoint specs (``tenants`` is split across two specs)."""
+    return SPECS
+
+
+@pytest.fixture
+def api_factory() -> Callable[..., tuple[Quart, list[MethodInfo]]]:
+    """``make_app`` itself, for tests that need the generated ``MethodInfo`` list too."""
+    return make_app
+
+
 @pytest.fixture
 def api_app() -> Quart:
     """The sample app (a fresh kernel per test)."""
@@ -274,7 +305,7 @@ def live_api_url() -> Iterator[str]:
     stop = asyncio.Event()
     thread = threading.Thread(
         target=loop.run_until_complete,
-        args=(serve(app, config, shutdown_trigger=stop.wait),),  # type: ignore[arg-type]
+        args=(serve(app, config, shutdown_trigger=stop.wait),),
         daemon=True,
     )
     thread.start()

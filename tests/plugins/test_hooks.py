@@ -20,8 +20,8 @@ from mailproxy_core import (
     AuthBackendSpec,
     BackgroundTaskSpec,
     ConfigurationError,
-    EndpointSpec,
     Endpoint,
+    EndpointSpec,
     ErrorClass,
     GuardVerdict,
     Message,
@@ -321,7 +321,7 @@ async def test_hook_register_migrations(tmp_path):
         from mailproxy_core.db.migrate import migration_status
 
         status = await migration_status(mp.db, list(mp.registry.migrations))
-        assert any(entry["component"] == "probe" and entry["applied"] for entry in status)
+        assert any(s.component == "probe" and s.applied for s in status)
 
 
 async def test_hook_register_background_tasks(tmp_path):

@@ -109,7 +109,7 @@ def test_misspelled_hook_is_a_startup_error(tmp_path, install_fake_plugin):
 def test_unknown_argument_name_is_a_startup_error(tmp_path):
     class BadArgs:
         @hookimpl
-        def mailproxy_select_transport(self, account, mesage):  # noqa: ARG002
+        def mailproxy_select_transport(self, account, mesage):
             return None
 
     with pytest.raises(PluginError, match="badargs"):
