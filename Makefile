@@ -27,7 +27,7 @@ serve: install
 	$(BIN)/mail-proxy serve
 
 test: install-test
-	$(BIN)/python -m pytest -q
+	MAILPROXY_TEST_ALL_PLUGINS=1 $(BIN)/python -m pytest -q
 
 lint: install-test
 	$(BIN)/ruff check .

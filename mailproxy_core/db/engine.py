@@ -20,6 +20,7 @@ would wait for the parent's write lock until the busy timeout).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -27,14 +28,14 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
 
 import asyncpg
-import databases
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.sql import ClauseElement
 
 from ..errors import ConfigurationError
-from ._sqlite import DEFAULT_BUSY_TIMEOUT, QueueSQLiteBackend
+from ._databases import PatchedDatabases
+from ._sqlite import DEFAULT_BUSY_TIMEOUT
 from .url import DatabaseTarget, Dialect, parse_database_setting
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,6 @@ Row: TypeAlias = dict[str, Any]
 
 Upsert: TypeAlias = pg_dialect.Insert | sqlite_dialect.Insert
 
-_SQLITE_BACKEND = f"{QueueSQLiteBackend.__module__}:{QueueSQLiteBackend.__qualname__}"
-
 # What the drivers raise when the database cannot be reached or opened. Anything else is a bug
 # or a cancellation and propagates unchanged.
 _CONNECT_ERRORS = (
@@ -58,16 +57,6 @@ _CONNECT_ERRORS = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
 )
-
-
-class _Databases(databases.Database):
-    """``databases.Database`` with our SQLite backend in place of the stock one."""
-
-    SUPPORTED_BACKENDS = {
-        **databases.Database.SUPPORTED_BACKENDS,
-        "sqlite": _SQLITE_BACKEND,
-        "sqlite+aiosqlite": _SQLITE_BACKEND,
-    }
 
 
 class Database:
@@ -110,7 +99,9 @@ class Database:
             options = self._postgres_options(
                 pool_min_size, pool_max_size, connect_timeout, command_timeout
             )
-        self._db = _Databases(self.url, **options)
+        self._db = PatchedDatabases(self.url, **options)
+        self._lifecycle = asyncio.Lock()
+        self._busy_timeout = busy_timeout
 
     @classmethod
     def from_setting(cls, value: str, **options: Any) -> Database:
@@ -135,26 +126,28 @@ class Database:
         Raises ``ConfigurationError`` naming the masked URL when the database cannot be reached
         or opened. Calling it again while connected does nothing.
         """
-        if self._db.is_connected:
-            return
-        try:
-            await self._db.connect()
-            if self.dialect == "sqlite":
-                await self._prepare_sqlite()
-            else:
-                await self._prepare_postgres()
-        except _CONNECT_ERRORS as exc:
-            await self._abandon()
-            raise ConfigurationError(self._connect_failure(exc)) from exc
-        except BaseException:
-            await self._abandon()
-            raise
+        async with self._lifecycle:
+            if self._db.is_connected:
+                return
+            try:
+                await self._db.connect()
+                if self.dialect == "sqlite":
+                    await self._prepare_sqlite()
+                else:
+                    await self._prepare_postgres()
+            except _CONNECT_ERRORS as exc:
+                await self._abandon()
+                raise ConfigurationError(self._connect_failure(exc)) from exc
+            except BaseException:
+                await self._abandon()
+                raise
         log.info("connected to database %s", self.display_url)
 
     async def disconnect(self) -> None:
         """Close every connection. Safe to call when not connected."""
-        if self._db.is_connected:
-            await self._db.disconnect()
+        async with self._lifecycle:
+            if self._db.is_connected:
+                await self._db.disconnect()
 
     async def __aenter__(self) -> Database:
         await self.connect()
@@ -242,13 +235,28 @@ class Database:
         return options
 
     async def _prepare_sqlite(self) -> None:
-        mode = await self._db.fetch_val("PRAGMA journal_mode = WAL")
+        mode = await self._db.fetch_val("PRAGMA journal_mode")
+        if str(mode).lower() != "wal":
+            mode = await self._switch_to_wal()
         if str(mode).lower() != "wal":
             log.warning(
                 "SQLite database %s runs in journal mode %r, not WAL: readers will block writers",
                 self.display_url,
                 mode,
             )
+
+    async def _switch_to_wal(self) -> Any:
+        # Changing the journal mode needs the database to itself and does not wait on the busy
+        # handler, so processes opening a fresh file at the same moment retry for a while.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._busy_timeout
+        while True:
+            try:
+                return await self._db.fetch_val("PRAGMA journal_mode = WAL")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(0.05)
 
     async def _prepare_postgres(self) -> None:
         schema = self.schema

@@ -59,7 +59,11 @@ async def postgres_unreachable_reason(url: str) -> str | None:
         try:
             await db.connect()
         except ConfigurationError as exc:
-            _reachability[url] = f"PostgreSQL is not reachable at {mask_password(url)}: {exc}"
+            cause = exc.__cause__ or exc
+            _reachability[url] = (
+                f"PostgreSQL is not reachable at {mask_password(url)}: "
+                f"{type(cause).__name__}: {cause}"
+            )
         else:
             _reachability[url] = None
         finally:

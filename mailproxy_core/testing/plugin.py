@@ -16,6 +16,8 @@ Fixtures:
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -81,3 +83,24 @@ def mp_kernel(mp_app: Quart) -> MailProxy:
 def mp_client(mp_app: Quart) -> ApiClient:
     """An API client authenticated as the admin."""
     return ApiClient(mp_app.test_client(), token=ADMIN_TOKEN)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "requires_plugins(*names): the test needs these installed plugins; skipped where they "
+        "are not installed (tox envs with a subset of plugins) unless MAILPROXY_TEST_ALL_PLUGINS=1",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Test infrastructure, not the service: reads the environment directly.
+    if os.environ.get("MAILPROXY_TEST_ALL_PLUGINS") == "1":
+        return  # every plugin must be installed: a missing one fails instead of skipping
+    installed = {ep.name for ep in importlib.metadata.entry_points(group="mailproxy")}
+    for item in items:
+        for mark in item.iter_markers("requires_plugins"):
+            missing = [name for name in mark.args if name not in installed]
+            if missing:
+                reason = f"needs plugin(s) {', '.join(missing)}, not installed in this environment"
+                item.add_marker(pytest.mark.skip(reason=reason))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import sqlalchemy as sa
 
 from mailproxy_core.db.engine import Database
 from mailproxy_core.errors import ConfigurationError
-from mailproxy_core.testing.db import drop_schema, url_with_schema
+from mailproxy_core.testing.db import drop_schema, postgres_test_schema, url_with_schema
 
 scratch_meta = sa.MetaData()
 scratch = sa.Table(
@@ -139,7 +140,7 @@ async def test_multi_row_insert_and_upsert(db: Database) -> None:
 
 async def test_reconnect_after_disconnect(db_url: str) -> None:
     db = Database.from_setting(db_url)
-    await db.connect()
+    await asyncio.gather(db.connect(), db.connect())  # concurrent calls connect once
     await db.connect()  # idempotent
     await db.disconnect()
     assert not db.is_connected
@@ -268,3 +269,60 @@ async def test_task_cancelled_while_waiting_for_the_write_lock_leaks_nothing(
         async with second.transaction():
             await second.execute(scratch.insert().values(id=3, value="second works"))
         assert await _values(second) == ["written", "second works"]
+
+
+async def test_statement_cancelled_inside_a_transaction_returns_the_connection(
+    pg_server_url: str,
+) -> None:
+    """With a pool of one, a leaked connection would make the next query wait forever."""
+    async with postgres_test_schema(pg_server_url) as url:
+        db = Database.from_setting(url + "&max_size=1")
+        async with db:
+            started = asyncio.Event()
+
+            async def slow() -> None:
+                async with db.transaction():
+                    started.set()
+                    await db.fetch_val("SELECT pg_sleep(30)")
+
+            task = asyncio.create_task(slow())
+            await started.wait()
+            await asyncio.sleep(0.05)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # A deadlock guard, not a timing assertion: a leaked connection never comes back.
+            assert await asyncio.wait_for(db.fetch_val("SELECT 1"), timeout=20) == 1
+
+
+async def test_process_exits_even_if_sqlite_database_is_never_disconnected(tmp_path: Path) -> None:
+    """Pooled idle connections must not keep the interpreter alive at exit."""
+    script = (
+        "import asyncio\n"
+        "from mailproxy_core.db.engine import Database\n"
+        f"DB = Database.from_setting({str(tmp_path / 'q.db')!r})\n"
+        "async def main():\n"
+        "    await DB.connect()\n"
+        "    assert await DB.fetch_val('SELECT 1') == 1\n"
+        "asyncio.run(main())\n"
+    )
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", script)
+    try:
+        # A deadlock guard, not a timing assertion.
+        assert await asyncio.wait_for(process.wait(), timeout=60) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_many_handles_opening_a_fresh_sqlite_file_at_once(tmp_path: Path) -> None:
+    """Switching a new file to WAL needs it exclusively; simultaneous starts must not fail."""
+    handles = [Database.from_setting(str(tmp_path / "fresh.db")) for _ in range(6)]
+    try:
+        await asyncio.gather(*(db.connect() for db in handles))
+        for db in handles:
+            assert await db.fetch_val("PRAGMA journal_mode") == "wal"
+    finally:
+        for db in handles:
+            await db.disconnect()

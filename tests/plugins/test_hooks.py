@@ -253,6 +253,7 @@ def test_hook_register_receipt_handlers(tmp_path):
     assert receipts[0].event_type == "bounce"
 
 
+@pytest.mark.requires_plugins("auth_token")
 async def test_hook_register_endpoints(tmp_path):
     class Greetings(Endpoint):
         @any_principal
@@ -277,6 +278,7 @@ async def test_hook_register_endpoints(tmp_path):
         assert "/greetings/hello" in spec["paths"]
 
 
+@pytest.mark.requires_plugins("auth_token")
 async def test_hook_register_routes(tmp_path):
     blueprint = Blueprint("probe_routes", __name__)
 

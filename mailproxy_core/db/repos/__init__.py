@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from ..engine import Database
 from .instance import InstanceRepo
+from .tenants import TenantsRepo
 
-__all__ = ["InstanceRepo", "Repos"]
+__all__ = ["InstanceRepo", "Repos", "TenantsRepo"]
 
 
 class Repos:
@@ -19,3 +20,4 @@ class Repos:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.instance = InstanceRepo(db)
+        self.tenants = TenantsRepo(db)

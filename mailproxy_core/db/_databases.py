@@ -1,0 +1,90 @@
+"""``databases.Database`` with the two fixes this service needs.
+
+1. SQLite uses ``QueueSQLiteBackend`` (``_sqlite.py``) instead of the stock backend.
+2. Transactions always give their connection back. In ``databases`` 0.9, when ``BEGIN``,
+   ``COMMIT`` or ``ROLLBACK`` raises or is cancelled, the task's connection is never released:
+   on PostgreSQL the pool slowly runs dry; on SQLite an interrupted ``BEGIN IMMEDIATE`` later
+   succeeds on a connection nobody owns, which then holds the write lock forever (and its thread
+   keeps the process from exiting). ``ReleasingTransaction`` releases the connection in every
+   case; the backend connection is told the transaction state is unknown so SQLite discards it.
+
+This module touches private attributes of ``databases.core.Connection``; the dependency is pinned
+to ``databases>=0.9,<0.10`` and ``tests/db`` exercises both paths.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import databases
+from databases.core import Connection, Transaction
+
+from ._sqlite import QueueSQLiteBackend
+
+_SQLITE_BACKEND = f"{QueueSQLiteBackend.__module__}:{QueueSQLiteBackend.__qualname__}"
+
+
+class PatchedDatabases(databases.Database):
+    """``databases.Database`` using our SQLite backend and ``ReleasingTransaction``."""
+
+    SUPPORTED_BACKENDS = {
+        **databases.Database.SUPPORTED_BACKENDS,
+        "sqlite": _SQLITE_BACKEND,
+        "sqlite+aiosqlite": _SQLITE_BACKEND,
+    }
+
+    def transaction(self, *, force_rollback: bool = False, **kwargs: Any) -> Transaction:
+        return ReleasingTransaction(self.connection, force_rollback=force_rollback, **kwargs)
+
+
+class ReleasingTransaction(Transaction):
+    """A ``databases`` transaction that releases its connection even when interrupted."""
+
+    async def start(self) -> ReleasingTransaction:
+        connection: Connection = self._connection
+        backend_transaction = connection._connection.transaction()
+        self._transaction = backend_transaction
+        async with connection._transaction_lock:
+            is_root = not connection._transaction_stack
+            await connection.__aenter__()
+            try:
+                await backend_transaction.start(is_root=is_root, extra_options=self._extra_options)
+            except BaseException:
+                self._transaction = None
+                _mark_state_unknown(connection)
+                await connection.__aexit__()
+                raise
+            connection._transaction_stack.append(self)
+        return self
+
+    async def commit(self) -> None:
+        await self._finish(commit=True)
+
+    async def rollback(self) -> None:
+        await self._finish(commit=False)
+
+    async def _finish(self, *, commit: bool) -> None:
+        connection: Connection = self._connection
+        async with connection._transaction_lock:
+            assert connection._transaction_stack[-1] is self
+            connection._transaction_stack.pop()
+            backend_transaction = self._transaction
+            assert backend_transaction is not None
+            self._transaction = None
+            try:
+                if commit:
+                    await backend_transaction.commit()
+                else:
+                    await backend_transaction.rollback()
+            except BaseException:
+                _mark_state_unknown(connection)
+                raise
+            finally:
+                await connection.__aexit__()
+
+
+def _mark_state_unknown(connection: Connection) -> None:
+    """Tell the backend connection (if it cares) that its transaction state is unknown."""
+    mark = getattr(connection._connection, "mark_state_unknown", None)
+    if mark is not None:
+        mark()
