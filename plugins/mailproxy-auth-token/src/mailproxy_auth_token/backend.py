@@ -28,8 +28,9 @@ async def ensure_admin_token(mp: MailProxy) -> None:
         )
         return
     token = new_token()
-    await mp.repos.instance.set_admin_token_hash(hash_token(token))
-    mp.announce(f"Admin API token (shown once, keep it safe): {token}")
+    # Two processes starting together: only the first stored hash wins; the other stays quiet.
+    if await mp.repos.instance.set_admin_token_hash_if_unset(hash_token(token)):
+        mp.announce(f"Admin API token (shown once, keep it safe): {token}")
 
 
 class AdminTokenBackend:
