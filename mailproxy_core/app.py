@@ -12,6 +12,7 @@ from typing import Any
 
 from quart import Quart, g, request
 
+from .api.command_recording import install_command_recording
 from .api.errors import install_error_handlers
 from .api.generate import build_api
 from .errors import AuthError
@@ -52,7 +53,9 @@ def create_app(
     route_blueprints = {route.blueprint.name for route in mp.registry.routes}
 
     async def authenticate(req: Any) -> Principal | None:
-        return await mp.auth.authenticate(req)
+        principal = await mp.auth.authenticate(req)
+        g.principal = principal  # read by the command recorder
+        return principal
 
     build_api(
         app,
@@ -61,6 +64,7 @@ def create_app(
         authenticate=authenticate,
         public_paths=public,
     )
+    install_command_recording(app, mp)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -110,6 +110,9 @@ class MailProxy:
         self.announce: Callable[[str], None] = self._announce_to_log
         self.dispatch_wakeup = asyncio.Event()
         self.report_wakeup = asyncio.Event()
+        self.dispatcher: Any = None
+        self._run_now_requested = False
+        self.report_requests: set[str | None] = set()
 
     # -- what plugins read ---------------------------------------------------------------------
 
@@ -138,6 +141,31 @@ class MailProxy:
             known = ", ".join(sorted(self.registry.storage_backends.names())) or "none installed"
             raise ConfigurationError(f"unknown storage protocol {protocol!r} (available: {known})")
         return self.registry.storage_backends[protocol].factory(self, config)
+
+    def wake_dispatcher(self, *, run_now: bool = False) -> None:
+        """Wake the dispatcher now (an immediate message, ``instance/run_now``).
+
+        In test mode the dispatcher only runs when ``run_now`` is true.
+        """
+        if run_now:
+            self._run_now_requested = True
+        self.dispatch_wakeup.set()
+
+    def directory_changed(self) -> None:
+        """Tenants, accounts or storages changed: drop the dispatcher's caches and wake it."""
+        if self.dispatcher is not None:
+            self.dispatcher.forget_cached()
+        self.dispatch_wakeup.set()
+
+    def request_report(self, tenant_id: str | None = None) -> None:
+        """Ask the reporting loop to report now: every tenant, and ``tenant_id`` even in DND."""
+        self.report_requests.add(tenant_id)
+        self.report_wakeup.set()
+
+    def consume_run_now(self) -> bool:
+        """Whether ``run_now`` was asked since the last call (the dispatcher's test mode)."""
+        requested, self._run_now_requested = self._run_now_requested, False
+        return requested
 
     @staticmethod
     def _announce_to_log(text: str) -> None:

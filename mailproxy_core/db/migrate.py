@@ -92,12 +92,32 @@ def core_migrations() -> list[MigrationSpec]:
             "storages",
             _core_v1,
         ),
+        MigrationSpec(
+            CORE_COMPONENT,
+            2,
+            "core table tenant_sync_state: per-tenant state of the reporting loop",
+            _core_v2,
+        ),
+        MigrationSpec(
+            CORE_COMPONENT,
+            3,
+            "core table rate_counters: rate-limit windows shared by every worker",
+            _core_v3,
+        ),
     ]
 
 
 async def _core_v1(ctx: MigrationContext) -> None:
     await ctx.create_tables(*schema.CORE_TABLES)
     await ctx.execute(schema.instance.insert().values(**default_instance_row(int(time.time()))))
+
+
+async def _core_v2(ctx: MigrationContext) -> None:
+    await ctx.create_tables(*schema.CORE_V2_TABLES)
+
+
+async def _core_v3(ctx: MigrationContext) -> None:
+    await ctx.create_tables(*schema.CORE_V3_TABLES)
 
 
 async def apply_migrations(db: Database, specs: Iterable[MigrationSpec]) -> list[MigrationSpec]:

@@ -1,10 +1,12 @@
 """The core tables (DESIGN.md §5) as SQLAlchemy Core ``Table`` objects.
 
 These definitions are the *current* shape of the core schema; repositories build their queries
-from them, and core migration v1 (``migrate.py``) creates them. Any later change to a table here
-must ship as a new core migration step that performs it on existing databases, and v1 must then
-create the v1 shape explicitly; ``tests/db/test_db_schema.py`` compares the migrated database
-with these definitions and fails on drift in either direction.
+from them, and the core migrations (``migrate.py``) create them: v1 the tables of
+``CORE_TABLES``, v2 those of ``CORE_V2_TABLES`` (``tenant_sync_state``), v3 those of
+``CORE_V3_TABLES`` (``rate_counters``). Any later change to a table here must ship as a new
+core migration step that performs it on existing databases, and v1 must then create the v1 shape
+explicitly; ``tests/db/test_db_schema.py`` compares the migrated
+database with these definitions and fails on drift in either direction.
 
 Portable choices, identical on SQLite and PostgreSQL:
 
@@ -18,9 +20,9 @@ Portable choices, identical on SQLite and PostgreSQL:
   never reused, because the reporting loop pages through events by id).
 - **No CHECK constraints** on statuses or enums: validation happens at the API edge, and adding a
   value later must not force a table rebuild on SQLite.
-- Deleting a tenant cascades to its accounts, messages, events and storages; deleting an account
-  sets ``messages.account_pk`` to NULL (the message history stays). ``command_log`` keeps its
-  rows: it is the audit trail.
+- Deleting a tenant cascades to its accounts, messages, events, storages and sync state;
+  deleting an account sets ``messages.account_pk`` to NULL (the message history stays).
+  ``command_log`` keeps its rows: it is the audit trail.
 
 The claim index is partial (``WHERE status IN ('pending', 'deferred')``) on both databases. A
 query can only use it when its WHERE clause contains that condition with the same literal values:
@@ -239,6 +241,36 @@ CORE_TABLES: tuple[sa.Table, ...] = (
     storages,
 )
 """The tables core migration v1 creates, parents before children."""
+
+# Core v2. Per-tenant state of the reporting loop: one row per tenant that was ever polled.
+tenant_sync_state = sa.Table(
+    "tenant_sync_state",
+    metadata,
+    sa.Column("tenant_id", sa.Text, _tenant_fk(), primary_key=True),
+    sa.Column("last_sync_ts", Timestamp),
+    sa.Column("next_sync_after", Timestamp),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_ts", Timestamp),
+    sa.Column("last_error", sa.Text),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+CORE_V2_TABLES: tuple[sa.Table, ...] = (tenant_sync_state,)
+"""The tables core migration v2 creates."""
+
+# Core v3. Rate-limit counters shared by every worker: one row per (scope, window, window start);
+# scope is ``account:<pk>`` or ``tenant:<id>``, window the window length in seconds.
+rate_counters = sa.Table(
+    "rate_counters",
+    metadata,
+    sa.Column("scope", sa.Text, primary_key=True),
+    sa.Column("window", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("window_start", Timestamp, primary_key=True, autoincrement=False),
+    sa.Column("count", sa.Integer, nullable=False),
+)
+
+CORE_V3_TABLES: tuple[sa.Table, ...] = (rate_counters,)
+"""The tables core migration v3 creates."""
 
 
 def plugin_metadata() -> sa.MetaData:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..api.endpoint import POST, Endpoint, admin_only, any_principal, public
+from .batches import activate_batch, suspend_batch
 
 
 def _instance_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -61,3 +62,50 @@ class InstanceEndpoint(Endpoint):
     async def plugins(self) -> dict[str, Any]:
         """Every plugin seen at startup: loaded, failed (with its error) or disabled."""
         return {"plugins": [info.as_dict() for info in self.mp.plugins]}
+
+    @POST
+    @admin_only
+    async def suspend(self, tenant_id: str, batch_code: str | None = None) -> dict[str, Any]:
+        """Stop sending one batch of a tenant, or everything when batch_code is left out.
+
+        The same as tenants/suspend_batch, reserved to the instance admin. Returns
+        ``{"ok": true, "tenant_id", "suspended_batches": [...]}``.
+
+        Args:
+            tenant_id: the tenant.
+            batch_code: the batch to suspend; omit it to suspend everything ("*").
+        """
+        return await suspend_batch(self.mp, tenant_id, batch_code)
+
+    @POST
+    @admin_only
+    async def activate(self, tenant_id: str, batch_code: str | None = None) -> dict[str, Any]:
+        """Resume sending one batch of a tenant, or everything when batch_code is left out.
+
+        The same as tenants/activate_batch, reserved to the instance admin: activating one
+        batch while everything is suspended ("*") is refused with 409.
+
+        Args:
+            tenant_id: the tenant.
+            batch_code: the batch to resume; omit it to resume everything.
+        """
+        return await activate_batch(self.mp, tenant_id, batch_code)
+
+    @POST
+    @any_principal
+    async def run_now(self, tenant_id: str | None = None) -> dict[str, Any]:
+        """Wake the dispatcher and the reporting loop now.
+
+        Everything ready is sent at once (also in test mode, where this is the only trigger),
+        and every tenant with unreported events is reported, ignoring back-off. With
+        ``tenant_id``, that tenant's do-not-disturb is cleared and it is polled at once. A tenant
+        key may only name its own tenant (the default).
+
+        Args:
+            tenant_id: the tenant to poll at once (optional for the admin).
+        """
+        if not self.is_admin:
+            tenant_id = self.own_tenant_id(tenant_id)
+        self.mp.wake_dispatcher(run_now=True)
+        self.mp.request_report(tenant_id)
+        return {"ok": True}

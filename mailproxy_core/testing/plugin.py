@@ -30,6 +30,7 @@ from ..kernel import MailProxy
 from ..settings import Settings
 from .client import ApiClient
 from .db import database, db_url, pg_server_url  # noqa: F401  (fixtures)
+from .smtp import smtp_server  # noqa: F401  (fixture)
 
 ADMIN_TOKEN = "test-admin-token"
 

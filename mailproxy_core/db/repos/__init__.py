@@ -8,10 +8,26 @@ for the kernel (``MailProxy.repos``).
 from __future__ import annotations
 
 from ..engine import Database
+from .accounts import AccountsRepo
+from .command_log import CommandLogRepo
+from .events import EventsRepo
 from .instance import InstanceRepo
+from .messages import MessagesRepo
+from .storages import StoragesRepo
+from .sync_state import SyncStateRepo
 from .tenants import TenantsRepo
 
-__all__ = ["InstanceRepo", "Repos", "TenantsRepo"]
+__all__ = [
+    "AccountsRepo",
+    "CommandLogRepo",
+    "EventsRepo",
+    "InstanceRepo",
+    "MessagesRepo",
+    "Repos",
+    "StoragesRepo",
+    "SyncStateRepo",
+    "TenantsRepo",
+]
 
 
 class Repos:
@@ -21,3 +37,9 @@ class Repos:
         self.db = db
         self.instance = InstanceRepo(db)
         self.tenants = TenantsRepo(db)
+        self.accounts = AccountsRepo(db)
+        self.storages = StoragesRepo(db)
+        self.messages = MessagesRepo(db)
+        self.events = EventsRepo(db)
+        self.command_log = CommandLogRepo(db)
+        self.sync_state = SyncStateRepo(db)

@@ -7,8 +7,9 @@ decrypts after reading (``crypto.SecretBox``), and never returns them to a clien
 
 from __future__ import annotations
 
+import builtins
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -92,9 +93,59 @@ class TenantsRepo:
         return _decode(row)
 
     async def delete(self, tenant_id: str) -> bool:
-        """Delete the tenant and everything that belongs to it; ``False`` if it did not exist."""
+        """Delete the tenant and everything that belongs to it; ``False`` if it did not exist.
+
+        One statement: the foreign keys cascade to accounts, messages, events, storages (and any
+        plugin table referencing the tenant), so either all of it goes or nothing does.
+        """
         delete = tenants.delete().where(tenants.c.id == tenant_id).returning(tenants.c.id)
         return await self._db.fetch_one(delete) is not None
+
+    async def exists(self, tenant_id: str) -> bool:
+        """Whether tenant ``tenant_id`` exists."""
+        query = sa.select(tenants.c.id).where(tenants.c.id == tenant_id)
+        return await self._db.fetch_val(query) is not None
+
+    async def change_suspended_batches(
+        self, tenant_id: str, change: Callable[[builtins.list[str]], Sequence[str]]
+    ) -> builtins.list[str]:
+        """Replace the tenant's suspended batches with ``change(current)``; return the new list.
+
+        Read, change and write happen in one transaction with the row locked (``FOR UPDATE`` on
+        PostgreSQL; SQLite transactions take the write lock up front), so concurrent calls do
+        not lose each other's batches. An exception raised by ``change`` rolls back and
+        propagates. Raises ``NotFound`` for an unknown tenant.
+        """
+        async with self._db.transaction():
+            query = (
+                sa.select(tenants.c.suspended_batches)
+                .where(tenants.c.id == tenant_id)
+                .with_for_update()
+            )
+            row = await self._db.fetch_one(query)
+            if row is None:
+                raise NotFound(f"tenant '{tenant_id}' not found")
+            current = list(decode_json(row["suspended_batches"], []) or [])
+            updated = list(change(current))
+            if updated != current:
+                await self._db.execute(
+                    tenants.update()
+                    .where(tenants.c.id == tenant_id)
+                    .values(suspended_batches=encode_json(updated), updated_at=int(self._clock()))
+                )
+        return updated
+
+
+async def require_tenant(db: Database, tenant_id: str) -> None:
+    """Raise ``NotFound`` unless the tenant exists; call it inside a transaction.
+
+    On PostgreSQL the row is share-locked until commit, so a concurrent delete cannot remove the
+    tenant between this check and the insert of a child row (which would otherwise fail on the
+    foreign key, a server error). SQLite transactions hold the write lock from the start.
+    """
+    query = sa.select(tenants.c.id).where(tenants.c.id == tenant_id).with_for_update(read=True)
+    if await db.fetch_val(query) is None:
+        raise NotFound(f"tenant '{tenant_id}' not found")
 
 
 def _encode(fields: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,231 @@
+"""Record every state-changing API call in the command log (API.md §3, DESIGN.md §5).
+
+What is recorded: every ``POST`` to a generated ``/{entity}/{method}`` route, whatever its
+outcome — 2xx, 4xx (403, 404, 409, 422 ...) and 5xx — with the status answered. Not recorded:
+``GET`` calls (they change nothing), plugin blueprint routes (not part of the generated API), and
+calls answered 401 (no principal was established: recording them would let anyone without a
+token fill the log). ``command_log/purge`` is recorded like any other write, after the purge, so
+the trail shows who purged and when.
+
+An entry holds:
+
+* ``endpoint`` — ``"POST /tenants/add"``;
+* ``principal`` — ``"admin"`` or ``"tenant:<id>"``;
+* ``tenant_id`` — a tenant caller's own tenant; for the admin the body's ``tenant_id``, else the
+  ``id`` of ``tenants/add``, else the one tenant all entries of a ``messages/add_batch`` name;
+  else ``None``;
+* ``payload`` — the JSON body with every secret masked (``"***"``): at any depth, any key that
+  :func:`~mailproxy_core.crypto.is_secret_key` recognises with the names of
+  ``entities.secrets.CONFIG_SECRET_KEYS`` (the defaults plus cloud-storage names such as
+  ``key``, ``account_key``, ``connection_string``): account and IMAP passwords, ``client_auth``
+  tokens and passwords, ``report_signing_secret``, storage credentials, attachment ``auth``
+  tokens. A body that is not JSON is recorded as ``None``;
+* ``response_status`` and ``response_body`` — the answer, masked too (an EE ``api_key`` shown once
+  is never logged); an answer longer than ``RESPONSE_SUMMARY_BYTES`` is summarised: scalar fields
+  kept (strings cut to ``MAX_SUMMARY_TEXT`` characters), each array or object replaced by
+  ``{"count": N}``, and ``"_truncated": true`` added.
+
+Cost: the view already parsed the body but does not keep the result, so the recorder parses it
+once more (about 3 ms for a 1,000-message ``add_batch`` body of 0.5 MB), walks it for secret keys
+(a per-key-name cache keeps that cheap) and stores the client's own JSON text unchanged when
+nothing had to be masked: the payload is encoded at most once. One ``INSERT`` per call, in the
+request, before the answer leaves, so a call is in the log when the client sees its result.
+
+A failure to record is logged (with the endpoint, never the payload) and does not change the
+answer: the call itself already succeeded or failed on its own.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from quart import Quart, Response, g, request
+from quart.wrappers.response import DataBody
+
+from ..crypto import MASK, is_secret_key
+from ..entities.secrets import CONFIG_SECRET_KEYS
+
+if TYPE_CHECKING:
+    from ..kernel import MailProxy
+    from ..models import Principal
+
+logger = logging.getLogger(__name__)
+
+GENERATED_ROUTE_PREFIX = "mailproxy_api:"
+"""Quart endpoint names of the generated routes: ``mailproxy_api:<entity>:<method>``."""
+
+RESPONSE_SUMMARY_BYTES = 2048
+"""Answers up to this size (JSON text) are recorded whole; longer ones are summarised."""
+
+MAX_SUMMARY_TEXT = 200
+"""Strings in a summarised answer are cut to this many characters."""
+
+
+def install_command_recording(app: Quart, mp: MailProxy) -> None:
+    """Record the state-changing calls served by ``app`` in ``mp.repos.command_log``.
+
+    Relies on the generated routes' authentication having stored the caller in
+    ``g.principal`` (``create_app`` does).
+    """
+
+    @app.after_request
+    async def record_command(response: Response) -> Response:
+        route = request.endpoint or ""
+        if request.method != "POST" or not route.startswith(GENERATED_ROUTE_PREFIX):
+            return response
+        if response.status_code == 401:
+            return response
+        try:
+            await _record(mp, route, response)
+        except Exception:
+            logger.error(
+                "could not record POST %s (status %s) in the command log",
+                request.path,
+                response.status_code,
+                exc_info=True,
+                extra={"endpoint": f"POST {request.path}"},
+            )
+        return response
+
+
+async def _record(mp: MailProxy, route: str, response: Response) -> None:
+    principal: Principal | None = g.get("principal")
+    _, entity, method = [*route.split(":", 2), "", ""][:3]
+    raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
+    body, payload_json = masked_payload(raw)
+    await mp.repos.command_log.record(
+        endpoint=f"POST {request.path}",
+        tenant_id=attributed_tenant(entity, method, body, principal),
+        principal=_principal_label(principal),
+        payload_json=payload_json,
+        response_status=response.status_code,
+        response_body=await _response_summary(response),
+    )
+
+
+def masked_payload(raw: bytes) -> tuple[Any, str | None]:
+    """The request body decoded and masked, and the JSON text to store for it.
+
+    Returns ``(None, None)`` for an empty or non-JSON body. When nothing was masked the client's
+    own text is stored (no second encoding); otherwise the masked value is encoded.
+    """
+    if not raw.strip():
+        return None, None
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None, None
+    masked, changed = mask_secret_values(body)
+    if not changed:
+        try:
+            return body, raw.decode("utf-8")
+        except UnicodeDecodeError:
+            pass  # UTF-16/32 JSON: re-encode below
+    return masked, json.dumps(masked, ensure_ascii=False, separators=(",", ":"))
+
+
+def mask_secret_values(value: Any) -> tuple[Any, bool]:
+    """Mask secrets like ``crypto.mask_secrets``; also say whether anything was masked.
+
+    Key names are those of ``CONFIG_SECRET_KEYS`` (a superset of the defaults), so whatever the
+    entities encrypt at rest is also masked here.
+
+    The recursion copies only what it changes, and key names are checked once each (a 1,000
+    message batch repeats the same few keys thousands of times).
+    """
+    if isinstance(value, dict):
+        changed = False
+        result: dict[Any, Any] = {}
+        for key, item in value.items():
+            if item is not None and isinstance(key, str) and _is_secret(key):
+                result[key] = MASK
+                changed = True
+            else:
+                result[key], inner = mask_secret_values(item)
+                changed = changed or inner
+        return (result if changed else value), changed
+    if isinstance(value, list):
+        items = [mask_secret_values(item) for item in value]
+        if any(inner for _, inner in items):
+            return [item for item, _ in items], True
+        return value, False
+    return value, False
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_secret(key: str) -> bool:
+    return is_secret_key(key, CONFIG_SECRET_KEYS)
+
+
+def attributed_tenant(
+    entity: str, method: str, body: Any, principal: Principal | None
+) -> str | None:
+    """The tenant a call concerns (see the module docstring), or ``None``."""
+    if principal is not None and not principal.is_admin:
+        return principal.tenant_id
+    if not isinstance(body, dict):
+        return None
+    tenant_id = body.get("tenant_id")
+    if _is_id(tenant_id):
+        return str(tenant_id)
+    if (entity, method) == ("tenants", "add") and _is_id(body.get("id")):
+        return str(body["id"])
+    messages = body.get("messages")
+    if (entity, method) == ("messages", "add_batch") and isinstance(messages, list):
+        named = {entry.get("tenant_id") for entry in messages if isinstance(entry, dict)}
+        if len(named) == 1:
+            (only,) = named
+            return str(only) if _is_id(only) else None
+    return None
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 255
+
+
+def _principal_label(principal: Principal | None) -> str | None:
+    if principal is None:
+        return None
+    return "admin" if principal.is_admin else f"tenant:{principal.tenant_id}"
+
+
+async def _response_summary(response: Response) -> Any:
+    if not isinstance(response.response, DataBody):
+        return None  # a streamed or file answer: reading it here would consume it
+    raw = await response.get_data(as_text=False)
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None  # generated routes answer JSON; anything else is not worth the risk
+    masked, _ = mask_secret_values(value)
+    if len(raw) <= RESPONSE_SUMMARY_BYTES:
+        return masked
+    return summarise(masked)
+
+
+def summarise(value: Any) -> Any:
+    """A short stand-in for a long JSON answer (see the module docstring).
+
+    ``{"ok": true, "queued": 3, "rejected": [...900 entries...]}`` becomes
+    ``{"ok": true, "queued": 3, "rejected": {"count": 900}, "_truncated": true}``.
+    """
+    if isinstance(value, dict):
+        summary = {str(key): _summary_item(item) for key, item in value.items()}
+        summary["_truncated"] = True
+        return summary
+    if isinstance(value, list):
+        return {"count": len(value), "_truncated": True}
+    return _summary_item(value)
+
+
+def _summary_item(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return {"count": len(value)}
+    if isinstance(value, str) and len(value) > MAX_SUMMARY_TEXT:
+        return value[:MAX_SUMMARY_TEXT] + "…"
+    return value

@@ -1,0 +1,364 @@
+"""The dispatcher's side of ``messages``: claim with a lease, record outcomes, rate counters.
+
+Claiming (DESIGN.md §6). One claim at a time across all processes (PostgreSQL: a transaction
+advisory lock; SQLite: ``BEGIN IMMEDIATE``), so that the per-account in-flight limit holds across
+workers: the claim counts the account's rows already ``sending`` under a live lease, skips
+saturated accounts, and takes at most the free slots of each account. Rows are then switched to
+``sending`` with ``lease_owner``/``lease_until`` in one ``UPDATE ... WHERE pk IN (...)
+RETURNING``; PostgreSQL additionally selects the candidates ``FOR UPDATE SKIP LOCKED``.
+
+Outcomes are written in groups: one transaction updates the message rows and inserts their
+events (the outbox), so a status change and its event are never apart.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..engine import Database
+from ..jsontext import decode_json, encode_json
+from ..schema import (
+    LEASED_CONDITION,
+    READY_CONDITION,
+    message_events,
+    messages,
+    rate_counters,
+    tenants,
+)
+
+CLAIM_LOCK_KEY = 0x6D61696C  # "mail": the advisory lock serialising claims on PostgreSQL
+
+_CLAIM_COLUMNS = (
+    messages.c.pk,
+    messages.c.tenant_id,
+    messages.c.id,
+    messages.c.account_id,
+    messages.c.account_pk,
+    messages.c.priority,
+    messages.c.batch_code,
+    messages.c.payload,
+    messages.c.status,
+    messages.c.deferred_ts,
+    messages.c.next_attempt_ts,
+    messages.c.attempts,
+    messages.c.last_error,
+    messages.c.created_at,
+    messages.c.updated_at,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Holds:
+    """Messages the dispatcher must not claim: inactive tenants and suspended batches."""
+
+    inactive_tenants: frozenset[str] = frozenset()
+    all_suspended: frozenset[str] = frozenset()
+    suspended_batches: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def conditions(self) -> list[sa.ColumnElement[bool]]:
+        """SQL conditions excluding held messages."""
+        conds: list[sa.ColumnElement[bool]] = []
+        blocked = self.inactive_tenants | self.all_suspended
+        if blocked:
+            conds.append(messages.c.tenant_id.not_in(sorted(blocked)))
+        for tenant_id, batches in sorted(self.suspended_batches.items()):
+            # Spelled without NOT so that a NULL batch code (no batch) is never excluded.
+            conds.append(
+                sa.or_(
+                    messages.c.tenant_id != tenant_id,
+                    messages.c.batch_code.is_(None),
+                    messages.c.batch_code.not_in(sorted(batches)),
+                )
+            )
+        return conds
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one attempt, to be written with its event."""
+
+    pk: int
+    tenant_id: str
+    status: str
+    event_type: str
+    description: str | None
+    now: int
+    next_attempt_ts: int | None = None
+    attempted: bool = True
+    last_error: str | None = None
+    metadata: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenEvent:
+    """An event as written, for hooks and the reporting loop's wake-up."""
+
+    event_uuid: str
+    pk: int
+    tenant_id: str
+    event_type: str
+
+
+class QueueRepo:
+    """Claims, leases and outcomes on ``messages``; counters on ``rate_counters``."""
+
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def holds(self) -> Holds:
+        """Which tenants and batches are held (inactive or suspended)."""
+        rows = await self._db.fetch_all(
+            sa.select(tenants.c.id, tenants.c.active, tenants.c.suspended_batches).where(
+                sa.or_(tenants.c.active == sa.false(), tenants.c.suspended_batches != "[]")
+            )
+        )
+        inactive: set[str] = set()
+        everything: set[str] = set()
+        batches: dict[str, frozenset[str]] = {}
+        for row in rows:
+            if not row["active"]:
+                inactive.add(row["id"])
+                continue
+            suspended = decode_json(row["suspended_batches"]) or []
+            if "*" in suspended:
+                everything.add(row["id"])
+            elif suspended:
+                batches[row["id"]] = frozenset(str(b) for b in suspended)
+        return Holds(frozenset(inactive), frozenset(everything), batches)
+
+    async def reclaim_expired(self, now: int) -> int:
+        """Make messages whose lease expired (a crashed worker) claimable again."""
+        rows = await self._db.fetch_all(
+            sa.update(messages)
+            .where(LEASED_CONDITION, messages.c.lease_until < now)
+            .values(
+                status=sa.case((messages.c.attempts > 0, "deferred"), else_="pending"),
+                lease_owner=None,
+                lease_until=None,
+                updated_at=now,
+            )
+            .returning(messages.c.pk)
+        )
+        return len(rows)
+
+    async def claim(
+        self,
+        *,
+        owner: str,
+        limit: int,
+        per_account: int,
+        lease_seconds: float,
+        holds: Holds,
+    ) -> list[dict[str, Any]]:
+        """Claim up to ``limit`` ready messages, at most ``per_account`` in flight per account.
+
+        Returns the claimed rows (payload decoded) in priority then FIFO order.
+        """
+        if limit <= 0:
+            return []
+        async with self._db.transaction():
+            if self._db.dialect == "postgresql":
+                await self._db.execute(sa.select(sa.func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
+            now = int(self._clock())
+            in_flight = {
+                row["account_pk"]: int(row["n"])
+                for row in await self._db.fetch_all(
+                    sa.select(messages.c.account_pk, sa.func.count().label("n"))
+                    .where(LEASED_CONDITION, messages.c.lease_until >= now)
+                    .group_by(messages.c.account_pk)
+                )
+            }
+            saturated = sorted(
+                k for k, n in in_flight.items() if k is not None and n >= per_account
+            )
+            query = (
+                sa.select(messages.c.pk, messages.c.account_pk)
+                .where(READY_CONDITION, messages.c.next_attempt_ts <= now, *holds.conditions())
+                .order_by(messages.c.priority, messages.c.pk)
+                .limit(limit * 4)
+            )
+            if saturated:
+                query = query.where(messages.c.account_pk.not_in(saturated))
+            if self._db.dialect == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            chosen: list[int] = []
+            taken: dict[Any, int] = {}
+            for row in await self._db.fetch_all(query):
+                account = row["account_pk"]
+                used = in_flight.get(account, 0) + taken.get(account, 0)
+                if used >= per_account:
+                    continue
+                taken[account] = taken.get(account, 0) + 1
+                chosen.append(row["pk"])
+                if len(chosen) >= limit:
+                    break
+            if not chosen:
+                return []
+            claimed = await self._db.fetch_all(
+                sa.update(messages)
+                .where(messages.c.pk.in_(chosen))
+                .values(
+                    status="sending",
+                    lease_owner=owner,
+                    lease_until=now + int(lease_seconds),
+                    updated_at=now,
+                )
+                .returning(*_CLAIM_COLUMNS)
+            )
+        rows = [{**row, "payload": decode_json(row["payload"]) or {}} for row in claimed]
+        rows.sort(key=lambda r: (r["priority"], r["pk"]))
+        return rows
+
+    async def release(self, owner: str, pks: Iterable[int]) -> int:
+        """Give back claimed messages that were never attempted (shutdown)."""
+        keys = list(pks)
+        if not keys:
+            return 0
+        now = int(self._clock())
+        rows = await self._db.fetch_all(
+            sa.update(messages)
+            .where(messages.c.pk.in_(keys), messages.c.lease_owner == owner, LEASED_CONDITION)
+            .values(
+                status=sa.case((messages.c.attempts > 0, "deferred"), else_="pending"),
+                lease_owner=None,
+                lease_until=None,
+                updated_at=now,
+            )
+            .returning(messages.c.pk)
+        )
+        return len(rows)
+
+    async def record(self, owner: str, outcomes: Sequence[Outcome]) -> list[WrittenEvent]:
+        """Write outcomes and their events in one transaction.
+
+        An outcome whose message is no longer leased by ``owner`` (the lease expired and another
+        worker took it, or the message was deleted) is skipped, with its event.
+        """
+        if not outcomes:
+            return []
+        written: list[WrittenEvent] = []
+        async with self._db.transaction():
+            sent = [o for o in outcomes if o.status == "sent"]
+            kept: set[int] = set()
+            if sent:
+                # The common case in one statement: every sent row of the group at once.
+                by_ts: dict[int, list[int]] = {}
+                for o in sent:
+                    by_ts.setdefault(o.now, []).append(o.pk)
+                for ts, pks in by_ts.items():
+                    rows = await self._db.fetch_all(
+                        sa.update(messages)
+                        .where(messages.c.pk.in_(pks), messages.c.lease_owner == owner)
+                        .values(
+                            status="sent",
+                            smtp_ts=ts,
+                            attempts=messages.c.attempts + 1,
+                            lease_owner=None,
+                            lease_until=None,
+                            last_error=None,
+                            updated_at=ts,
+                        )
+                        .returning(messages.c.pk)
+                    )
+                    kept.update(row["pk"] for row in rows)
+            for o in outcomes:
+                if o.status == "sent":
+                    continue
+                values: dict[str, Any] = {
+                    "status": o.status,
+                    "lease_owner": None,
+                    "lease_until": None,
+                    "last_error": o.last_error,
+                    "updated_at": o.now,
+                }
+                if o.attempted:
+                    values["attempts"] = messages.c.attempts + 1
+                if o.next_attempt_ts is not None:
+                    values["next_attempt_ts"] = o.next_attempt_ts
+                rows = await self._db.fetch_all(
+                    sa.update(messages)
+                    .where(messages.c.pk == o.pk, messages.c.lease_owner == owner)
+                    .values(**values)
+                    .returning(messages.c.pk)
+                )
+                kept.update(row["pk"] for row in rows)
+            events = []
+            for o in outcomes:
+                if o.pk not in kept:
+                    continue
+                event_uuid = str(uuid.uuid4())
+                events.append(
+                    {
+                        "event_uuid": event_uuid,
+                        "message_pk": o.pk,
+                        "tenant_id": o.tenant_id,
+                        "event_type": o.event_type,
+                        "event_ts": o.now,
+                        "description": o.description,
+                        "metadata": encode_json(o.metadata) if o.metadata else None,
+                        "reported_ts": None,
+                    }
+                )
+                written.append(WrittenEvent(event_uuid, o.pk, o.tenant_id, o.event_type))
+            if events:
+                await self._db.execute(sa.insert(message_events).values(events))
+        return written
+
+    async def reserve_rate(
+        self, slots: Sequence[tuple[str, int, int]], now: int
+    ) -> list[tuple[str, int]]:
+        """Take one unit of every ``(scope, window seconds, limit)`` counter, or none at all.
+
+        Returns the exhausted ``(scope, window)`` pairs; empty means the units were taken. All
+        counters change in one transaction, so concurrent workers never overshoot a limit.
+        """
+        if not slots:
+            return []
+
+        class _Exhausted(Exception):
+            pass
+
+        exhausted: list[tuple[str, int]] = []
+        try:
+            async with self._db.transaction():
+                for scope, window, limit in slots:
+                    start = now - now % window
+                    upsert = self._db.insert(rate_counters).values(
+                        scope=scope, window=window, window_start=start, count=1
+                    )
+                    claim = upsert.on_conflict_do_update(
+                        index_elements=[
+                            rate_counters.c.scope,
+                            rate_counters.c.window,
+                            rate_counters.c.window_start,
+                        ],
+                        set_={"count": rate_counters.c.count + 1},
+                        where=rate_counters.c.count < limit,
+                    ).returning(rate_counters.c.count)
+                    if await self._db.fetch_one(claim) is None:
+                        exhausted.append((scope, window))
+                if exhausted:
+                    raise _Exhausted
+        except _Exhausted:
+            return exhausted
+        return []
+
+    async def purge_rate_counters(self, before: int) -> None:
+        """Forget counters of windows that started before ``before``."""
+        await self._db.execute(
+            sa.delete(rate_counters).where(rate_counters.c.window_start < before)
+        )
+
+    async def count_by_status(self) -> dict[str, int]:
+        """Messages per status (metrics, status endpoints)."""
+        rows = await self._db.fetch_all(
+            sa.select(messages.c.status, sa.func.count().label("n")).group_by(messages.c.status)
+        )
+        return {row["status"]: int(row["n"]) for row in rows}

@@ -1,0 +1,173 @@
+"""One delivery attempt of one message, turned into an ``Outcome`` (DESIGN.md §6).
+
+Order: account and tenant → rate limits → send guards → attachments → compose → prepare hooks →
+transport. Every failure becomes an outcome: transient ones are retried with back-off until
+``max_retries`` retries were made (N retries = N+1 attempts, N ``deferred`` events, then one
+``error`` ``Max retries (N) exceeded: <last error>``); permanent ones end the message at once;
+rate limits defer to the next window without counting as a retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..db.repos.queue import Outcome
+from ..errors import AttachmentError, MailproxyError, PermanentSendError, RateLimitedError
+from ..models import Account, ErrorClass, Message, SendResult
+from .attachments import fetch_attachments
+from .compose import compose, serialize
+from .ratelimit import RATE_LIMIT_REASON, RATE_LIMIT_REJECTED, limit_slots, next_window_start
+
+if TYPE_CHECKING:
+    from ..kernel import MailProxy
+    from .directory import Directory
+
+log = logging.getLogger(__name__)
+
+COMPOSE_IN_THREAD_BYTES = 256 * 1024
+"""Messages larger than this are composed in a worker thread, off the event loop."""
+
+
+def failure_text(error: BaseException) -> str:
+    """The human-readable failure: ``<code> <text>`` for SMTP replies, else the error's text."""
+    if isinstance(error, MailproxyError):
+        return error.detail
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+async def attempt_delivery(
+    mp: MailProxy, message: Message, directory: Directory
+) -> tuple[Outcome, SendResult | None]:
+    """Make one attempt; return the outcome to record and the transport's result if sent."""
+    now = int(time.time())
+    account = await directory.account(message)
+    if account is None:
+        text = f"account '{message.account_id}' not found for tenant '{message.tenant_id}'"
+        return _error(message, now, text, attempted=False), None
+    tenant = await directory.tenant(message.tenant_id)
+
+    slots = limit_slots(account, tenant)
+    if slots:
+        exhausted = await directory.queue.reserve_rate(slots, now)
+        if exhausted:
+            if account.limit_behavior == "reject":
+                return _error(message, now, RATE_LIMIT_REJECTED, attempted=False), None
+            return _defer(message, now, RATE_LIMIT_REASON, next_window_start(exhausted, now)), None
+
+    for name, guard in mp.send_guards.items():
+        verdict = await guard.check(message, account)
+        if not verdict.allow:
+            reason = verdict.reason or f"refused by send guard {name}"
+            if verdict.retry_at is not None:
+                return _defer(message, now, reason, int(verdict.retry_at)), None
+            return _error(message, now, reason, attempted=False), None
+
+    try:
+        result = await _deliver(mp, message, account, directory)
+    except asyncio.CancelledError:
+        raise
+    except Exception as err:
+        return _failed(mp, message, now, err), None
+    metadata: dict[str, Any] = {}
+    if result.refused:
+        metadata["refused"] = dict(result.refused)
+    return (
+        Outcome(
+            pk=message.pk,
+            tenant_id=message.tenant_id,
+            status="sent",
+            event_type="sent",
+            description=result.response or None,
+            now=int(time.time()),
+            metadata=metadata or None,
+        ),
+        result,
+    )
+
+
+async def _deliver(
+    mp: MailProxy, message: Message, account: Account, directory: Directory
+) -> SendResult:
+    tenant = await directory.tenant(message.tenant_id)
+    attachments = []
+    if message.payload.get("attachments"):
+        storage_names = await directory.storage_names(message.tenant_id)
+        attachments = await fetch_attachments(mp, message, tenant, storage_names)
+    size = len(str(message.payload.get("body") or "")) + sum(len(a.content) for a in attachments)
+    if size > COMPOSE_IN_THREAD_BYTES:
+        mime, envelope = await asyncio.to_thread(compose, message, attachments)
+    else:
+        mime, envelope = compose(message, attachments)
+    mp.hooks.prepare_message(mime, message, account)
+    if size > COMPOSE_IN_THREAD_BYTES:
+        data = await asyncio.to_thread(serialize, mime)
+    else:
+        data = serialize(mime)
+    name = mp.hooks.select_transport(account, message)
+    transport = mp.transports.get(name)
+    if transport is None:
+        available = ", ".join(sorted(mp.transports)) or "none"
+        raise PermanentSendError(
+            f"transport '{name}' of account '{account.id}' is not installed "
+            f"(available: {available})"
+        )
+    return await transport.send(account, envelope, data)
+
+
+def _failed(mp: MailProxy, message: Message, now: int, error: BaseException) -> Outcome:
+    kind = mp.hooks.classify_error(error)
+    text = failure_text(error)
+    if isinstance(error, AttachmentError):
+        text = text if text.startswith("Attachment ") else f"Attachment fetch failed: {text}"
+    if kind is ErrorClass.RATE_LIMITED:
+        retry_at = getattr(error, "retry_at", None) if isinstance(error, RateLimitedError) else None
+        return _defer(message, now, RATE_LIMIT_REASON, int(retry_at or now + 60))
+    if kind is ErrorClass.PERMANENT:
+        return _error(message, now, text, last_error=text)
+    attempt = message.attempts + 1
+    retries = mp.settings.max_retries
+    if attempt > retries:
+        return _error(message, now, f"Max retries ({retries}) exceeded: {text}", last_error=text)
+    delay = mp.hooks.retry_delay(attempt, error, message, mp.settings.retry_delays)
+    return Outcome(
+        pk=message.pk,
+        tenant_id=message.tenant_id,
+        status="deferred",
+        event_type="deferred",
+        description=text,
+        now=now,
+        next_attempt_ts=now + max(0, round(delay)),
+        last_error=text,
+    )
+
+
+def _error(
+    message: Message, now: int, text: str, *, attempted: bool = True, last_error: str | None = None
+) -> Outcome:
+    return Outcome(
+        pk=message.pk,
+        tenant_id=message.tenant_id,
+        status="error",
+        event_type="error",
+        description=text,
+        now=now,
+        attempted=attempted,
+        last_error=last_error or text,
+    )
+
+
+def _defer(message: Message, now: int, reason: str, until: int) -> Outcome:
+    return Outcome(
+        pk=message.pk,
+        tenant_id=message.tenant_id,
+        status="deferred",
+        event_type="deferred",
+        description=reason,
+        now=now,
+        next_attempt_ts=until,
+        attempted=False,
+    )

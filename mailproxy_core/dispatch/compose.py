@@ -1,0 +1,184 @@
+"""MIME composition: a stored message payload → an ``EmailMessage`` and its SMTP envelope.
+
+The payload is the message exactly as the client submitted it (API.md §4). Composition is pure
+CPU; the dispatcher runs it in a worker thread when the message is large, so a 20 MB attachment
+never stalls the event loop.
+
+Every outgoing mail carries ``Date``, a ``Message-ID`` that is the same on every attempt (derived
+from the queue row, or the client's own ``message_id``) and ``X-Genro-Mail-ID: <client id>`` for
+bounce correlation (DESIGN.md §6).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import mimetypes
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import SMTP
+from typing import Any
+
+from ..models import Envelope, Message
+
+MAIL_ID_HEADER = "X-Genro-Mail-ID"
+"""Carries the client's message id on every outgoing mail (the reference's header name)."""
+
+# Headers the composer owns: a client's ``headers`` object cannot replace or duplicate them.
+RESERVED_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "From",
+        "To",
+        "Cc",
+        "Bcc",
+        "Subject",
+        "Reply-To",
+        "Date",
+        "Message-ID",
+        "MIME-Version",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        MAIL_ID_HEADER,
+        "Return-Path",
+    )
+)
+
+_MESSAGE_ID = re.compile(r"^<[^<>\s@]+@[^<>\s@]+>$")
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """One fetched attachment, ready to be added to the MIME message."""
+
+    filename: str
+    content: bytes
+    mime_type: str | None = None
+
+
+def split_addresses(value: Any) -> list[str]:
+    """``"a@x, B <b@y>"`` or ``["a@x", ...]`` → individual address strings (display names kept)."""
+    if value is None or value == "":
+        return []
+    items = [value] if isinstance(value, str) else list(value)
+    pairs = email.utils.getaddresses([str(item) for item in items])
+    return [email.utils.formataddr(pair) if pair[0] else pair[1] for pair in pairs if pair[1]]
+
+
+def addr_spec(address: str) -> str:
+    """The bare ``local@domain`` of an address that may carry a display name."""
+    return email.utils.parseaddr(address)[1]
+
+
+def message_id_for(message: Message, sender: str) -> str:
+    """The ``Message-ID`` of ``message``: the client's own, else one derived from the queue row.
+
+    Derived ids are deterministic (tenant, client id and queue pk), so every retry of a message
+    carries the same id and receivers can de-duplicate an at-least-once redelivery.
+    """
+    own = message.payload.get("message_id")
+    if isinstance(own, str) and own.strip():
+        own = own.strip()
+        return own if _MESSAGE_ID.match(own) else f"<{own.strip('<>')}>"
+    domain = addr_spec(sender).rpartition("@")[2] or "mail-proxy.invalid"
+    digest = hashlib.sha256(f"{message.tenant_id}\0{message.id}\0{message.pk}".encode()).hexdigest()
+    return f"<mp.{message.pk}.{digest[:20]}@{domain}>"
+
+
+def compose(
+    message: Message,
+    attachments: Sequence[Attachment] = (),
+    *,
+    extra_body: Mapping[str, str] | None = None,
+) -> tuple[EmailMessage, Envelope]:
+    """Build the MIME message and the envelope of one queued message.
+
+    ``extra_body`` optionally appends text to the bodies (``{"plain": ..., "html": ...}``), used
+    for download links of attachments replaced by links.
+    """
+    payload = message.payload
+    sender = str(payload.get("from") or payload.get("from_addr") or "")
+    to = split_addresses(payload.get("to"))
+    cc = split_addresses(payload.get("cc"))
+    bcc = split_addresses(payload.get("bcc"))
+
+    mime = EmailMessage(policy=SMTP)
+    mime["From"] = sender
+    if to:
+        mime["To"] = ", ".join(to)
+    if cc:
+        mime["Cc"] = ", ".join(cc)
+    reply_to = split_addresses(payload.get("reply_to"))
+    if reply_to:
+        mime["Reply-To"] = ", ".join(reply_to)
+    mime["Subject"] = str(payload.get("subject") or "")
+    mime["Date"] = email.utils.formatdate(localtime=False, usegmt=True)
+    message_id = message_id_for(message, sender)
+    mime["Message-ID"] = message_id
+    mime[MAIL_ID_HEADER] = message.id
+    for name, value in _custom_headers(payload.get("headers")):
+        mime[name] = value
+
+    _set_bodies(mime, payload, extra_body or {})
+    for attachment in attachments:
+        _attach(mime, attachment)
+
+    return_path = payload.get("return_path")
+    envelope_sender = addr_spec(str(return_path)) if return_path else addr_spec(sender)
+    recipients = tuple(dict.fromkeys(addr_spec(a) for a in (*to, *cc, *bcc)))
+    return mime, Envelope(sender=envelope_sender, recipients=recipients, message_id=message_id)
+
+
+def serialize(mime: EmailMessage) -> bytes:
+    """The wire form (CRLF line endings)."""
+    return mime.as_bytes(policy=SMTP)
+
+
+def _custom_headers(headers: Any) -> Iterable[tuple[str, str]]:
+    if not isinstance(headers, Mapping):
+        return ()
+    return (
+        (str(name), str(value))
+        for name, value in headers.items()
+        if str(name).lower() not in RESERVED_HEADERS
+    )
+
+
+def _set_bodies(mime: EmailMessage, payload: Mapping[str, Any], extra: Mapping[str, str]) -> None:
+    body = str(payload.get("body") or "")
+    html = payload.get("html")
+    content_type = payload.get("content_type") or "plain"
+    if html:
+        # body (plain) + html → multipart/alternative, plain first as RFC 2046 asks.
+        mime.set_content(body + extra.get("plain", ""))
+        mime.add_alternative(str(html) + extra.get("html", ""), subtype="html")
+    elif content_type == "html":
+        mime.set_content(body + extra.get("html", ""), subtype="html")
+    else:
+        mime.set_content(body + extra.get("plain", ""))
+
+
+def _attach(mime: EmailMessage, attachment: Attachment) -> None:
+    mime_type = (
+        attachment.mime_type
+        or mimetypes.guess_type(attachment.filename)[0]
+        or "application/octet-stream"
+    )
+    maintype, _, subtype = mime_type.partition("/")
+    if maintype == "text":
+        # Keep text attachments byte-exact: add them as application data of the text type.
+        mime.add_attachment(
+            attachment.content,
+            maintype="text",
+            subtype=subtype or "plain",
+            filename=attachment.filename,
+        )
+    else:
+        mime.add_attachment(
+            attachment.content,
+            maintype=maintype or "application",
+            subtype=subtype or "octet-stream",
+            filename=attachment.filename,
+        )

@@ -1,0 +1,225 @@
+"""The ``accounts`` entity (API.md §3) and the kernel's way to read an account with its secrets.
+
+The password and every secret-named option (``api_key``, ``token`` ... see ``secrets.py``) are
+encrypted with the instance key before they are written; responses show ``has_password`` and
+``secret_option_keys`` instead (``views.account_view``). :func:`load_account` decrypts them for
+the dispatcher and transports only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..api.endpoint import POST, Endpoint, tenant_scoped
+from ..errors import NotFound
+from ..models import Account
+from .fields import FieldErrors, blank_to_none, check_identifier, check_port, check_positive
+from .secrets import seal, secret_value_errors, unseal
+from .views import account_view
+
+if TYPE_CHECKING:
+    from ..crypto import SecretBox
+    from ..kernel import MailProxy
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRANSPORT = "smtp"
+"""The transport of an account that names none."""
+
+TRANSPORTS_NEEDING_HOST = frozenset({"smtp"})
+"""Transports for which ``host`` and ``port`` are required. Others (``file``, ``null``, plugin
+transports such as an HTTP relay configured through ``options``) may go without."""
+
+
+def account_from_row(box: SecretBox, row: Mapping[str, Any]) -> Account:
+    """The ``Account`` model of an ``AccountsRepo`` row, secrets decrypted.
+
+    Raises:
+        ConfigurationError: a secret cannot be decrypted with the configured key.
+    """
+    password = row.get("password")
+    return Account(
+        pk=row["pk"],
+        tenant_id=row["tenant_id"],
+        id=row["id"],
+        host=row.get("host") or "",
+        port=row.get("port") or 0,
+        user=row.get("user"),
+        password=box.decrypt(password) if password else None,
+        use_tls=row.get("use_tls"),
+        transport=row["transport"],
+        ttl=row["ttl"],
+        batch_size=row.get("batch_size"),
+        limit_per_minute=row.get("limit_per_minute"),
+        limit_per_hour=row.get("limit_per_hour"),
+        limit_per_day=row.get("limit_per_day"),
+        limit_behavior=row["limit_behavior"],
+        options=unseal(box, row.get("options") or {}),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def load_account(mp: MailProxy, tenant_id: str, account_id: str) -> Account | None:
+    """The account with its secrets decrypted, or ``None``: for the kernel, never a response.
+
+    Raises:
+        ConfigurationError: a secret cannot be decrypted with the configured key.
+    """
+    row = await mp.repos.accounts.get(tenant_id, account_id)
+    return None if row is None else account_from_row(mp.secrets, row)
+
+
+async def load_account_by_pk(mp: MailProxy, pk: str) -> Account | None:
+    """The account with surrogate key ``pk`` (``messages.account_pk``), secrets decrypted."""
+    row = await mp.repos.accounts.get_by_pk(pk)
+    return None if row is None else account_from_row(mp.secrets, row)
+
+
+def _not_found(tenant_id: str, account_id: str) -> NotFound:
+    return NotFound(f"account '{account_id}' not found for tenant '{tenant_id}'")
+
+
+class AccountsEndpoint(Endpoint):
+    """Accounts: a tenant's outgoing (SMTP) accounts."""
+
+    @POST
+    @tenant_scoped
+    async def add(
+        self,
+        id: str,
+        tenant_id: str,
+        host: str | None = None,
+        port: int | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        use_tls: bool | None = True,
+        batch_size: int | None = None,
+        ttl: int = 300,
+        limit_per_minute: int | None = None,
+        limit_per_hour: int | None = None,
+        limit_per_day: int | None = None,
+        limit_behavior: Literal["defer", "reject"] = "defer",
+        transport: str = DEFAULT_TRANSPORT,
+        options: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Create an account of the tenant, or replace the account with the same id.
+
+        Like the reference, adding an existing id updates that account (its pk and
+        created_at stay): every field is set from this call, so fields left out go back to
+        their defaults and a password left out is removed. Returns the account object without
+        the password (``has_password``) and without secret options (``secret_option_keys``).
+
+        Args:
+            id: the account id chosen by the client (no spaces, '/' or '\\').
+            tenant_id: the owning tenant.
+            host: the SMTP server; required for the smtp transport.
+            port: the SMTP port (1-65535); required for the smtp transport.
+            user: the login user.
+            password: the login password (write-only, stored encrypted).
+            use_tls: true = implicit TLS on port 465, STARTTLS required otherwise; false =
+                plain; null = TLS on 465, STARTTLS when the server offers it.
+            batch_size: messages sent per connection before it is recycled.
+            ttl: seconds an idle pooled connection is kept.
+            limit_per_minute: messages per minute through this account.
+            limit_per_hour: messages per hour through this account.
+            limit_per_day: messages per day through this account.
+            limit_behavior: over a limit, "defer" to the next window or "reject" the message.
+            transport: the registered transport that sends (smtp, file, null, ...).
+            options: transport-specific settings, e.g. {"directory": "..."} for file; values
+                under secret names (password, token, api_key ...) are stored encrypted and
+                never returned.
+        """
+        errors = FieldErrors()
+        check_identifier(errors, "id", id)
+        transports = sorted(self.mp.registry.transports.names())
+        if transport not in transports:
+            errors.add(
+                "transport",
+                f"unknown transport '{transport}'; available: {', '.join(transports) or 'none'}",
+            )
+        check_port(errors, "port", port)
+        positives = {
+            "batch_size": batch_size,
+            "ttl": ttl,
+            "limit_per_minute": limit_per_minute,
+            "limit_per_hour": limit_per_hour,
+            "limit_per_day": limit_per_day,
+        }
+        for field, number in positives.items():
+            check_positive(errors, field, number)
+        if host is not None and not host.strip():
+            errors.add("host", "must not be empty", "string_too_short")
+        if transport in TRANSPORTS_NEEDING_HOST:
+            for field, value in (("host", host), ("port", port)):
+                if value is None:
+                    errors.add(field, f"required for the {transport} transport", "missing")
+        errors.extend(secret_value_errors(options or {}, "options"))
+        errors.raise_if_any()
+        secret = blank_to_none(password)
+        row, created = await self.mp.repos.accounts.upsert(
+            tenant_id,
+            id,
+            transport=transport,
+            host=host.strip() if host else None,
+            port=port,
+            user=blank_to_none(user),
+            password=self.mp.secrets.encrypt(secret) if secret else None,
+            use_tls=use_tls,
+            ttl=ttl,
+            batch_size=batch_size,
+            limit_per_minute=limit_per_minute,
+            limit_per_hour=limit_per_hour,
+            limit_per_day=limit_per_day,
+            limit_behavior=limit_behavior,
+            options=seal(self.mp.secrets, options or {}),
+        )
+        log.info(
+            "account %s",
+            "added" if created else "updated",
+            extra={"tenant_id": tenant_id, "account_id": id},
+        )
+        self.mp.directory_changed()
+        return account_view(row)
+
+    @tenant_scoped
+    async def get(self, tenant_id: str, account_id: str) -> dict[str, Any]:
+        """One account of the tenant (no password, no secret options); 404 if unknown.
+
+        Args:
+            tenant_id: the owning tenant.
+            account_id: the account id.
+        """
+        row = await self.mp.repos.accounts.get(tenant_id, account_id)
+        if row is None:
+            raise _not_found(tenant_id, account_id)
+        return account_view(row)
+
+    @tenant_scoped
+    async def list(self, tenant_id: str) -> list[dict[str, Any]]:
+        """Every account of the tenant, ordered by id (no passwords, no secret options).
+
+        Args:
+            tenant_id: the owning tenant.
+        """
+        rows = await self.mp.repos.accounts.list(tenant_id)
+        if not rows and not await self.mp.repos.tenants.exists(tenant_id):
+            raise NotFound(f"tenant '{tenant_id}' not found")
+        return [account_view(row) for row in rows]
+
+    @POST
+    @tenant_scoped
+    async def delete(self, tenant_id: str, account_id: str) -> dict[str, Any]:
+        """Delete an account; its messages stay (they can no longer be sent through it).
+
+        Args:
+            tenant_id: the owning tenant.
+            account_id: the account id.
+        """
+        if not await self.mp.repos.accounts.delete(tenant_id, account_id):
+            raise _not_found(tenant_id, account_id)
+        log.info("account deleted", extra={"tenant_id": tenant_id, "account_id": account_id})
+        self.mp.directory_changed()
+        return {"ok": True}

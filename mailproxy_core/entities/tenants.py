@@ -1,0 +1,350 @@
+"""The ``tenants`` entity (API.md §3) and the kernel's way to read a tenant with its secrets.
+
+Secrets at rest: the ``client_auth`` token/password and the ``report_signing_secret`` are
+encrypted with the instance key (``mp.secrets``) before they are written. API responses never
+contain them (``views.tenant_view``); :func:`load_tenant` decrypts them for internal use only
+(the reporter and the attachment fetcher authenticate to the client application with them).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..api.endpoint import POST, Endpoint, admin_only, tenant_scoped
+from ..errors import Forbidden, NotFound
+from ..models import Tenant
+from .batches import activate_batch, get_suspended_batches, suspend_batch
+from .fields import (
+    CLIENT_AUTH_SECRETS,
+    ClientAuth,
+    FieldErrors,
+    LargeFileConfig,
+    RateLimits,
+    blank_to_none,
+    check_http_url,
+    check_identifier,
+    check_url_path,
+)
+from .views import tenant_view
+
+if TYPE_CHECKING:
+    from ..crypto import SecretBox
+    from ..kernel import MailProxy
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REPORTER = "http"
+"""The reporter of a tenant that names none (delivered by the ``reporter_http`` plugin)."""
+
+ADMIN_ONLY_FIELDS = ("active", "reporter")
+"""Tenant fields only the instance admin may change: a tenant key cannot re-enable a tenant
+the operator disabled, nor move its reports to another delivery mechanism."""
+
+
+def tenant_from_row(box: SecretBox, row: Mapping[str, Any]) -> Tenant:
+    """The ``Tenant`` model of a ``TenantsRepo`` row, secrets decrypted.
+
+    Raises:
+        ConfigurationError: a secret cannot be decrypted with the configured key.
+    """
+    client_auth = row.get("client_auth")
+    if client_auth:
+        client_auth = box.decrypt_fields(client_auth, CLIENT_AUTH_SECRETS)
+    secret = row.get("report_signing_secret")
+    return Tenant(
+        id=row["id"],
+        name=row.get("name"),
+        client_base_url=row.get("client_base_url"),
+        client_sync_path=row.get("client_sync_path"),
+        client_attachment_path=row.get("client_attachment_path"),
+        client_auth=client_auth or None,
+        rate_limits=row.get("rate_limits"),
+        large_file_config=row.get("large_file_config"),
+        active=bool(row["active"]),
+        suspended_batches=tuple(row.get("suspended_batches") or ()),
+        reporter=row["reporter"],
+        report_signing_secret=box.decrypt(secret) if secret else None,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def load_tenant(mp: MailProxy, tenant_id: str) -> Tenant | None:
+    """The tenant with its secrets decrypted, or ``None``: for the kernel, never for a response.
+
+    Raises:
+        ConfigurationError: a secret cannot be decrypted with the configured key.
+    """
+    row = await mp.repos.tenants.get(tenant_id)
+    return None if row is None else tenant_from_row(mp.secrets, row)
+
+
+async def load_tenants(mp: MailProxy, *, active_only: bool = False) -> list[Tenant]:
+    """Every tenant (only active ones with ``active_only``), ordered by id, secrets decrypted."""
+    rows = await mp.repos.tenants.list(active_only=active_only)
+    return [tenant_from_row(mp.secrets, row) for row in rows]
+
+
+class TenantsEndpoint(Endpoint):
+    """Tenants: the client applications served by this instance."""
+
+    @POST
+    @admin_only
+    async def add(
+        self,
+        id: str,
+        name: str | None = None,
+        client_base_url: str | None = None,
+        client_sync_path: str | None = None,
+        client_attachment_path: str | None = None,
+        client_auth: ClientAuth | None = None,
+        rate_limits: RateLimits | None = None,
+        large_file_config: LargeFileConfig | None = None,
+        active: bool = True,
+        reporter: str = DEFAULT_REPORTER,
+        report_signing_secret: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a tenant (a client application); 409 when the id is taken.
+
+        Returns the tenant object. Secrets (client_auth token/password, report_signing_secret)
+        are stored encrypted and never returned: the object shows ``client_auth`` as
+        ``{"method", "user"?}`` plus ``has_credentials`` and ``has_report_signing_secret``.
+
+        Args:
+            id: the tenant id chosen by the operator (no spaces, '/' or '\\'; at most 128 chars).
+            name: a display name.
+            client_base_url: http(s) base URL of the client application (delivery reports and
+                attachments are requested from it).
+            client_sync_path: path of the delivery-report endpoint (default /mail-proxy/sync).
+            client_attachment_path: path of the attachment endpoint
+                (default /mail-proxy/attachments).
+            client_auth: how to authenticate to the client application:
+                {"method": "bearer", "token"}, {"method": "basic", "user", "password"} or
+                {"method": "none"}.
+            rate_limits: limits across all accounts of the tenant:
+                {"per_minute"?, "per_hour"?, "per_day"?}, positive integers.
+            large_file_config: handling of large attachments: {"enabled", "max_size_mb",
+                "action": "warn"|"reject"|"rewrite", "storage_url"?, "public_base_url"?,
+                "file_ttl_days"?}.
+            active: whether the tenant's messages are sent.
+            reporter: the delivery-report mechanism (a registered reporter; default http).
+            report_signing_secret: when set, reports carry an X-Mailproxy-Signature HMAC header.
+        """
+        errors = FieldErrors()
+        check_identifier(errors, "id", id)
+        fields = self._prepare(
+            errors,
+            name=name,
+            client_base_url=client_base_url,
+            client_sync_path=client_sync_path,
+            client_attachment_path=client_attachment_path,
+            client_auth=client_auth,
+            rate_limits=rate_limits,
+            large_file_config=large_file_config,
+            reporter=reporter,
+            report_signing_secret=report_signing_secret,
+        )
+        errors.raise_if_any()
+        row = await self.mp.repos.tenants.add(id, active=active, **fields)
+        log.info("tenant added", extra={"tenant_id": id})
+        return tenant_view(row)
+
+    @tenant_scoped
+    async def get(self, tenant_id: str) -> dict[str, Any]:
+        """The tenant object (no secrets); 404 for an unknown tenant.
+
+        Args:
+            tenant_id: the tenant.
+        """
+        row = await self.mp.repos.tenants.get(tenant_id)
+        if row is None:
+            raise NotFound(f"tenant '{tenant_id}' not found")
+        return tenant_view(row)
+
+    @admin_only
+    async def list(self, active_only: bool = False) -> list[dict[str, Any]]:
+        """Every tenant, ordered by id (no secrets).
+
+        Args:
+            active_only: only tenants whose messages are sent.
+        """
+        return [
+            tenant_view(row) for row in await self.mp.repos.tenants.list(active_only=active_only)
+        ]
+
+    @POST
+    @tenant_scoped
+    async def update(
+        self,
+        tenant_id: str,
+        name: str | None = None,
+        client_base_url: str | None = None,
+        client_sync_path: str | None = None,
+        client_attachment_path: str | None = None,
+        client_auth: ClientAuth | None = None,
+        rate_limits: RateLimits | None = None,
+        large_file_config: LargeFileConfig | None = None,
+        active: bool | None = None,
+        reporter: str | None = None,
+        report_signing_secret: str | None = None,
+    ) -> dict[str, Any]:
+        """Change some fields of a tenant; returns the tenant object.
+
+        Fields left out (or null) keep their value. An empty string clears a text field
+        (name, client_base_url, client_sync_path, client_attachment_path,
+        report_signing_secret); {"method": "none"} removes the client credentials; {} removes
+        the rate limits. client_auth is replaced as a whole, so send the secret again when
+        changing the user. A tenant key may update its own tenant except ``active`` and
+        ``reporter``, which only the instance admin may change (403).
+
+        Args:
+            tenant_id: the tenant.
+            name: a display name.
+            client_base_url: http(s) base URL of the client application.
+            client_sync_path: path of the delivery-report endpoint.
+            client_attachment_path: path of the attachment endpoint.
+            client_auth: {"method": "bearer", "token"}, {"method": "basic", "user", "password"}
+                or {"method": "none"}.
+            rate_limits: {"per_minute"?, "per_hour"?, "per_day"?}, positive integers.
+            large_file_config: {"enabled", "max_size_mb", "action", "storage_url"?,
+                "public_base_url"?, "file_ttl_days"?}.
+            active: whether the tenant's messages are sent (admin only).
+            reporter: the delivery-report mechanism (admin only).
+            report_signing_secret: the HMAC secret of delivery reports.
+        """
+        if not self.is_admin:
+            given = {"active": active, "reporter": reporter}
+            locked = [field for field in ADMIN_ONLY_FIELDS if given[field] is not None]
+            if locked:
+                raise Forbidden(
+                    f"only the instance admin may change {', '.join(locked)} of a tenant; "
+                    "leave these fields out"
+                )
+        errors = FieldErrors()
+        fields = self._prepare(
+            errors,
+            name=name,
+            client_base_url=client_base_url,
+            client_sync_path=client_sync_path,
+            client_attachment_path=client_attachment_path,
+            client_auth=client_auth,
+            rate_limits=rate_limits,
+            large_file_config=large_file_config,
+            reporter=reporter,
+            report_signing_secret=report_signing_secret,
+        )
+        errors.raise_if_any()
+        if active is not None:
+            fields["active"] = active
+        if not fields:
+            return await self.get(tenant_id)
+        row = await self.mp.repos.tenants.update(tenant_id, **fields)
+        self.mp.directory_changed()
+        return tenant_view(row)
+
+    @POST
+    @admin_only
+    async def delete(self, tenant_id: str) -> dict[str, Any]:
+        """Delete a tenant with its accounts, messages, events and storages (one transaction).
+
+        Args:
+            tenant_id: the tenant.
+        """
+        if not await self.mp.repos.tenants.delete(tenant_id):
+            raise NotFound(f"tenant '{tenant_id}' not found")
+        log.info("tenant deleted", extra={"tenant_id": tenant_id})
+        self.mp.directory_changed()
+        return {"ok": True}
+
+    @POST
+    @tenant_scoped
+    async def suspend_batch(self, tenant_id: str, batch_code: str | None = None) -> dict[str, Any]:
+        """Stop sending one batch of the tenant, or everything when batch_code is left out.
+
+        Suspended messages stay queued. Without batch_code every message is held, those
+        without a batch code included (``"*"``). Returns
+        ``{"ok": true, "tenant_id", "suspended_batches": [...]}``.
+
+        Args:
+            tenant_id: the tenant.
+            batch_code: the batch to suspend; omit it to suspend everything.
+        """
+        return await suspend_batch(self.mp, tenant_id, batch_code)
+
+    @POST
+    @tenant_scoped
+    async def activate_batch(self, tenant_id: str, batch_code: str | None = None) -> dict[str, Any]:
+        """Resume sending one suspended batch, or everything when batch_code is left out.
+
+        Activating one batch while everything is suspended (``"*"``) is refused with 409:
+        activate everything first, then suspend what must stay suspended. Returns
+        ``{"ok": true, "tenant_id", "suspended_batches": [...]}`` with what is still suspended.
+
+        Args:
+            tenant_id: the tenant.
+            batch_code: the batch to resume; omit it to resume everything.
+        """
+        return await activate_batch(self.mp, tenant_id, batch_code)
+
+    @tenant_scoped
+    async def get_suspended_batches(self, tenant_id: str) -> dict[str, Any]:
+        """The tenant's suspended batches: ``{"ok": true, "tenant_id", "suspended_batches"}``.
+
+        Args:
+            tenant_id: the tenant.
+        """
+        return await get_suspended_batches(self.mp, tenant_id)
+
+    def _prepare(
+        self,
+        errors: FieldErrors,
+        *,
+        name: str | None,
+        client_base_url: str | None,
+        client_sync_path: str | None,
+        client_attachment_path: str | None,
+        client_auth: ClientAuth | None,
+        rate_limits: RateLimits | None,
+        large_file_config: LargeFileConfig | None,
+        reporter: str | None,
+        report_signing_secret: str | None,
+    ) -> dict[str, Any]:
+        """Validate the given (non-None) fields and turn them into stored values.
+
+        Empty strings become NULL; secrets are encrypted; problems are added to ``errors``.
+        """
+        fields: dict[str, Any] = {}
+        texts = {
+            "name": name,
+            "client_base_url": client_base_url,
+            "client_sync_path": client_sync_path,
+            "client_attachment_path": client_attachment_path,
+        }
+        for key, value in texts.items():
+            if value is not None:
+                fields[key] = blank_to_none(value)
+        check_http_url(errors, "client_base_url", fields.get("client_base_url"))
+        check_url_path(errors, "client_sync_path", fields.get("client_sync_path"))
+        check_url_path(errors, "client_attachment_path", fields.get("client_attachment_path"))
+        if client_auth is not None:
+            fields["client_auth"] = self.mp.secrets.encrypt_fields(
+                client_auth.stored(), CLIENT_AUTH_SECRETS
+            )
+        if rate_limits is not None:
+            fields["rate_limits"] = rate_limits.stored()
+        if large_file_config is not None:
+            fields["large_file_config"] = large_file_config.stored()
+        if reporter is not None:
+            known = {DEFAULT_REPORTER, *self.mp.registry.reporters.names()}
+            if reporter not in known:
+                errors.add(
+                    "reporter",
+                    f"unknown reporter '{reporter}'; available: {', '.join(sorted(known))}",
+                )
+            fields["reporter"] = reporter
+        if report_signing_secret is not None:
+            secret = blank_to_none(report_signing_secret)
+            fields["report_signing_secret"] = self.mp.secrets.encrypt(secret) if secret else None
+        return fields
