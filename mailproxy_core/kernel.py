@@ -13,6 +13,7 @@ import importlib
 import importlib.metadata
 import inspect
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -150,6 +151,10 @@ class MailProxy:
         if run_now:
             self._run_now_requested = True
         self.dispatch_wakeup.set()
+
+    async def queue_stats(self) -> dict[str, Any]:
+        """Messages per status and the age in seconds of the oldest ready message (metrics)."""
+        return await self.repos.queue.stats(int(time.time()))
 
     def directory_changed(self) -> None:
         """Tenants, accounts or storages changed: drop the dispatcher's caches and wake it."""

@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..crypto import SecretBox
+from ..entities.message_views import open_attachment_auth
 from ..errors import AttachmentError
 from ..models import AttachmentRef, Message, Tenant
 from .compose import Attachment
@@ -20,13 +22,15 @@ from .compose import Attachment
 if TYPE_CHECKING:
     from ..kernel import MailProxy
 
-MD5_MARKER = re.compile(r"\{MD5:([0-9a-fA-F]{32})\}")
+MD5_MARKER = re.compile(r"[_\-. ]?\{MD5:([0-9a-fA-F]{32})\}")
 """``report_{MD5:<hex>}.pdf``: a cache key inside the file name, removed from the sent name."""
 
 
-def attachment_ref(spec: Mapping[str, Any]) -> AttachmentRef:
-    """The ``AttachmentRef`` of one attachment spec of a payload."""
+def attachment_ref(spec: Mapping[str, Any], secrets: SecretBox) -> AttachmentRef:
+    """The ``AttachmentRef`` of one stored attachment spec (its ``auth`` secrets decrypted)."""
     auth = spec.get("auth")
+    if isinstance(auth, Mapping):
+        auth = open_attachment_auth(secrets, auth)
     return AttachmentRef(
         filename=str(spec.get("filename") or "attachment"),
         storage_path=str(spec.get("storage_path") or ""),
@@ -48,11 +52,9 @@ async def fetch_attachments(
     """Fetch every attachment of ``message`` concurrently, in the order they were given."""
     specs = [s for s in message.payload.get("attachments") or () if isinstance(s, Mapping)]
     owner = tenant or Tenant(id=message.tenant_id)
-    return list(
-        await asyncio.gather(
-            *(_fetch_one(mp, attachment_ref(s), owner, storage_names) for s in specs)
-        )
-    )
+    refs = [attachment_ref(spec, mp.secrets) for spec in specs]
+    fetched = await asyncio.gather(*(_fetch_one(mp, ref, owner, storage_names) for ref in refs))
+    return list(fetched)
 
 
 async def _fetch_one(

@@ -150,3 +150,26 @@ async def test_suspended_batch_and_inactive_tenant_are_held(relay, server, mp_ke
     await relay.post("/tenants/update", tenant_id="acme", active=True)
     await dispatch_now(mp_kernel)
     assert await status_of(relay, "b1") == "sent"
+
+
+async def test_inline_attachment_is_delivered(relay, server, mp_kernel):
+    attachment = {
+        "filename": "report_{MD5:0123456789abcdef0123456789abcdef}.txt",
+        "storage_path": "base64:aGVsbG8gd29ybGQ=",
+    }
+    await enqueue(relay, message("m1", attachments=[attachment]))
+    await dispatch_now(mp_kernel)
+    (received,) = server.handler.messages
+    parts = [p for p in email.message_from_bytes(received.content).walk() if p.get_filename()]
+    assert [p.get_filename() for p in parts] == ["report.txt"]
+    assert parts[0].get_payload(decode=True) == b"hello world"
+
+
+async def test_invalid_inline_attachment_fails_permanently(relay, server, mp_kernel):
+    attachment = {"filename": "a.pdf", "storage_path": "base64:@@not base64@@"}
+    await enqueue(relay, message("m1", attachments=[attachment]))
+    await dispatch_now(mp_kernel)
+    ((kind, text),) = await history(relay, "m1")
+    assert kind == "error"
+    assert text is not None and text.startswith("Attachment fetch failed for a.pdf: invalid base64")
+    assert server.handler.messages == []

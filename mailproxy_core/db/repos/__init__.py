@@ -13,6 +13,7 @@ from .command_log import CommandLogRepo
 from .events import EventsRepo
 from .instance import InstanceRepo
 from .messages import MessagesRepo
+from .queue import QueueRepo
 from .storages import StoragesRepo
 from .sync_state import SyncStateRepo
 from .tenants import TenantsRepo
@@ -23,6 +24,7 @@ __all__ = [
     "EventsRepo",
     "InstanceRepo",
     "MessagesRepo",
+    "QueueRepo",
     "Repos",
     "StoragesRepo",
     "SyncStateRepo",
@@ -42,4 +44,5 @@ class Repos:
         self.messages = MessagesRepo(db)
         self.events = EventsRepo(db)
         self.command_log = CommandLogRepo(db)
+        self.queue = QueueRepo(db)
         self.sync_state = SyncStateRepo(db)

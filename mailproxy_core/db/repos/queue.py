@@ -356,9 +356,17 @@ class QueueRepo:
             sa.delete(rate_counters).where(rate_counters.c.window_start < before)
         )
 
-    async def count_by_status(self) -> dict[str, int]:
-        """Messages per status (metrics, status endpoints)."""
+    async def stats(self, now: int) -> dict[str, Any]:
+        """``{"by_status": {status: n}, "oldest_ready_age": seconds}`` (metrics)."""
         rows = await self._db.fetch_all(
             sa.select(messages.c.status, sa.func.count().label("n")).group_by(messages.c.status)
         )
-        return {row["status"]: int(row["n"]) for row in rows}
+        oldest = await self._db.fetch_val(
+            sa.select(sa.func.min(messages.c.created_at)).where(
+                READY_CONDITION, messages.c.next_attempt_ts <= now
+            )
+        )
+        return {
+            "by_status": {row["status"]: int(row["n"]) for row in rows},
+            "oldest_ready_age": max(0, now - int(oldest)) if oldest is not None else 0,
+        }
