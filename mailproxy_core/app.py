@@ -41,7 +41,7 @@ def create_app(
     """
     settings = settings if settings is not None else load_settings()
     mp = build_kernel(settings, extra_plugins=extra_plugins)
-    app = Quart("mailproxy")
+    app = Quart("mailproxy", static_folder=None)
     app.extensions[APP_KEY] = mp
     app.config["JSON_SORT_KEYS"] = False
     install_error_handlers(app)

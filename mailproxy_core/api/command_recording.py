@@ -124,7 +124,8 @@ def masked_payload(raw: bytes) -> tuple[Any, str | None]:
             return body, raw.decode("utf-8")
         except UnicodeDecodeError:
             pass  # UTF-16/32 JSON: re-encode below
-    return masked, json.dumps(masked, ensure_ascii=False, separators=(",", ":"))
+    # ASCII escapes: a lone surrogate (valid JSON, not valid UTF-8) must not make the insert fail.
+    return masked, json.dumps(masked, separators=(",", ":"))
 
 
 def mask_secret_values(value: Any) -> tuple[Any, bool]:

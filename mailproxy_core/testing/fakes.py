@@ -29,6 +29,27 @@ class TenantTokenBackend:
         return None
 
 
+class StaticAdminBackend:
+    """Test-only auth: one fixed token is the admin (stands in for the ``auth_token`` plugin)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    async def authenticate(self, request: Any) -> Principal | None:
+        return Principal.admin() if extract_token(request) == self.token else None
+
+
+class StaticAdminPlugin:
+    """Registers ``StaticAdminBackend``; used where the ``auth_token`` plugin is not installed."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    @hookimpl
+    def mailproxy_register_auth_backends(self) -> list[AuthBackendSpec]:
+        return [AuthBackendSpec("test_admin_token", lambda mp: StaticAdminBackend(self.token), 20)]
+
+
 class TenantTokenPlugin:
     """Registers ``TenantTokenBackend`` (use with the ``register_plugin`` fixture)."""
 

@@ -30,6 +30,7 @@ from ..kernel import MailProxy
 from ..settings import Settings
 from .client import ApiClient
 from .db import database, db_url, pg_server_url  # noqa: F401  (fixtures)
+from .fakes import StaticAdminPlugin
 from .smtp import smtp_server  # noqa: F401  (fixture)
 
 ADMIN_TOKEN = "test-admin-token"
@@ -46,10 +47,20 @@ def mp_settings(tmp_path: Path) -> Settings:
     )
 
 
+def _installed_plugins() -> set[str]:
+    return {ep.name for ep in importlib.metadata.entry_points(group="mailproxy")}
+
+
 @pytest.fixture
 def mp_extra_plugins() -> dict[str, object]:
-    """In-process plugins for the next ``mp_app`` (filled by ``register_plugin``)."""
-    return {}
+    """In-process plugins for the next ``mp_app`` (filled by ``register_plugin``).
+
+    Where the ``auth_token`` plugin is not installed (the core alone), a test-only backend makes
+    ``ADMIN_TOKEN`` the admin token, so API tests run the same way.
+    """
+    if "auth_token" in _installed_plugins():
+        return {}
+    return {"test_admin_token": StaticAdminPlugin(ADMIN_TOKEN)}
 
 
 @pytest.fixture
@@ -98,7 +109,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # Test infrastructure, not the service: reads the environment directly.
     if os.environ.get("MAILPROXY_TEST_ALL_PLUGINS") == "1":
         return  # every plugin must be installed: a missing one fails instead of skipping
-    installed = {ep.name for ep in importlib.metadata.entry_points(group="mailproxy")}
+    installed = _installed_plugins()
     for item in items:
         for mark in item.iter_markers("requires_plugins"):
             missing = [name for name in mark.args if name not in installed]

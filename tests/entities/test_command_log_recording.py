@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from quart import Quart
 
 from mailproxy_core.api.command_recording import (
     RESPONSE_SUMMARY_BYTES,
@@ -96,9 +97,10 @@ def mp_settings(db_url: str, tmp_path: Path) -> Settings:
     )
 
 
-@pytest.fixture
-def mp_extra_plugins() -> dict[str, object]:
-    return {"test_tenant_token": TenantTokenPlugin(), "probe": ProbePlugin()}
+@pytest.fixture(autouse=True)
+def _plugins(register_plugin: Any) -> None:
+    register_plugin(TenantTokenPlugin(), name="test_tenant_token")
+    register_plugin(ProbePlugin(), name="probe")
 
 
 async def _entries(mp: MailProxy) -> list[dict[str, Any]]:
@@ -290,6 +292,19 @@ async def test_a_failing_insert_does_not_fail_the_call(
     assert resp.status == 200
     assert "could not record POST /probe/store" in caplog.text
     assert "never-logged" not in caplog.text
+
+
+async def test_a_body_that_is_not_valid_utf8_text_is_still_recorded(
+    mp_app: Quart, mp_kernel: MailProxy
+) -> None:
+    # Valid JSON holding a lone surrogate: it cannot be stored as UTF-8 text once decoded.
+    body = '{"name": "\\ud800", "password": "pw"}'
+    resp = await mp_app.test_client().post(
+        "/probe/store", data=body, headers={"X-API-Token": ADMIN_TOKEN}
+    )
+    assert resp.status_code == 200
+    (entry,) = await _entries(mp_kernel)
+    assert entry["payload"] == {"name": "\ud800", "password": "***"}
 
 
 def test_tenant_attribution_rules() -> None:

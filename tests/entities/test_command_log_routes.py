@@ -27,9 +27,9 @@ def mp_settings(db_url: str, tmp_path: Path) -> Settings:
     )
 
 
-@pytest.fixture
-def mp_extra_plugins() -> dict[str, object]:
-    return {"test_tenant_token": TenantTokenPlugin()}
+@pytest.fixture(autouse=True)
+def _plugins(register_plugin: Any) -> None:
+    register_plugin(TenantTokenPlugin(), name="test_tenant_token")
 
 
 async def _seed(mp: MailProxy) -> list[int]:
