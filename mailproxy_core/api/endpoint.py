@@ -267,7 +267,7 @@ def describe_endpoint(entity: str, cls: type[Endpoint]) -> list[MethodInfo]:
                 "@admin_only, @tenant_scoped, @any_principal or @public"
             )
         try:
-            hints = typing.get_type_hints(func)
+            hints = typing.get_type_hints(func, include_extras=True)
         except (NameError, TypeError, AttributeError) as exc:
             raise PluginError(
                 f"endpoint method {where} ({owner}): cannot resolve its type hints ({exc}); "
