@@ -26,8 +26,12 @@ install-test: $(VENV)/.installed-test
 serve: install
 	$(BIN)/mail-proxy serve
 
+# The "all" suite in .venv, then the fast tox envs: the kernel alone and the example plugin.
+TOX_FAST_ENVS ?= core,example
+
 test: install-test
 	MAILPROXY_TEST_ALL_PLUGINS=1 $(BIN)/python -m pytest -q
+	$(BIN)/tox -q -e $(TOX_FAST_ENVS)
 
 lint: install-test
 	$(BIN)/ruff check .

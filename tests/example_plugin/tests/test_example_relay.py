@@ -62,13 +62,13 @@ def _example_plugin(register_plugin):
         register_plugin(relay, name="example_relay")
 
 
-def test_example_relay_is_installed():
+def test_example_relay_is_installed(tmp_path):
     if os.environ.get("MAILPROXY_EXPECT_EXAMPLE_PLUGIN") != "1":
         pytest.skip("the example plugin is installed only in the tox env 'example'")
     from mailproxy_core import Settings
     from mailproxy_core.kernel import build_kernel
 
-    mp = build_kernel(Settings.from_values(db=":memory:"))
+    mp = build_kernel(Settings.from_values(db=str(tmp_path / "mp.db")))
     info = {p.name: p for p in mp.plugins}["example_relay"]
     assert info.status == "loaded" and info.distribution == "mailproxy-example-relay"
     assert mp.registry.transports.plugin_of("http-relay") == "example_relay"
