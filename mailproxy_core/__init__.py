@@ -24,7 +24,7 @@ from .errors import (
     SendError,
     TransientSendError,
 )
-from .kernel import MailProxy
+from .kernel import MailProxy, current_kernel
 from .models import (
     PRIORITY_LABELS,
     Account,
@@ -121,6 +121,7 @@ __all__ = [
     "TransportSpec",
     "admin_only",
     "any_principal",
+    "current_kernel",
     "extract_token",
     "hash_token",
     "hookimpl",

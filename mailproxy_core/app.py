@@ -16,14 +16,13 @@ from .api.command_recording import install_command_recording
 from .api.errors import install_error_handlers
 from .api.generate import build_api
 from .errors import AuthError
-from .kernel import MailProxy, Role, build_kernel
+from .kernel import APP_KEY, MailProxy, Role, build_kernel
 from .models import Principal
 from .settings import Settings, load_settings
 
 PUBLIC_PATHS: frozenset[str] = frozenset({"/health", "/metrics", "/openapi.json", "/docs"})
 """Paths that answer without credentials (API.md §1)."""
 
-APP_KEY = "mailproxy"
 
 
 def create_app(

@@ -26,6 +26,7 @@ from .db.engine import Database
 from .db.migrate import apply_migrations
 from .db.repos import Repos
 from .errors import ConfigurationError, PluginError
+from .models import Tenant
 from .plugins.calls import HookCalls
 from .plugins.loader import Discovery, PluginInfo, discover_plugins
 from .plugins.manager import build_plugin_manager, hooks_of
@@ -46,8 +47,25 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
 )
 """Plugins shipped inside the kernel, registered through the same path as any other."""
 
+DISPATCH_CHANNEL = "mailproxy_dispatch"
+"""The notification channel that wakes dispatchers in other processes."""
+
 ESSENTIAL_BUILTINS = frozenset({"core", "defaults"})
 """Built-ins that cannot be disabled: without them there is no schema and no API."""
+
+
+APP_KEY = "mailproxy"
+"""Where ``create_app`` keeps the kernel: ``app.extensions[APP_KEY]``."""
+
+
+def current_kernel() -> MailProxy:
+    """The kernel of the app serving the current request (for plugin blueprints' views)."""
+    from quart import current_app
+
+    mp = current_app.extensions.get(APP_KEY)
+    if not isinstance(mp, MailProxy):
+        raise PluginError("this app was not built by mailproxy_core.app.create_app")
+    return mp
 
 
 def core_version() -> str:
@@ -143,14 +161,29 @@ class MailProxy:
             raise ConfigurationError(f"unknown storage protocol {protocol!r} (available: {known})")
         return self.registry.storage_backends[protocol].factory(self, config)
 
-    def wake_dispatcher(self, *, run_now: bool = False) -> None:
+    def wake_dispatcher(self, *, run_now: bool = False, broadcast: bool = True) -> None:
         """Wake the dispatcher now (an immediate message, ``instance/run_now``).
 
-        In test mode the dispatcher only runs when ``run_now`` is true.
+        In test mode the dispatcher only runs when ``run_now`` is true. With ``broadcast`` the
+        dispatchers of other processes on the same PostgreSQL database are woken too (``NOTIFY``
+        on ``DISPATCH_CHANNEL``; ``mail-proxy worker`` processes); the dispatcher passes
+        ``broadcast=False`` when it relays such a notification.
         """
         if run_now:
             self._run_now_requested = True
         self.dispatch_wakeup.set()
+        if broadcast:
+            self.db.notify_soon(DISPATCH_CHANNEL, "run_now" if run_now else "wake")
+
+    async def tenant(self, tenant_id: str) -> Tenant | None:
+        """One tenant with its secrets decrypted (for plugins; never return it to a client)."""
+        from .entities.tenants import load_tenant
+
+        return await load_tenant(self, tenant_id)
+
+    async def tenant_names(self) -> dict[str, str]:
+        """Every tenant's id → display name (its id when it has no name)."""
+        return {row["id"]: row.get("name") or row["id"] for row in await self.repos.tenants.list()}
 
     async def queue_stats(self) -> dict[str, Any]:
         """Messages per status and the age in seconds of the oldest ready message (metrics)."""

@@ -1,0 +1,69 @@
+"""mail-proxy plugin ``metrics``: Prometheus metrics at ``GET /metrics`` (API.md §7).
+
+Each app gets its own ``CollectorRegistry``. The reference's delivery counters are fed by the
+``message_sent`` / ``_failed`` / ``_deferred`` events, the queue gauges are read from
+``MailProxy.queue_stats()`` at scrape time. Settings live in ``[plugins.metrics]``
+(``MetricsSettings``); see the plugin's README for every metric and its labels.
+"""
+
+from __future__ import annotations
+
+from mailproxy_core import MailProxy, Message, RouteSpec, SettingsSpec, hookimpl
+
+from .app_metrics import SETTINGS_SECTION, metrics_for
+from .outcomes import SENT, counters_for_deferral, counters_for_failure
+from .route import METRICS_PATH, build_blueprint
+from .settings import MetricsSettings
+from .timing import SEND_CLOCK
+
+__version__ = "0.1.0"
+
+__all__ = ["MetricsSettings"]
+
+
+@hookimpl
+def mailproxy_register_settings() -> list[SettingsSpec]:
+    """The ``[plugins.metrics]`` section."""
+    return [SettingsSpec(SETTINGS_SECTION, MetricsSettings)]
+
+
+@hookimpl
+def mailproxy_register_routes() -> list[RouteSpec]:
+    """``GET /metrics``, answered without credentials."""
+    return [RouteSpec("metrics", build_blueprint(), public_paths=(METRICS_PATH,))]
+
+
+@hookimpl
+def mailproxy_startup(mp: MailProxy) -> None:
+    """Create this app's registry before the dispatcher runs."""
+    metrics_for(mp)
+
+
+@hookimpl(trylast=True)
+def mailproxy_prepare_message(message: Message) -> None:
+    """Start the attempt's clock once every other plugin has changed the MIME message."""
+    SEND_CLOCK.start(message)
+
+
+@hookimpl
+def mailproxy_message_sent(mp: MailProxy, message: Message) -> None:
+    """Count a sent message and its attempt's duration."""
+    metrics = metrics_for(mp)
+    metrics.count((SENT,), message)
+    metrics.observe_send(message, "sent", SEND_CLOCK.stop(message))
+
+
+@hookimpl
+def mailproxy_message_failed(mp: MailProxy, message: Message, error: str) -> None:
+    """Count a message that ended in error (and a rate-limit rejection as rate limited)."""
+    metrics = metrics_for(mp)
+    metrics.count(counters_for_failure(error), message)
+    metrics.observe_send(message, "error", SEND_CLOCK.stop(message))
+
+
+@hookimpl
+def mailproxy_message_deferred(mp: MailProxy, message: Message, reason: str) -> None:
+    """Count a deferral (and a ``rate_limit`` deferral as rate limited)."""
+    metrics = metrics_for(mp)
+    metrics.count(counters_for_deferral(reason), message)
+    metrics.observe_send(message, "deferred", SEND_CLOCK.stop(message))
