@@ -75,6 +75,20 @@ def POST(func: F) -> F:
     return func
 
 
+CHECKS_OWN_VALUES_ATTR = "_mailproxy_checks_own_values"
+
+
+def checks_own_values(func: F) -> F:
+    """The method checks its input for unstorable values itself (NUL, surrogates, huge ints).
+
+    Without it, the generated route answers 422 for such values before calling the method; with
+    it, the method may report them its own way (``messages/add_batch`` rejects one entry and
+    stores the others).
+    """
+    setattr(func, CHECKS_OWN_VALUES_ATTR, True)
+    return func
+
+
 def _scope_decorator(scope: Scope) -> Callable[[F], F]:
     def decorate(func: F) -> F:
         existing = getattr(func, _SCOPE_ATTR, None)

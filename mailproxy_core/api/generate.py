@@ -38,8 +38,9 @@ from werkzeug.exceptions import BadRequest
 
 from ..errors import AuthError, Forbidden, InvalidInput
 from ..models import Principal
-from .endpoint import Endpoint, MethodInfo, Scope, collect_methods
+from .endpoint import CHECKS_OWN_VALUES_ATTR, Endpoint, MethodInfo, Scope, collect_methods
 from .errors import field_errors, install_error_handlers, invalid_input
+from .input_guard import unstorable_values
 from .openapi import document_operation, install_openapi
 from .signature import ParamInfo, is_scalar, is_scalar_list, model_values
 
@@ -116,6 +117,10 @@ def _make_view(
             values = _validate(info, *_query_input(info, request))
         else:
             values = _validate(info, await _body_input(info, request), [])
+        if not getattr(getattr(info.endpoint, info.name), CHECKS_OWN_VALUES_ATTR, False):
+            problems = unstorable_values(values)
+            if problems:
+                raise invalid_input(problems)
         endpoint: Endpoint = info.endpoint(kernel, principal)
         if info.scope is Scope.TENANT_SCOPED:
             values["tenant_id"] = _scoped_tenant_id(endpoint, info, values.get("tenant_id"))

@@ -7,6 +7,8 @@ dispatcher.
 
 from __future__ import annotations
 
+import logging
+
 from .engine import Database
 from .migrate import MigrationState, apply_migrations, core_migrations, migration_status
 from .repos import Repos
@@ -19,3 +21,12 @@ __all__ = [
     "core_migrations",
     "migration_status",
 ]
+
+
+DRIVER_LOGGERS = ("databases", "aiosqlite", "asyncpg")
+"""Loggers that write every statement with its bound values (passwords, tokens) at DEBUG."""
+
+# No secret may reach a log (DESIGN.md §5): the drivers' statement logs stay off even when the
+# service runs at DEBUG. An operator who really wants them can lower the level explicitly.
+for _name in DRIVER_LOGGERS:
+    logging.getLogger(_name).setLevel(logging.INFO)

@@ -6,14 +6,22 @@ from typing import Any
 
 from ..api.endpoint import POST, Endpoint, admin_only, any_principal, public
 from .batches import activate_batch, suspend_batch
+from .fields import FieldErrors
+from .secrets import redact, seal, secret_value_errors
 
 
 def _instance_view(row: dict[str, Any]) -> dict[str, Any]:
-    """The instance object of the API: never the admin token hash."""
+    """The instance object of the API: never the admin token hash, never a secret config value.
+
+    Config entries whose name is a secret (``relay_password``, ``api_key`` ...) are stored
+    encrypted and listed by name in ``secret_config_keys`` instead of being shown.
+    """
+    config, secret_keys = redact(row.get("config") or {})
     return {
         "name": row.get("name"),
         "edition": row.get("edition"),
-        "config": row.get("config") or {},
+        "config": config,
+        "secret_config_keys": secret_keys,
         "created_at": row.get("created_at"),
         "updated_at": row.get("updated_at"),
     }
@@ -46,7 +54,16 @@ class InstanceEndpoint(Endpoint):
         edition: str | None = None,
         config: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Change the instance name, edition or config (config keys are merged)."""
+        """Change the instance name, edition or config (config keys are merged).
+
+        A config key set to null is removed. Secret-named config values (``*_password``,
+        ``*_token``, ``api_key`` ...) must be strings; they are stored encrypted and never shown.
+        """
+        if config is not None:
+            errors = FieldErrors()
+            errors.extend(secret_value_errors(config, "config"))
+            errors.raise_if_any()
+            config = seal(self.mp.secrets, config)
         fields: dict[str, Any] = {}
         if name is not None:
             fields["name"] = name
@@ -92,20 +109,18 @@ class InstanceEndpoint(Endpoint):
         return await activate_batch(self.mp, tenant_id, batch_code)
 
     @POST
-    @any_principal
+    @admin_only
     async def run_now(self, tenant_id: str | None = None) -> dict[str, Any]:
         """Wake the dispatcher and the reporting loop now.
 
         Everything ready is sent at once (also in test mode, where this is the only trigger),
         and every tenant with unreported events is reported, ignoring back-off. With
-        ``tenant_id``, that tenant's do-not-disturb is cleared and it is polled at once. A tenant
-        key may only name its own tenant (the default).
+        ``tenant_id``, that tenant's do-not-disturb is cleared and it is polled at once.
+        Reserved to the instance admin, like every instance write (API.md §2).
 
         Args:
-            tenant_id: the tenant to poll at once (optional for the admin).
+            tenant_id: the tenant to poll at once.
         """
-        if not self.is_admin:
-            tenant_id = self.own_tenant_id(tenant_id)
         self.mp.wake_dispatcher(run_now=True)
         self.mp.request_report(tenant_id)
         return {"ok": True}

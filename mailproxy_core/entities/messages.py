@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.endpoint import POST, Endpoint, any_principal, tenant_scoped
+from ..api.endpoint import POST, Endpoint, any_principal, checks_own_values, tenant_scoped
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..models import MessageStatus
 from .message_queue import enqueue
@@ -31,10 +31,16 @@ MAX_PK = 2**63 - 1
 
 
 class MessagesEndpoint(Endpoint):
-    """Messages: the queue."""
+    """Messages: the queue.
+
+    Every method checks its own input for values no column can store (``is_storable``), so that
+    ``add_batch`` can reject one entry and keep the others, and look-ups of such ids answer
+    "not found" like any unknown id.
+    """
 
     @POST
     @any_principal
+    @checks_own_values
     async def add_batch(
         self, messages: list[Any], default_priority: int | str | None = None
     ) -> dict[str, Any]:
@@ -71,6 +77,7 @@ class MessagesEndpoint(Endpoint):
 
     @POST
     @any_principal
+    @checks_own_values
     async def add(self, **message: Any) -> dict[str, Any]:
         """Queue one message; the body is the message itself (fields of API.md §4).
 
@@ -97,6 +104,7 @@ class MessagesEndpoint(Endpoint):
         return {"id": message_id, "pk": pk}
 
     @tenant_scoped
+    @checks_own_values
     async def get(
         self, message_id: str, tenant_id: str, include_history: bool = False
     ) -> dict[str, Any]:
@@ -119,6 +127,7 @@ class MessagesEndpoint(Endpoint):
 
     @POST
     @any_principal
+    @checks_own_values
     async def delete(self, message_pk: int) -> bool:
         """Delete one message by its ``pk``, with its events; ``false`` if there is none.
 
@@ -143,6 +152,7 @@ class MessagesEndpoint(Endpoint):
 
     @POST
     @tenant_scoped
+    @checks_own_values
     async def delete_batch(self, tenant_id: str, ids: list[str]) -> dict[str, Any]:
         """Delete a tenant's messages by client id, with their events, in one transaction.
 
@@ -167,6 +177,7 @@ class MessagesEndpoint(Endpoint):
 
     @POST
     @tenant_scoped
+    @checks_own_values
     async def cleanup(self, tenant_id: str, older_than_seconds: int = 86400) -> dict[str, Any]:
         """Delete a tenant's finished messages whose events have all been reported.
 
@@ -182,6 +193,7 @@ class MessagesEndpoint(Endpoint):
         return {"ok": True, "removed": removed}
 
     @any_principal
+    @checks_own_values
     async def count_active(self) -> int:
         """Messages not finished yet (pending, deferred, sending).
 
@@ -192,6 +204,7 @@ class MessagesEndpoint(Endpoint):
         return await self.mp.repos.messages.count_active(scope)
 
     @tenant_scoped
+    @checks_own_values
     async def count_pending_for_tenant(self, tenant_id: str, batch_code: str | None = None) -> int:
         """A tenant's messages waiting to be sent (pending or deferred).
 
@@ -206,6 +219,7 @@ class MessagesEndpoint(Endpoint):
 
     # Last of the routes: below it, ``list`` would name this method in annotations.
     @tenant_scoped
+    @checks_own_values
     async def list(
         self,
         tenant_id: str,
@@ -238,6 +252,7 @@ class MessagesEndpoint(Endpoint):
             message_object(row, None if histories is None else histories[row["pk"]]) for row in rows
         ]
 
+    @checks_own_values
     async def _require_tenant(self, tenant_id: str) -> None:
         if not is_storable(tenant_id) or not await self.mp.repos.messages.tenant_states(
             [tenant_id]

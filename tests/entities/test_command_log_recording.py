@@ -302,8 +302,10 @@ async def test_a_body_that_is_not_valid_utf8_text_is_still_recorded(
     resp = await mp_app.test_client().post(
         "/probe/store", data=body, headers={"X-API-Token": ADMIN_TOKEN}
     )
-    assert resp.status_code == 200
+    # Refused at the API edge (no column can store it), and still recorded, masked.
+    assert resp.status_code == 422
     (entry,) = await _entries(mp_kernel)
+    assert entry["response_status"] == 422
     assert entry["payload"] == {"name": "\ud800", "password": "***"}
 
 

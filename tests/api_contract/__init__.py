@@ -1,0 +1,1 @@
+"""Cross-cutting tests of the API contract: scoping, secrets, OpenAPI fuzzing."""
