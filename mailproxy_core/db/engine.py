@@ -16,6 +16,10 @@ the calling task's connection. ``databases`` binds one connection to each asynci
 nested ``transaction()`` becomes a savepoint. Work started in *another* task does not join the
 transaction, so never fan out database work to child tasks while holding one (on SQLite the child
 would wait for the parent's write lock until the busy timeout).
+
+Processes sharing a PostgreSQL database signal each other with ``notify``/``listen`` (``LISTEN`` /
+``NOTIFY`` on a dedicated connection, see ``notifications.py``); on SQLite both do nothing, since
+only one process uses the file.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
@@ -36,6 +41,7 @@ from sqlalchemy.sql import ClauseElement
 from ..errors import ConfigurationError
 from ._databases import PatchedDatabases
 from ._sqlite import DEFAULT_BUSY_TIMEOUT
+from .notifications import Listener, PgListener, encode_payload, scoped_channel
 from .url import DatabaseTarget, Dialect, parse_database_setting
 
 log = logging.getLogger(__name__)
@@ -47,6 +53,9 @@ Row: TypeAlias = dict[str, Any]
 """One result row, keyed by column label, values as the driver returns them."""
 
 Upsert: TypeAlias = pg_dialect.Insert | sqlite_dialect.Insert
+
+NOTIFY_TIMEOUT = 5.0
+"""Seconds a ``NOTIFY`` may take; a hint that cannot be sent by then is dropped (logged)."""
 
 # What the drivers raise when the database cannot be reached or opened. Anything else is a bug
 # or a cancellation and propagates unchanged.
@@ -102,6 +111,11 @@ class Database:
         self._db = PatchedDatabases(self.url, **options)
         self._lifecycle = asyncio.Lock()
         self._busy_timeout = busy_timeout
+        self._options = options
+        self.origin = uuid.uuid4().hex[:16]
+        """Identifies this handle's notifications, so that it does not hear its own."""
+        self._listener: PgListener | None = None
+        self._notifying: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_setting(cls, value: str, **options: Any) -> Database:
@@ -144,8 +158,13 @@ class Database:
         log.info("connected to database %s", self.display_url)
 
     async def disconnect(self) -> None:
-        """Close every connection. Safe to call when not connected."""
+        """Close every connection (the listening one too). Safe to call when not connected."""
         async with self._lifecycle:
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                await listener.close()
+            if self._notifying:
+                await asyncio.wait(set(self._notifying), timeout=NOTIFY_TIMEOUT)
             if self._db.is_connected:
                 await self._db.disconnect()
 
@@ -201,6 +220,69 @@ class Database:
     ) -> Any:
         """One value of the first row (``column`` by position or label), or ``None``."""
         return await self._db.fetch_val(statement, _values(values), column=column)
+
+    # -- notifications between processes (PostgreSQL LISTEN/NOTIFY) -----------------------------
+
+    async def notify(self, channel: str, payload: str = "") -> None:
+        """Send ``payload`` to the ``channel`` listeners of other processes (PostgreSQL only).
+
+        The channel is scoped to this database's schema; this process's own listeners are not
+        called. Does nothing on SQLite or when not connected.
+        """
+        if self.dialect != "postgresql" or not self._db.is_connected:
+            return
+        await self._db.execute(
+            "SELECT pg_notify(:channel, :payload)",
+            {
+                "channel": scoped_channel(channel, self.schema),
+                "payload": encode_payload(self.origin, payload),
+            },
+        )
+
+    def notify_soon(self, channel: str, payload: str = "") -> None:
+        """``notify`` in the background, for callers that cannot wait (failures are logged).
+
+        The task is owned here: ``disconnect`` waits for it (at most ``NOTIFY_TIMEOUT``).
+        """
+        if self.dialect != "postgresql" or not self._db.is_connected:
+            return
+        task = asyncio.create_task(self._notify_logged(channel, payload))
+        self._notifying.add(task)
+        task.add_done_callback(self._notifying.discard)
+
+    async def _notify_logged(self, channel: str, payload: str) -> None:
+        try:
+            await asyncio.wait_for(self.notify(channel, payload), NOTIFY_TIMEOUT)
+        except (*_CONNECT_ERRORS, ConnectionError) as exc:
+            log.warning(
+                "NOTIFY %s failed: %s; other processes notice on their next poll", channel, exc
+            )
+
+    async def listen(self, channel: str, callback: Listener) -> None:
+        """Call ``callback(payload)`` for each notification other processes send on ``channel``.
+
+        PostgreSQL: on a dedicated connection opened now, kept open (and re-opened when it
+        drops, with ``callback(None)`` after each re-open, since notifications may have been
+        missed) until ``unlisten`` or ``disconnect``. The callback runs on the event loop and
+        must not block. SQLite: does nothing (no other process can notify).
+        """
+        if self.dialect != "postgresql":
+            return
+        if self._listener is None:
+            dsn = self.url.replace("postgresql+asyncpg://", "postgresql://", 1)
+            options = {k: v for k, v in self._options.items() if k not in ("min_size", "max_size")}
+            self._listener = PgListener(dsn, options, self.origin)
+        await self._listener.add(scoped_channel(channel, self.schema), callback)
+
+    async def unlisten(self, channel: str, callback: Listener) -> None:
+        """Stop calling ``callback`` for ``channel``."""
+        if self._listener is not None:
+            await self._listener.remove(scoped_channel(channel, self.schema), callback)
+
+    @property
+    def listener(self) -> PgListener | None:
+        """The listening connection's owner (PostgreSQL, once ``listen`` was called)."""
+        return self._listener
 
     def insert(self, table: Table) -> Upsert:
         """A dialect-specific ``INSERT`` supporting ``on_conflict_do_nothing/do_update``.

@@ -17,6 +17,7 @@ import mimetypes
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import SMTP
 from typing import Any
@@ -47,6 +48,40 @@ RESERVED_HEADERS = frozenset(
 )
 
 _MESSAGE_ID = re.compile(r"^<[^<>\s@]+@[^<>\s@]+>$")
+
+
+class RepeatedHeaderCache(HeaderRegistry):
+    """The stdlib header registry, remembering parsed headers whose values repeat.
+
+    Parsing a header (``email.headerregistry``) is most of the cost of composing a message, and
+    ``From``, ``Reply-To``, ``Date`` (per second) and the ``Content-*`` headers of a bulk send are
+    the same message after message. Parsed headers are immutable, so one parsed object can serve
+    every message; the output is byte for byte what the uncached registry produces.
+    """
+
+    CACHED = frozenset(
+        {"from", "reply-to", "date", "mime-version", "content-type", "content-transfer-encoding"}
+    )
+    MAX_ENTRIES = 1024
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parsed: dict[tuple[str, str], BaseHeader] = {}
+
+    def __call__(self, name: str, value: str) -> BaseHeader:
+        if name.lower() not in self.CACHED:
+            return super().__call__(name, value)
+        key = (name, str(value))
+        header = self._parsed.get(key)
+        if header is None:
+            if len(self._parsed) >= self.MAX_ENTRIES:
+                self._parsed.clear()
+            header = self._parsed[key] = super().__call__(name, value)
+        return header
+
+
+POLICY = SMTP.clone(header_factory=RepeatedHeaderCache())
+"""``email.policy.SMTP`` with cached parsing of repeated headers (CRLF line endings)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +139,7 @@ def compose(
     cc = split_addresses(payload.get("cc"))
     bcc = split_addresses(payload.get("bcc"))
 
-    mime = EmailMessage(policy=SMTP)
+    mime = EmailMessage(policy=POLICY)
     mime["From"] = sender
     if to:
         mime["To"] = ", ".join(to)

@@ -1,19 +1,27 @@
 """The dispatcher: claims ready messages and sends them, within concurrency and rate limits.
 
 One ``Dispatcher`` per process (``serve`` and ``worker``), run as the ``dispatcher`` background
-task. Each round it claims at most as many messages as it has free send slots (global limit
-``max_concurrency``; the claim itself enforces ``max_per_account`` across all processes) and
-starts them in priority order. Outcomes are written in small groups by one writer task, each
-group in one transaction with its events (DESIGN.md §6, §9).
+task. Its loop makes *cycles*: one transaction writes the outcomes of the sends that finished
+since the last cycle and claims into the free capacity (``2 * max_concurrency``: sends in flight
+plus as many claimed ahead; the claim itself enforces ``max_per_account`` across all processes);
+claimed messages wait in a priority heap and start, most urgent first, each as its own task, as
+soon as one of the ``max_concurrency`` send slots frees. Only the loop touches
+the database for the queue, so its transactions never contend with each other, and a busy loop
+batches many outcomes into one commit (DESIGN.md §6, §9). Event hooks run in a task of their
+own, in order, so a slow plugin never holds up claiming.
 
-Wake-ups: an enqueued immediate message sets ``mp.dispatch_wakeup``; a finished send frees a
-slot; otherwise the queue is polled every ``send_loop_interval`` seconds. In test mode the
-dispatcher only runs when ``instance/run_now`` asks, and then until nothing is ready.
+Wake-ups: an enqueued immediate message or ``run_now`` sets ``mp.dispatch_wakeup`` (in this
+process directly; other processes through PostgreSQL ``NOTIFY``, relayed here by ``listen``); a
+finished send sets ``_activity``; otherwise the queue is polled every ``send_loop_interval``
+seconds. In test mode the dispatcher only runs when ``run_now`` asks, and then until nothing is
+ready. On cancellation it drains: no more claims, in-flight sends get ``drain_timeout`` seconds,
+their outcomes are written and every lease still held is released.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import os
 import socket
@@ -22,6 +30,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from ..db.repos.queue import Holds, Outcome, QueueRepo, WrittenEvent
+from ..kernel import DISPATCH_CHANNEL
 from ..models import Message
 from .attempt import attempt_delivery
 from .directory import Directory
@@ -31,14 +40,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WRITE_GROUP = 64
-"""Most outcomes written in one transaction."""
-
-WRITE_DELAY = 0.005
-"""Seconds the writer waits for more outcomes before committing a group."""
-
 HOLDS_TTL = 1.0
 """Seconds a snapshot of inactive tenants and suspended batches is trusted."""
+
+DB_RETRY_DELAY = 1.0
+"""Seconds to wait after the queue's database work failed before the next cycle."""
+
+Finished = tuple[Outcome, Message, Any]
+"""A finished attempt: the outcome to write, the message, and the transport's result."""
 
 
 def message_from_row(row: dict[str, Any]) -> Message:
@@ -72,13 +81,14 @@ class Dispatcher:
         self.directory = Directory(mp, self.queue)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.in_flight: dict[int, asyncio.Task[None]] = {}
-        self._slot_freed = asyncio.Event()
-        self._outcomes: list[tuple[Outcome, Message, Any]] = []
-        self._outcome_ready = asyncio.Event()
-        self._write_lock = asyncio.Lock()
+        self._ready: list[tuple[int, int, Message]] = []  # claimed, not started: a heap
+        self._finished: list[Finished] = []
+        self._activity = asyncio.Event()
+        self._hooks: asyncio.Queue[list[Finished]] = asyncio.Queue()
         self._stopping = False
         self._holds: tuple[float, Holds] | None = None
         self._last_reclaim = 0.0
+        self._capacity = 2 * self.settings.max_concurrency
         self.idle = asyncio.Event()
         """Set whenever a ``run_until_idle`` pass finished (tests wait on it)."""
 
@@ -86,7 +96,8 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Dispatch until cancelled; on cancellation drain in-flight sends and release leases."""
-        writer = asyncio.create_task(self._write_outcomes(), name="mailproxy:outcome-writer")
+        hooks = asyncio.create_task(self._emit_hooks(), name="mailproxy:dispatch-hooks")
+        await self.mp.db.listen(DISPATCH_CHANNEL, self._on_notification)
         try:
             if self.settings.test_mode:
                 await self._run_on_request()
@@ -94,12 +105,11 @@ class Dispatcher:
                 await self._run_forever()
         finally:
             self._stopping = True
-            await asyncio.shield(self._drain(writer))
+            await asyncio.shield(self._drain(hooks))
 
     async def _run_forever(self) -> None:
         while True:
-            claimed = await self.round()
-            if claimed:
+            if await self.cycle():
                 continue
             await self._wait(self.settings.send_loop_interval)
 
@@ -116,40 +126,71 @@ class Dispatcher:
     async def run_until_idle(self) -> None:
         """Send everything that is ready now, then return (``run_now`` in test mode)."""
         while True:
-            if await self.round():
+            if await self.cycle():
                 continue
             if self.in_flight:
-                await self._wait_for_slot(self.settings.send_loop_interval)
-            elif self._outcomes or self._write_lock.locked():
-                # Outcomes not yet written still hold their rows as ``sending``.
-                await self._flush_outcomes_now()
-            else:
+                await self._wait(self.settings.send_loop_interval, wakeup=False)
+            elif not self._finished:
+                await self._hooks.join()
                 self.idle.set()
                 return
 
-    async def round(self) -> int:
-        """Claim as many messages as there are free slots and start them; return how many."""
-        now = time.time()
-        if now - self._last_reclaim >= min(5.0, self.settings.lease_seconds / 2):
-            self._last_reclaim = now
-            reclaimed = await self.queue.reclaim_expired(int(now))
-            if reclaimed:
-                log.warning("reclaimed %d messages whose lease expired", reclaimed)
-        free = self.settings.max_concurrency - len(self.in_flight)
-        if free <= 0:
+    async def cycle(self) -> int:
+        """Write finished outcomes and claim into the free slots; return how much was done.
+
+        ``0`` means nothing was written or claimed: nothing is ready, every slot is busy, or
+        the database failed (logged; the outcomes are written by a later cycle).
+        """
+        held = len(self.in_flight) + len(self._ready)
+        limit = 0 if self._stopping else min(self._capacity - held, self.settings.batch_size)
+        finished = self._finished
+        count = len(finished)
+        try:
+            await self._reclaim_expired()
+            if not count and limit <= 0:
+                return 0
+            written, rows = await self.queue.exchange(
+                self.owner,
+                [outcome for outcome, _message, _extra in finished],
+                limit=limit,
+                per_account=self.settings.max_per_account,
+                lease_seconds=self.settings.lease_seconds,
+                holds=await self._current_holds() if limit > 0 else Holds(),
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the dispatcher's database work failed; retrying shortly")
+            await asyncio.sleep(DB_RETRY_DELAY)
             return 0
-        rows = await self.queue.claim(
-            owner=self.owner,
-            limit=min(free, self.settings.batch_size),
-            per_account=self.settings.max_per_account,
-            lease_seconds=self.settings.lease_seconds,
-            holds=await self._current_holds(),
-        )
-        for row in rows:  # already in priority, then FIFO, order
+        group = finished[:count]
+        del finished[:count]  # sends that finished during the exchange stay for the next cycle
+        if group:
+            self._after_write(group, written)
+        for row in rows:
             message = message_from_row(row)
-            task = asyncio.create_task(self._send(message), name=f"mailproxy:send:{message.pk}")
-            self.in_flight[message.pk] = task
-        return len(rows)
+            heapq.heappush(self._ready, (message.priority, message.pk, message))
+        self._start_ready()
+        return count + len(rows)
+
+    def _start_ready(self) -> None:
+        """Start claimed messages, most urgent first, while global send slots are free."""
+        while self._ready and not self._stopping:
+            if len(self.in_flight) >= self.settings.max_concurrency:
+                return
+            _priority, pk, message = heapq.heappop(self._ready)
+            self.in_flight[pk] = asyncio.create_task(
+                self._send(message), name=f"mailproxy:send:{pk}"
+            )
+
+    async def _reclaim_expired(self) -> None:
+        now = time.time()
+        if now - self._last_reclaim < min(5.0, self.settings.lease_seconds / 2):
+            return
+        self._last_reclaim = now
+        reclaimed = await self.queue.reclaim_expired(int(now))
+        if reclaimed:
+            log.warning("reclaimed %d messages whose lease expired", reclaimed)
 
     async def _current_holds(self) -> Holds:
         now = time.monotonic()
@@ -162,96 +203,80 @@ class Dispatcher:
         self._holds = None
         self.directory.forget()
 
-    async def _wait(self, seconds: float) -> None:
-        """Sleep until woken (immediate message, run_now), a slot frees, or ``timeout``."""
-        wakeup = self.mp.dispatch_wakeup
-        waiters = [asyncio.ensure_future(wakeup.wait())]
-        if self.in_flight:
-            waiters.append(asyncio.ensure_future(self._slot_freed.wait()))
-        try:
-            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-        wakeup.clear()
-        self._slot_freed.clear()
+    def _on_notification(self, payload: str | None) -> None:
+        """Another process enqueued an immediate message or asked for ``run_now``."""
+        self.mp.wake_dispatcher(run_now=payload == "run_now", broadcast=False)
 
-    async def _wait_for_slot(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._slot_freed.wait(), seconds)
-        except TimeoutError:
-            pass
-        self._slot_freed.clear()
+    async def _wait(self, seconds: float, *, wakeup: bool = True) -> None:
+        """Sleep until a send finishes, ``timeout`` passes, or (``wakeup``) someone wakes us."""
+        events = [self._activity]
+        if wakeup:
+            events.append(self.mp.dispatch_wakeup)
+        if not any(event.is_set() for event in events):
+            waiters = [asyncio.ensure_future(event.wait()) for event in events]
+            try:
+                await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+        for event in events:
+            event.clear()
 
     # -- one message ---------------------------------------------------------------------------
 
     async def _send(self, message: Message) -> None:
         try:
             outcome, extra = await attempt_delivery(self.mp, message, self.directory)
-            self._outcomes.append((outcome, message, extra))
-            self._outcome_ready.set()
+            self._finished.append((outcome, message, extra))
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug in the kernel or a plugin: keep the message, log loudly
             log.exception("unexpected failure while sending message %s", message.pk)
         finally:
             self.in_flight.pop(message.pk, None)
-            self._slot_freed.set()
+            self._start_ready()
+            self._activity.set()
 
-    # -- outcomes ------------------------------------------------------------------------------
+    # -- after a write -------------------------------------------------------------------------
 
-    async def _write_outcomes(self) -> None:
+    def _after_write(self, group: list[Finished], written: list[WrittenEvent]) -> None:
+        if not written:
+            return
+        self.mp.report_wakeup.set()
+        kept = {event.pk for event in written}
+        self._hooks.put_nowait([item for item in group if item[0].pk in kept])
+
+    async def _emit_hooks(self) -> None:
+        """Emit the event hooks of written outcomes, in the order they were written."""
         while True:
-            await self._outcome_ready.wait()
-            if len(self._outcomes) < WRITE_GROUP and not self._stopping:
-                await asyncio.sleep(WRITE_DELAY)
-            self._outcome_ready.clear()
-            await self._flush_outcomes_now()
-
-    async def _flush_outcomes_now(self) -> None:
-        # One writer at a time: returning means every outcome collected so far is written.
-        async with self._write_lock:
-            await self._flush_locked()
-
-    async def _flush_locked(self) -> None:
-        while self._outcomes:
-            group, self._outcomes = self._outcomes[:WRITE_GROUP], self._outcomes[WRITE_GROUP:]
+            group = await self._hooks.get()
             try:
-                written = await self.queue.record(self.owner, [o for o, _m, _x in group])
+                for outcome, message, extra in group:
+                    await self._emit(outcome, message, extra)
             except asyncio.CancelledError:
-                self._outcomes[:0] = group
                 raise
             except Exception:
-                log.exception("writing %d outcomes failed; their leases will expire", len(group))
-                continue
-            await self._after_write(group, written)
+                log.exception("an event hook failed")
+            finally:
+                self._hooks.task_done()
 
-    async def _after_write(
-        self, group: list[tuple[Outcome, Message, Any]], written: list[WrittenEvent]
-    ) -> None:
-        self._slot_freed.set()  # written rows free their accounts' in-flight capacity
-        if written:
-            self.mp.report_wakeup.set()
-        kept = {event.pk for event in written}
+    async def _emit(self, outcome: Outcome, message: Message, extra: Any) -> None:
         hooks = self.mp.hooks
-        for outcome, message, extra in group:
-            if outcome.pk not in kept:
-                continue
-            if outcome.status == "sent":
-                await hooks.message_sent(self.mp, message, extra)
-            elif outcome.status == "error":
-                await hooks.message_failed(self.mp, message, outcome.description or "")
-            else:
-                await hooks.message_deferred(
-                    self.mp, message, outcome.description or "", outcome.next_attempt_ts or 0
-                )
+        if outcome.status == "sent":
+            await hooks.message_sent(self.mp, message, extra)
+        elif outcome.status == "error":
+            await hooks.message_failed(self.mp, message, outcome.description or "")
+        else:
+            await hooks.message_deferred(
+                self.mp, message, outcome.description or "", outcome.next_attempt_ts or 0
+            )
 
     # -- shutdown ------------------------------------------------------------------------------
 
-    async def _drain(self, writer: asyncio.Task[None]) -> None:
-        """Let in-flight sends finish (bounded), write outcomes, release unfinished leases."""
-        started = dict(self.in_flight)
-        tasks = list(started.values())
+    async def _drain(self, hooks: asyncio.Task[None]) -> None:
+        """Let in-flight sends finish (bounded), write outcomes, release every lease left."""
+        deadline = time.monotonic() + self.settings.drain_timeout
+        tasks = list(self.in_flight.values())
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=self.settings.drain_timeout)
             for task in pending:
@@ -259,16 +284,24 @@ class Dispatcher:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
                 log.warning("%d sends did not finish within the drain timeout", len(pending))
-        writer.cancel()
-        await asyncio.gather(writer, return_exceptions=True)
         try:
-            await self._flush_outcomes_now()
-            unfinished = [pk for pk, task in started.items() if task.cancelled()]
-            released = await self.queue.release(self.owner, unfinished)
+            if self._finished:
+                await asyncio.wait_for(self.cycle(), timeout=max(1.0, self.settings.drain_timeout))
+            released = await self.queue.release(self.owner)
             if released:
                 log.info("released %d unfinished messages", released)
         except Exception:
             log.exception("could not write outcomes or release leases at shutdown")
+        try:
+            await asyncio.wait_for(self._hooks.join(), max(0.5, deadline - time.monotonic()))
+        except TimeoutError:
+            log.warning("event hooks of some finished sends were not emitted before shutdown")
+        hooks.cancel()
+        await asyncio.gather(hooks, return_exceptions=True)
+        try:
+            await self.mp.db.unlisten(DISPATCH_CHANNEL, self._on_notification)
+        except Exception:
+            log.exception("could not stop listening for dispatcher wake-ups")
 
 
 async def run_dispatcher(mp: MailProxy) -> None:

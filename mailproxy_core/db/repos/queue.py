@@ -26,31 +26,13 @@ from ..jsontext import decode_json, encode_json
 from ..schema import (
     LEASED_CONDITION,
     READY_CONDITION,
-    message_events,
     messages,
     rate_counters,
     tenants,
 )
+from . import queue_sql
 
 CLAIM_LOCK_KEY = 0x6D61696C  # "mail": the advisory lock serialising claims on PostgreSQL
-
-_CLAIM_COLUMNS = (
-    messages.c.pk,
-    messages.c.tenant_id,
-    messages.c.id,
-    messages.c.account_id,
-    messages.c.account_pk,
-    messages.c.priority,
-    messages.c.batch_code,
-    messages.c.payload,
-    messages.c.status,
-    messages.c.deferred_ts,
-    messages.c.next_attempt_ts,
-    messages.c.attempts,
-    messages.c.last_error,
-    messages.c.created_at,
-    messages.c.updated_at,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,23 +42,6 @@ class Holds:
     inactive_tenants: frozenset[str] = frozenset()
     all_suspended: frozenset[str] = frozenset()
     suspended_batches: Mapping[str, frozenset[str]] = field(default_factory=dict)
-
-    def conditions(self) -> list[sa.ColumnElement[bool]]:
-        """SQL conditions excluding held messages."""
-        conds: list[sa.ColumnElement[bool]] = []
-        blocked = self.inactive_tenants | self.all_suspended
-        if blocked:
-            conds.append(messages.c.tenant_id.not_in(sorted(blocked)))
-        for tenant_id, batches in sorted(self.suspended_batches.items()):
-            # Spelled without NOT so that a NULL batch code (no batch) is never excluded.
-            conds.append(
-                sa.or_(
-                    messages.c.tenant_id != tenant_id,
-                    messages.c.batch_code.is_(None),
-                    messages.c.batch_code.not_in(sorted(batches)),
-                )
-            )
-        return conds
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,70 +126,104 @@ class QueueRepo:
 
         Returns the claimed rows (payload decoded) in priority then FIFO order.
         """
-        if limit <= 0:
-            return []
-        async with self._db.transaction():
-            if self._db.dialect == "postgresql":
-                await self._db.execute(sa.select(sa.func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
-            now = int(self._clock())
-            in_flight = {
-                row["account_pk"]: int(row["n"])
-                for row in await self._db.fetch_all(
-                    sa.select(messages.c.account_pk, sa.func.count().label("n"))
-                    .where(LEASED_CONDITION, messages.c.lease_until >= now)
-                    .group_by(messages.c.account_pk)
-                )
-            }
-            saturated = sorted(
-                k for k, n in in_flight.items() if k is not None and n >= per_account
-            )
-            query = (
-                sa.select(messages.c.pk, messages.c.account_pk)
-                .where(READY_CONDITION, messages.c.next_attempt_ts <= now, *holds.conditions())
-                .order_by(messages.c.priority, messages.c.pk)
-                .limit(limit * 4)
-            )
-            if saturated:
-                query = query.where(messages.c.account_pk.not_in(saturated))
-            if self._db.dialect == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            chosen: list[int] = []
-            taken: dict[Any, int] = {}
-            for row in await self._db.fetch_all(query):
-                account = row["account_pk"]
-                used = in_flight.get(account, 0) + taken.get(account, 0)
-                if used >= per_account:
-                    continue
-                taken[account] = taken.get(account, 0) + 1
-                chosen.append(row["pk"])
-                if len(chosen) >= limit:
-                    break
-            if not chosen:
-                return []
-            claimed = await self._db.fetch_all(
-                sa.update(messages)
-                .where(messages.c.pk.in_(chosen))
-                .values(
-                    status="sending",
-                    lease_owner=owner,
-                    lease_until=now + int(lease_seconds),
-                    updated_at=now,
-                )
-                .returning(*_CLAIM_COLUMNS)
-            )
-        rows = [{**row, "payload": decode_json(row["payload"]) or {}} for row in claimed]
-        rows.sort(key=lambda r: (r["priority"], r["pk"]))
+        _written, rows = await self.exchange(
+            owner,
+            (),
+            limit=limit,
+            per_account=per_account,
+            lease_seconds=lease_seconds,
+            holds=holds,
+        )
         return rows
 
-    async def release(self, owner: str, pks: Iterable[int]) -> int:
-        """Give back claimed messages that were never attempted (shutdown)."""
-        keys = list(pks)
-        if not keys:
-            return 0
+    async def exchange(
+        self,
+        owner: str,
+        outcomes: Sequence[Outcome],
+        *,
+        limit: int,
+        per_account: int,
+        lease_seconds: float,
+        holds: Holds,
+    ) -> tuple[list[WrittenEvent], list[dict[str, Any]]]:
+        """Write ``outcomes`` (see ``record``), then claim up to ``limit`` messages (see
+        ``claim``), in one transaction: the dispatcher's whole round trip to the database.
+
+        Written first, so the claim already counts the finished sends as out of flight.
+        """
+        if not outcomes and limit <= 0:
+            return [], []
+        async with self._db.transaction():
+            written = await self._write(owner, outcomes) if outcomes else []
+            claimed = await self._claim(owner, limit, per_account, lease_seconds, holds)
+        rows = [{**row, "payload": decode_json(row["payload"]) or {}} for row in claimed]
+        rows.sort(key=lambda r: (r["priority"], r["pk"]))
+        return written, rows
+
+    async def _claim(
+        self, owner: str, limit: int, per_account: int, lease_seconds: float, holds: Holds
+    ) -> list[dict[str, Any]]:
+        """The claim's statements, inside the caller's transaction."""
+        if limit <= 0:
+            return []
+        dialect = self._db.dialect
+        if dialect == "postgresql":
+            await self._db.execute(sa.select(sa.func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
+        now = int(self._clock())
+        in_flight = {
+            row["account_pk"]: int(row["n"])
+            for row in await self._db.fetch_all(queue_sql.in_flight_sql(dialect), {"now": now})
+        }
+        saturated = sorted(k for k, n in in_flight.items() if k is not None and n >= per_account)
+        blocked = sorted(holds.inactive_tenants | holds.all_suspended)
+        batches = [
+            [tenant, batch]
+            for tenant, codes in sorted(holds.suspended_batches.items())
+            for batch in sorted(codes)
+        ]
+        values: dict[str, Any] = {"now": now, "limit": limit * 4}
+        for name, items in (("saturated", saturated), ("blocked", blocked), ("batches", batches)):
+            if items:
+                values[name] = queue_sql.json_list(items)
+        query = queue_sql.candidates_sql(dialect, bool(saturated), bool(blocked), bool(batches))
+        chosen: list[int] = []
+        taken: dict[Any, int] = {}
+        for row in await self._db.fetch_all(query, values):
+            account = row["account_pk"]
+            if in_flight.get(account, 0) + taken.get(account, 0) >= per_account:
+                continue
+            taken[account] = taken.get(account, 0) + 1
+            chosen.append(row["pk"])
+            if len(chosen) >= limit:
+                break
+        if not chosen:
+            return []
+        return await self._db.fetch_all(
+            queue_sql.lease_sql(dialect),
+            {
+                "owner": owner,
+                "until": now + int(lease_seconds),
+                "now": now,
+                "pks": queue_sql.json_list(chosen),
+            },
+        )
+
+    async def release(self, owner: str, pks: Iterable[int] | None = None) -> int:
+        """Give back claimed messages that were never attempted (shutdown).
+
+        ``pks`` ``None`` releases every message still leased by ``owner``. Released messages
+        are ``pending`` again (``deferred`` when attempted before), with no lease.
+        """
+        condition = [messages.c.lease_owner == owner, LEASED_CONDITION]
+        if pks is not None:
+            keys = list(pks)
+            if not keys:
+                return 0
+            condition.append(messages.c.pk.in_(keys))
         now = int(self._clock())
         rows = await self._db.fetch_all(
             sa.update(messages)
-            .where(messages.c.pk.in_(keys), messages.c.lease_owner == owner, LEASED_CONDITION)
+            .where(*condition)
             .values(
                 status=sa.case((messages.c.attempts > 0, "deferred"), else_="pending"),
                 lease_owner=None,
@@ -243,72 +242,60 @@ class QueueRepo:
         """
         if not outcomes:
             return []
-        written: list[WrittenEvent] = []
         async with self._db.transaction():
-            sent = [o for o in outcomes if o.status == "sent"]
-            kept: set[int] = set()
-            if sent:
-                # The common case in one statement: every sent row of the group at once.
-                by_ts: dict[int, list[int]] = {}
-                for o in sent:
-                    by_ts.setdefault(o.now, []).append(o.pk)
-                for ts, pks in by_ts.items():
-                    rows = await self._db.fetch_all(
-                        sa.update(messages)
-                        .where(messages.c.pk.in_(pks), messages.c.lease_owner == owner)
-                        .values(
-                            status="sent",
-                            smtp_ts=ts,
-                            attempts=messages.c.attempts + 1,
-                            lease_owner=None,
-                            lease_until=None,
-                            last_error=None,
-                            updated_at=ts,
-                        )
-                        .returning(messages.c.pk)
-                    )
-                    kept.update(row["pk"] for row in rows)
-            for o in outcomes:
-                if o.status == "sent":
-                    continue
-                values: dict[str, Any] = {
-                    "status": o.status,
-                    "lease_owner": None,
-                    "lease_until": None,
-                    "last_error": o.last_error,
-                    "updated_at": o.now,
-                }
-                if o.attempted:
-                    values["attempts"] = messages.c.attempts + 1
-                if o.next_attempt_ts is not None:
-                    values["next_attempt_ts"] = o.next_attempt_ts
+            return await self._write(owner, outcomes)
+
+    async def _write(self, owner: str, outcomes: Sequence[Outcome]) -> list[WrittenEvent]:
+        """The outcome statements, inside the caller's transaction."""
+        written: list[WrittenEvent] = []
+        sent = [o for o in outcomes if o.status == "sent"]
+        kept: set[int] = set()
+        if sent:
+            # The common case in one statement: every sent row of the group at once.
+            by_ts: dict[int, list[int]] = {}
+            for o in sent:
+                by_ts.setdefault(o.now, []).append(o.pk)
+            for ts, pks in by_ts.items():
                 rows = await self._db.fetch_all(
-                    sa.update(messages)
-                    .where(messages.c.pk == o.pk, messages.c.lease_owner == owner)
-                    .values(**values)
-                    .returning(messages.c.pk)
+                    queue_sql.mark_sent_sql(self._db.dialect),
+                    {"ts": ts, "owner": owner, "pks": queue_sql.json_list(pks)},
                 )
                 kept.update(row["pk"] for row in rows)
-            events = []
-            for o in outcomes:
-                if o.pk not in kept:
-                    continue
-                event_uuid = str(uuid.uuid4())
-                events.append(
-                    {
-                        "event_uuid": event_uuid,
-                        "message_pk": o.pk,
-                        "tenant_id": o.tenant_id,
-                        "event_type": o.event_type,
-                        "event_ts": o.now,
-                        "description": o.description,
-                        "metadata": encode_json(o.metadata) if o.metadata else None,
-                        "reported_ts": None,
-                    }
-                )
-                written.append(WrittenEvent(event_uuid, o.pk, o.tenant_id, o.event_type))
-            if events:
-                await self._db.execute(sa.insert(message_events).values(events))
+        for o in outcomes:
+            if o.status == "sent":
+                continue
+            values: dict[str, Any] = {
+                "status": o.status,
+                "lease_owner": None,
+                "lease_until": None,
+                "last_error": o.last_error,
+                "updated_at": o.now,
+            }
+            if o.attempted:
+                values["attempts"] = messages.c.attempts + 1
+            if o.next_attempt_ts is not None:
+                values["next_attempt_ts"] = o.next_attempt_ts
+            rows = await self._db.fetch_all(
+                sa.update(messages)
+                .where(messages.c.pk == o.pk, messages.c.lease_owner == owner)
+                .values(**values)
+                .returning(messages.c.pk)
+            )
+            kept.update(row["pk"] for row in rows)
+        events = []
+        for o in outcomes:
+            if o.pk not in kept:
+                continue
+            event_uuid = str(uuid.uuid4())
+            metadata = encode_json(o.metadata) if o.metadata else None
+            events.append(
+                [event_uuid, o.pk, o.tenant_id, o.event_type, o.now, o.description, metadata]
+            )
+            written.append(WrittenEvent(event_uuid, o.pk, o.tenant_id, o.event_type))
+        if events:
+            await self._db.execute(
+                queue_sql.insert_events_sql(self._db.dialect), {"rows": queue_sql.json_list(events)}
+            )
         return written
 
     async def reserve_rate(
