@@ -50,6 +50,8 @@ def create_app(
         public.update(route.public_paths)
         app.register_blueprint(route.blueprint)
     route_blueprints = {route.blueprint.name for route in mp.registry.routes}
+    # A public path ending in "/" is a prefix (e.g. "/download/" for signed download links).
+    public_prefixes = tuple(path for path in public if path.endswith("/"))
 
     async def authenticate(req: Any) -> Principal | None:
         principal = await mp.auth.authenticate(req)
@@ -74,6 +76,8 @@ def create_app(
     async def authenticate_blueprint_routes() -> None:
         # Generated routes authenticate themselves; plugin blueprints are covered here.
         if request.blueprint not in route_blueprints or request.path in public:
+            return
+        if public_prefixes and request.path.startswith(public_prefixes):
             return
         principal = await mp.auth.authenticate(request)
         if principal is None:

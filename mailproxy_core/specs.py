@@ -111,7 +111,8 @@ class EndpointSpec:
 class RouteSpec:
     """A raw Quart blueprint for routes outside ``/{entity}/{method}`` (``/metrics``).
 
-    ``public_paths`` lists the paths that answer without credentials.
+    ``public_paths`` lists the paths that answer without credentials; one ending in ``/`` is a
+    prefix (``"/download/"`` makes every path under it public).
     """
 
     name: str

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..db.repos.queue import Outcome
 from ..errors import AttachmentError, MailproxyError, PermanentSendError, RateLimitedError
 from ..models import Account, ErrorClass, Message, SendResult
-from .attachments import fetch_attachments
+from .attachments import FetchedAttachments, fetch_attachments
 from .compose import compose, serialize
 from .ratelimit import RATE_LIMIT_REASON, RATE_LIMIT_REJECTED, limit_slots, next_window_start
 
@@ -93,15 +93,17 @@ async def _deliver(
     mp: MailProxy, message: Message, account: Account, directory: Directory
 ) -> SendResult:
     tenant = await directory.tenant(message.tenant_id)
-    attachments = []
+    attachments = FetchedAttachments()
     if message.payload.get("attachments"):
         storage_names = await directory.storage_names(message.tenant_id)
         attachments = await fetch_attachments(mp, message, tenant, storage_names)
     size = len(str(message.payload.get("body") or "")) + sum(len(a.content) for a in attachments)
     if size > COMPOSE_IN_THREAD_BYTES:
-        mime, envelope = await asyncio.to_thread(compose, message, attachments)
+        mime, envelope = await asyncio.to_thread(
+            compose, message, attachments, extra_body=attachments.extra_body
+        )
     else:
-        mime, envelope = compose(message, attachments)
+        mime, envelope = compose(message, attachments, extra_body=attachments.extra_body)
     mp.hooks.prepare_message(mime, message, account)
     if size > COMPOSE_IN_THREAD_BYTES:
         data = await asyncio.to_thread(serialize, mime)

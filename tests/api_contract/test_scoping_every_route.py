@@ -318,6 +318,17 @@ TABLE: tuple[Row, ...] = (
     Row("GET", "/openapi.json", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC),
     Row("GET", "/docs", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC),
     Row("GET", "/metrics", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC, plugin="metrics"),
+    # Signed download links: public by prefix, the token is the authorisation (a bogus one: 404).
+    Row(
+        "GET",
+        "/download/<token>/<filename>",
+        fixed(),
+        NOT_FOUND,
+        NOT_FOUND,
+        None,
+        anon=NOT_FOUND,
+        plugin="storage_local",
+    ),
     # instance
     Row("GET", "/instance/status", fixed(), OK, OK, None),
     Row("GET", "/instance/get", fixed(), OK, OK, None),
