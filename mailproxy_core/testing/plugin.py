@@ -58,6 +58,15 @@ def mp_extra_plugins() -> dict[str, object]:
     Where the ``auth_token`` plugin is not installed (the core alone), a test-only backend makes
     ``ADMIN_TOKEN`` the admin token, so API tests run the same way.
     """
+    return admin_token_plugins()
+
+
+def admin_token_plugins() -> dict[str, object]:
+    """What makes ``ADMIN_TOKEN`` the admin token in an app built by a test itself.
+
+    Nothing where the ``auth_token`` plugin is installed (``mp_settings`` configures the token);
+    a test-only backend elsewhere (the core alone).
+    """
     if "auth_token" in _installed_plugins():
         return {}
     return {"test_admin_token": StaticAdminPlugin(ADMIN_TOKEN)}

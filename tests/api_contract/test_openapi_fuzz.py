@@ -37,7 +37,7 @@ from mailproxy_core.app import create_app
 from mailproxy_core.crypto import generate_key
 from mailproxy_core.settings import Settings
 from mailproxy_core.testing.fakes import TenantTokenPlugin
-from mailproxy_core.testing.plugin import ADMIN_TOKEN
+from mailproxy_core.testing.plugin import ADMIN_TOKEN, admin_token_plugins
 from tests.api_contract.conftest import FakeStoragePlugin
 
 MAX_EXAMPLES = 25
@@ -98,7 +98,11 @@ def build_app(root: Path) -> Quart:
         encryption_key=generate_key(),
         plugin_sections={"file": {"root": str(root / "mail-out")}},
     )
-    plugins = {"tenant_tokens": TenantTokenPlugin(), "fake_storage": FakeStoragePlugin()}
+    plugins = {
+        **admin_token_plugins(),
+        "tenant_tokens": TenantTokenPlugin(),
+        "fake_storage": FakeStoragePlugin(),
+    }
     return create_app(settings, extra_plugins=plugins)
 
 
