@@ -24,7 +24,6 @@ PUBLIC_PATHS: frozenset[str] = frozenset({"/health", "/metrics", "/openapi.json"
 """Paths that answer without credentials (API.md §1)."""
 
 
-
 def create_app(
     settings: Settings | None = None,
     *,

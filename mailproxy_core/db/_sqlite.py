@@ -14,7 +14,9 @@ busy handler in that case). This backend changes these things and nothing else:
   for it under the busy timeout, so transactions queue instead of failing;
 - nested transactions keep using savepoints, as in ``databases``;
 - a connection whose BEGIN/COMMIT/ROLLBACK was interrupted is discarded, never reused (see
-  ``_databases.py``).
+  ``_databases.py``), and so is one whose statement was cancelled: the statement may still be
+  running in the connection's thread, and its unfinished cursor would make the next owner's
+  ``COMMIT`` fail with "SQL statements in progress".
 
 The journal mode (WAL) is persistent in the database file and is set once by ``Database.connect``.
 ``synchronous`` stays at SQLite's default ``FULL``: an accepted message must survive a power cut.
@@ -24,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import aiosqlite
@@ -35,6 +39,7 @@ from databases.backends.sqlite import (
 )
 from databases.core import DatabaseURL
 from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.sql import ClauseElement
 
 DEFAULT_BUSY_TIMEOUT = 30.0
 """Seconds a connection waits for another connection's write lock before failing."""
@@ -173,6 +178,35 @@ class QueueSQLiteConnection(SQLiteConnection):
 
     def transaction(self) -> ImmediateTransaction:
         return ImmediateTransaction(self)
+
+    async def fetch_all(self, query: ClauseElement) -> list[Any]:  # databases' Record types differ
+        with self._discard_if_cancelled():
+            return await super().fetch_all(query)
+
+    async def fetch_one(self, query: ClauseElement) -> Any:
+        with self._discard_if_cancelled():
+            return await super().fetch_one(query)
+
+    async def execute(self, query: ClauseElement) -> Any:
+        with self._discard_if_cancelled():
+            return await super().execute(query)
+
+    async def execute_many(self, queries: list[ClauseElement]) -> None:
+        with self._discard_if_cancelled():
+            await super().execute_many(queries)
+
+    async def iterate(self, query: ClauseElement) -> AsyncGenerator[Any, None]:
+        with self._discard_if_cancelled():
+            async for record in super().iterate(query):
+                yield record
+
+    @contextmanager
+    def _discard_if_cancelled(self) -> Iterator[None]:
+        try:
+            yield
+        except asyncio.CancelledError:
+            self._state_unknown = True
+            raise
 
 
 class ImmediateTransaction(SQLiteTransaction):

@@ -329,3 +329,43 @@ async def test_many_handles_opening_a_fresh_sqlite_file_at_once(tmp_path: Path) 
         finally:
             for db in handles:
                 await db.disconnect()
+
+
+async def test_sqlite_statement_cancelled_outside_a_transaction_is_not_reused(
+    tmp_path: Path,
+) -> None:
+    """A cancelled statement may still run in its connection's thread, and a write with
+    ``RETURNING`` stays in progress until its cursor is dropped: that connection must not go
+    back to the idle pool, where the next owner's ``COMMIT`` could fail with "SQL statements in
+    progress". The test looks at which aiosqlite connections the pool hands out."""
+    db = Database.from_setting(str(tmp_path / "q.db"))
+    async with db:
+        await db.execute(sa.schema.CreateTable(scratch))
+
+        async def raw_connection() -> object:
+            async with db._db.connection() as connection:
+                return connection.raw_connection
+
+        slow = (
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000000) "
+            "SELECT max(i) FROM n"
+        )
+        used: list[object] = []
+
+        async def slow_read() -> None:
+            async with db._db.connection() as connection:
+                used.append(connection.raw_connection)
+                await connection.fetch_one(slow)
+
+        task = asyncio.create_task(slow_read())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await raw_connection() is not used[0]
+        async with db.transaction():
+            await db.execute(scratch.insert().values(id=1, value="after the cancel"))
+        assert await _values(db) == ["after the cancel"]
+        # An uninterrupted statement's connection is reused.
+        first = await raw_connection()
+        assert await raw_connection() is first
