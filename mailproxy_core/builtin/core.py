@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from ..db.migrate import core_migrations
 from ..dispatch.dispatcher import run_dispatcher
+from ..dispatch.reporting import run_reporting
+from ..dispatch.retention import run_retention
 from ..entities.accounts import AccountsEndpoint
 from ..entities.command_log import CommandLogEndpoint
 from ..entities.instance import InstanceEndpoint
@@ -35,4 +37,8 @@ def mailproxy_register_endpoints() -> list[EndpointSpec]:
 
 @hookimpl
 def mailproxy_register_background_tasks() -> list[BackgroundTaskSpec]:
-    return [BackgroundTaskSpec("dispatcher", run_dispatcher, dispatch_only=True)]
+    return [
+        BackgroundTaskSpec("dispatcher", run_dispatcher, dispatch_only=True),
+        BackgroundTaskSpec("reporting", run_reporting),
+        BackgroundTaskSpec("report_retention", run_retention),
+    ]

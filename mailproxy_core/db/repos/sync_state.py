@@ -4,18 +4,22 @@ One row per tenant that was ever polled (core migration v2): the last successful
 exchange, the client's do-not-disturb deadline (``next_sync_after``), and the back-off state after
 failed exchanges (``failures``, ``next_attempt_ts``, ``last_error``). A tenant without a row has
 never been polled. Rows go away with their tenant (``ON DELETE CASCADE``).
+
+The reporting loop (``dispatch/reporting.py``) keeps this table current and reads it at start, so
+back-off and do-not-disturb survive a restart; ``instance/get_sync_status`` shows it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from ..engine import Database, Row
 from ..schema import tenant_sync_state
+from .events import EventsRepo
 
 MAX_ERROR_LENGTH = 1000
 """``last_error`` is cut to this many characters: it is a hint for operators, not a log."""
@@ -56,13 +60,20 @@ class SyncStateRepo:
         return {row["tenant_id"]: _decode(row) for row in rows}
 
     async def record_success(
-        self, tenant_id: str, ts: int, next_sync_after: int | None = None
+        self,
+        tenant_id: str,
+        ts: int,
+        next_sync_after: int | None = None,
+        *,
+        reported: Sequence[int] = (),
     ) -> dict[str, Any]:
         """Record a successful exchange at ``ts``; return the new state.
 
         Resets the failure count and back-off; ``updated_at`` becomes ``ts``.
         ``next_sync_after`` is the client's do-not-disturb deadline from its answer; ``None``
-        (the client sent none) clears it.
+        (the client sent none) clears it. ``reported`` are the row ids of the events the
+        exchange delivered: they are marked reported at ``ts`` in the same transaction, so the
+        acknowledgement and the state never disagree.
         """
         values = {
             "last_sync_ts": ts,
@@ -71,24 +82,38 @@ class SyncStateRepo:
             "next_attempt_ts": None,
             "last_error": None,
         }
-        return await self._upsert(tenant_id, ts, values, values)
+        if not reported:
+            return await self._upsert(tenant_id, ts, values, values)
+        async with self._db.transaction():
+            await EventsRepo(self._db).mark_reported(reported, ts)
+            return await self._upsert(tenant_id, ts, values, values)
 
     async def record_failure(
-        self, tenant_id: str, ts: int, next_attempt_ts: int, error: str
+        self,
+        tenant_id: str,
+        ts: int,
+        next_attempt_ts: int,
+        error: str,
+        *,
+        failures: int | None = None,
     ) -> dict[str, Any]:
         """Record a failed exchange at ``ts``; return the new state.
 
         Increments ``failures`` (so the caller can compute the next back-off step from the
-        returned state), stores when to try again and the error text (cut to
-        ``MAX_ERROR_LENGTH`` characters; it must not contain secrets). ``last_sync_ts`` and the
-        do-not-disturb deadline are kept; ``updated_at`` becomes ``ts``.
+        returned state), or sets it to ``failures`` when given (a caller that counts itself);
+        stores when to try again and the error text (cut to ``MAX_ERROR_LENGTH`` characters; it
+        must not contain secrets). ``last_sync_ts`` and the do-not-disturb deadline are kept;
+        ``updated_at`` becomes ``ts``.
         """
         error = error[:MAX_ERROR_LENGTH]
-        insert = {"failures": 1, "next_attempt_ts": next_attempt_ts, "last_error": error}
-        update = {
-            "failures": tenant_sync_state.c.failures + 1,
+        insert = {
+            "failures": 1 if failures is None else failures,
             "next_attempt_ts": next_attempt_ts,
             "last_error": error,
+        }
+        update = {
+            **insert,
+            "failures": tenant_sync_state.c.failures + 1 if failures is None else failures,
         }
         return await self._upsert(tenant_id, ts, insert, update)
 
