@@ -11,7 +11,8 @@ busy handler in that case). This backend changes these things and nothing else:
   about half as much), and each new one gets ``PRAGMA foreign_keys = ON`` (SQLite's default is
   off, per connection) and a busy timeout;
 - a root transaction starts with ``BEGIN IMMEDIATE``, taking the write lock up front and waiting
-  for it under the busy timeout, so transactions queue instead of failing;
+  for it under the busy timeout, so transactions queue instead of failing; within one process
+  they first queue in turn (first come, first served) so a busy writer cannot starve the others;
 - nested transactions keep using savepoints, as in ``databases``;
 - a connection whose BEGIN/COMMIT/ROLLBACK was interrupted is discarded, never reused (see
   ``_databases.py``), and so is one whose statement was cancelled: the statement may still be
@@ -25,9 +26,10 @@ The journal mode (WAL) is persistent in the database file and is set once by ``D
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
-from collections.abc import AsyncGenerator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import aiosqlite
@@ -40,6 +42,9 @@ from databases.backends.sqlite import (
 from databases.core import DatabaseURL
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.ddl import ExecutableDDLElement
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.elements import TextClause
 
 DEFAULT_BUSY_TIMEOUT = 30.0
 """Seconds a connection waits for another connection's write lock before failing."""
@@ -91,6 +96,7 @@ class IdleConnectionPool(SQLitePool):
         self._idle: list[aiosqlite.Connection] = []
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._write_turn = asyncio.Lock()
 
     def open(self) -> None:
         """Allow reuse again after ``close`` (``Database.connect`` after a disconnect)."""
@@ -122,6 +128,27 @@ class IdleConnectionPool(SQLitePool):
             await connection.close()
             raise
         return connection
+
+    async def take_write_turn(self) -> None:
+        """Wait, first come first served, until no other transaction of this pool writes.
+
+        SQLite's busy handler is not a queue: a waiting writer sleeps and polls, and a
+        connection that commits and begins again at once (the dispatcher's cycles) can keep the
+        lock for seconds while others wait. Transactions of one process therefore queue here
+        before ``BEGIN IMMEDIATE``; other processes still meet the busy handler. Waiting longer
+        than the busy timeout fails as SQLite would ("database is locked").
+        """
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that
+        # arrives just as the lock is granted, and the cancelled task would run on.
+        try:
+            async with asyncio.timeout(self._busy_timeout):
+                await self._write_turn.acquire()
+        except TimeoutError:
+            raise sqlite3.OperationalError("database is locked") from None
+
+    def end_write_turn(self) -> None:
+        """Let the next transaction waiting in ``take_write_turn`` begin."""
+        self._write_turn.release()
 
     async def release(self, connection: aiosqlite.Connection, *, discard: bool = False) -> None:
         """Keep ``connection`` for reuse, or close it when the pool is full, closed or dirty.
@@ -180,25 +207,41 @@ class QueueSQLiteConnection(SQLiteConnection):
         return ImmediateTransaction(self)
 
     async def fetch_all(self, query: ClauseElement) -> list[Any]:  # databases' Record types differ
-        with self._discard_if_cancelled():
+        async with self._statement(query):
             return await super().fetch_all(query)
 
     async def fetch_one(self, query: ClauseElement) -> Any:
-        with self._discard_if_cancelled():
+        async with self._statement(query):
             return await super().fetch_one(query)
 
     async def execute(self, query: ClauseElement) -> Any:
-        with self._discard_if_cancelled():
+        async with self._statement(query):
             return await super().execute(query)
 
     async def execute_many(self, queries: list[ClauseElement]) -> None:
-        with self._discard_if_cancelled():
-            await super().execute_many(queries)
+        for query in queries:
+            await self.execute(query)
 
     async def iterate(self, query: ClauseElement) -> AsyncGenerator[Any, None]:
-        with self._discard_if_cancelled():
+        async with self._statement(query):
             async for record in super().iterate(query):
                 yield record
+
+    @asynccontextmanager
+    async def _statement(self, query: ClauseElement) -> AsyncIterator[None]:
+        """Around one statement: a write outside a transaction waits for the pool's write turn
+        (as a transaction does); a cancelled statement marks the connection for discarding."""
+        connection = self._connection
+        assert connection is not None, "Connection is not acquired"
+        autocommit_write = not connection.in_transaction and _is_write(query)
+        if autocommit_write:
+            await self._idle_pool.take_write_turn()
+        try:
+            with self._discard_if_cancelled():
+                yield
+        finally:
+            if autocommit_write:
+                self._idle_pool.end_write_turn()
 
     @contextmanager
     def _discard_if_cancelled(self) -> Iterator[None]:
@@ -210,7 +253,13 @@ class QueueSQLiteConnection(SQLiteConnection):
 
 
 class ImmediateTransaction(SQLiteTransaction):
-    """``BEGIN IMMEDIATE`` for a root transaction; a savepoint when nested."""
+    """``BEGIN IMMEDIATE`` for a root transaction, after the pool's write turn; a savepoint
+    when nested."""
+
+    def __init__(self, connection: QueueSQLiteConnection) -> None:
+        super().__init__(connection)
+        self._pool = connection._idle_pool
+        self._has_turn = False
 
     async def start(self, is_root: bool, extra_options: dict[Any, Any]) -> None:
         if not is_root:
@@ -219,5 +268,41 @@ class ImmediateTransaction(SQLiteTransaction):
         connection = self._connection._connection
         assert connection is not None, "Connection is not acquired"
         self._is_root = True
-        async with connection.execute("BEGIN IMMEDIATE") as cursor:
-            await cursor.close()
+        await self._pool.take_write_turn()
+        self._has_turn = True
+        try:
+            async with connection.execute("BEGIN IMMEDIATE") as cursor:
+                await cursor.close()
+        except BaseException:
+            self._end_turn()
+            raise
+
+    async def commit(self) -> None:
+        try:
+            await super().commit()
+        finally:
+            self._end_turn()
+
+    async def rollback(self) -> None:
+        try:
+            await super().rollback()
+        finally:
+            self._end_turn()
+
+    def _end_turn(self) -> None:
+        if self._has_turn:
+            self._has_turn = False
+            self._pool.end_write_turn()
+
+
+_WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
+
+
+def _is_write(query: ClauseElement) -> bool:
+    """Whether ``query`` writes: an INSERT/UPDATE/DELETE or DDL construct, or SQL text that
+    starts with such a verb (``WITH ... INSERT`` text counts as a read: none is written so)."""
+    if isinstance(query, UpdateBase | ExecutableDDLElement):
+        return True
+    if isinstance(query, TextClause):
+        return query.text.lstrip()[:7].upper().startswith(_WRITE_VERBS)
+    return False

@@ -369,3 +369,35 @@ async def test_sqlite_statement_cancelled_outside_a_transaction_is_not_reused(
         # An uninterrupted statement's connection is reused.
         first = await raw_connection()
         assert await raw_connection() is first
+
+
+async def test_sqlite_writers_of_one_process_take_turns(tmp_path: Path) -> None:
+    """A task that commits and begins again at once must not starve other writers of the same
+    process: SQLite's busy handler polls, so they queue for the write turn first come, first
+    served (a transaction or a single write statement alike)."""
+    db = Database.from_setting(str(tmp_path / "q.db"))
+    async with db:
+        await db.execute(sa.schema.CreateTable(scratch))
+        done = 0
+        other_finished_at: list[int] = []
+
+        async def busy_writer() -> None:
+            nonlocal done
+            for n in range(200):
+                async with db.transaction():
+                    await db.execute(scratch.insert().values(id=1000 + n, value="busy"))
+                done += 1
+
+        async def other_writer() -> None:
+            await db.execute(scratch.insert().values(id=1, value="single statement"))
+            async with db.transaction():
+                await db.execute(scratch.insert().values(id=2, value="transaction"))
+            other_finished_at.append(done)
+
+        busy = asyncio.create_task(busy_writer())
+        while done < 10:
+            await asyncio.sleep(0)
+        await asyncio.gather(other_writer(), busy)
+        # Each of the other writer's two writes waits for at most the busy writer's next turn.
+        assert other_finished_at[0] <= 10 + 3
+        assert len(await _values(db)) == 202
