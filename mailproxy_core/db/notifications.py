@@ -115,7 +115,8 @@ class PgListener:
     async def wait_connected(self, within: float) -> bool:
         """Wait until the connection listens (tests, startup); ``False`` after ``within`` s."""
         try:
-            await asyncio.wait_for(self._connected.wait(), within)
+            async with asyncio.timeout(within):
+                await self._connected.wait()
         except TimeoutError:
             return False
         return True
@@ -176,7 +177,8 @@ class PgListener:
         """Return when the connection is lost (reported, or a probe failed)."""
         while not self._lost.is_set():
             try:
-                await asyncio.wait_for(self._lost.wait(), PROBE_INTERVAL)
+                async with asyncio.timeout(PROBE_INTERVAL):
+                    await self._lost.wait()
             except TimeoutError:
                 if not await self._probe():
                     return

@@ -120,7 +120,8 @@ class ReportingLoop:
             wakeup.clear()
             await self._guarded_scan()
             try:
-                await asyncio.wait_for(wakeup.wait(), self._sleep_time(time.time()))
+                async with asyncio.timeout(self._sleep_time(time.time())):
+                    await wakeup.wait()
             except TimeoutError:
                 pass
             gap = MIN_PASS_GAP - (time.monotonic() - self._last_pass)
@@ -283,7 +284,8 @@ class ReportingLoop:
         self, reporter: Reporter, tenant: Tenant, events: list[DeliveryEvent]
     ) -> ReportAck:
         try:
-            return await asyncio.wait_for(reporter.report(tenant, events), CALL_TIMEOUT)
+            async with asyncio.timeout(CALL_TIMEOUT):
+                return await reporter.report(tenant, events)
         except TimeoutError:
             return ReportAck(ok=False, detail=f"the reporter gave no answer in {CALL_TIMEOUT:g} s")
         except asyncio.CancelledError:
