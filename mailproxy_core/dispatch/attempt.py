@@ -1,10 +1,11 @@
 """One delivery attempt of one message, turned into an ``Outcome`` (DESIGN.md §6).
 
 Order: account and tenant → rate limits → send guards → attachments → compose → prepare hooks →
-transport. Every failure becomes an outcome: transient ones are retried with back-off until
-``max_retries`` retries were made (N retries = N+1 attempts, N ``deferred`` events, then one
-``error`` ``Max retries (N) exceeded: <last error>``); permanent ones end the message at once;
-rate limits defer to the next window without counting as a retry.
+transport; the seconds ``Transport.send`` took go to the outcome hooks. Every failure becomes an
+outcome: transient ones are retried with back-off until ``max_retries`` retries were made (N
+retries = N+1 attempts, N ``deferred`` events, then one ``error`` ``Max retries (N) exceeded:
+<last error>``); permanent ones end the message at once; rate limits defer to the next window
+without counting as a retry.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..db.repos.queue import Outcome
@@ -20,6 +22,7 @@ from ..models import Account, ErrorClass, Message, SendResult
 from .attachments import FetchedAttachments, fetch_attachments
 from .compose import compose, serialize
 from .ratelimit import RATE_LIMIT_REASON, RATE_LIMIT_REJECTED, limit_slots, next_window_start
+from .wire import compose_wire
 
 if TYPE_CHECKING:
     from ..kernel import MailProxy
@@ -39,15 +42,23 @@ def failure_text(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-async def attempt_delivery(
-    mp: MailProxy, message: Message, directory: Directory
-) -> tuple[Outcome, SendResult | None]:
-    """Make one attempt; return the outcome to record and the transport's result if sent."""
+@dataclass(slots=True)
+class Attempt:
+    """One attempt's result: the outcome to record, the transport's result when sent, and how
+    long ``Transport.send`` took (``None`` when the attempt never reached a transport)."""
+
+    outcome: Outcome
+    result: SendResult | None = None
+    duration: float | None = None
+
+
+async def attempt_delivery(mp: MailProxy, message: Message, directory: Directory) -> Attempt:
+    """Make one attempt; return what to record and tell the event hooks."""
     now = int(time.time())
     account = await directory.account(message)
     if account is None:
         text = f"account '{message.account_id}' not found for tenant '{message.tenant_id}'"
-        return _error(message, now, text, attempted=False), None
+        return Attempt(_error(message, now, text, attempted=False))
     tenant = await directory.tenant(message.tenant_id)
 
     slots = limit_slots(account, tenant)
@@ -55,42 +66,52 @@ async def attempt_delivery(
         exhausted = await directory.queue.reserve_rate(slots, now)
         if exhausted:
             if account.limit_behavior == "reject":
-                return _error(message, now, RATE_LIMIT_REJECTED, attempted=False), None
-            return _defer(message, now, RATE_LIMIT_REASON, next_window_start(exhausted, now)), None
+                return Attempt(_error(message, now, RATE_LIMIT_REJECTED, attempted=False))
+            return Attempt(
+                _defer(message, now, RATE_LIMIT_REASON, next_window_start(exhausted, now))
+            )
 
     for name, guard in mp.send_guards.items():
         verdict = await guard.check(message, account)
         if not verdict.allow:
             reason = verdict.reason or f"refused by send guard {name}"
             if verdict.retry_at is not None:
-                return _defer(message, now, reason, int(verdict.retry_at)), None
-            return _error(message, now, reason, attempted=False), None
+                return Attempt(_defer(message, now, reason, int(verdict.retry_at)))
+            return Attempt(_error(message, now, reason, attempted=False))
 
+    timer = _TransportTimer()
     try:
-        result = await _deliver(mp, message, account, directory)
+        result = await _deliver(mp, message, account, directory, timer)
     except asyncio.CancelledError:
         raise
     except Exception as err:
-        return _failed(mp, message, now, err), None
+        return Attempt(_failed(mp, message, now, err), duration=timer.seconds)
     metadata: dict[str, Any] = {}
     if result.refused:
         metadata["refused"] = dict(result.refused)
-    return (
-        Outcome(
-            pk=message.pk,
-            tenant_id=message.tenant_id,
-            status="sent",
-            event_type="sent",
-            description=result.response or None,
-            now=int(time.time()),
-            metadata=metadata or None,
-        ),
-        result,
+    outcome = Outcome(
+        pk=message.pk,
+        tenant_id=message.tenant_id,
+        status="sent",
+        event_type="sent",
+        description=result.response or None,
+        now=int(time.time()),
+        metadata=metadata or None,
     )
+    return Attempt(outcome, result, timer.seconds)
+
+
+class _TransportTimer:
+    """Seconds ``Transport.send`` took, set when it returns or raises."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self) -> None:
+        self.seconds: float | None = None
 
 
 async def _deliver(
-    mp: MailProxy, message: Message, account: Account, directory: Directory
+    mp: MailProxy, message: Message, account: Account, directory: Directory, timer: _TransportTimer
 ) -> SendResult:
     tenant = await directory.tenant(message.tenant_id)
     attachments = FetchedAttachments()
@@ -98,17 +119,26 @@ async def _deliver(
         storage_names = await directory.storage_names(message.tenant_id)
         attachments = await fetch_attachments(mp, message, tenant, storage_names)
     size = len(str(message.payload.get("body") or "")) + sum(len(a.content) for a in attachments)
-    if size > COMPOSE_IN_THREAD_BYTES:
-        mime, envelope = await asyncio.to_thread(
-            compose, message, attachments, extra_body=attachments.extra_body
-        )
+    if not attachments and not mp.hooks.has_implementations("mailproxy_prepare_message"):
+        # The common case: the wire bytes directly, without an EmailMessage (wire.py).
+        if size > COMPOSE_IN_THREAD_BYTES:
+            data, envelope = await asyncio.to_thread(
+                compose_wire, message, extra_body=attachments.extra_body
+            )
+        else:
+            data, envelope = compose_wire(message, extra_body=attachments.extra_body)
     else:
-        mime, envelope = compose(message, attachments, extra_body=attachments.extra_body)
-    mp.hooks.prepare_message(mime, message, account)
-    if size > COMPOSE_IN_THREAD_BYTES:
-        data = await asyncio.to_thread(serialize, mime)
-    else:
-        data = serialize(mime)
+        if size > COMPOSE_IN_THREAD_BYTES:
+            mime, envelope = await asyncio.to_thread(
+                compose, message, attachments, extra_body=attachments.extra_body
+            )
+        else:
+            mime, envelope = compose(message, attachments, extra_body=attachments.extra_body)
+        mp.hooks.prepare_message(mime, message, account)
+        if size > COMPOSE_IN_THREAD_BYTES:
+            data = await asyncio.to_thread(serialize, mime)
+        else:
+            data = serialize(mime)
     name = mp.hooks.select_transport(account, message)
     transport = mp.transports.get(name)
     if transport is None:
@@ -117,7 +147,11 @@ async def _deliver(
             f"transport '{name}' of account '{account.id}' is not installed "
             f"(available: {available})"
         )
-    return await transport.send(account, envelope, data)
+    started = time.perf_counter()
+    try:
+        return await transport.send(account, envelope, data)
+    finally:
+        timer.seconds = time.perf_counter() - started
 
 
 def _failed(mp: MailProxy, message: Message, now: int, error: BaseException) -> Outcome:

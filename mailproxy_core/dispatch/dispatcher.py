@@ -29,10 +29,10 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from ..db.repos.queue import Holds, Outcome, QueueRepo, WrittenEvent
+from ..db.repos.queue import Holds, QueueRepo, WrittenEvent
 from ..kernel import DISPATCH_CHANNEL
 from ..models import Message
-from .attempt import attempt_delivery
+from .attempt import Attempt, attempt_delivery
 from .directory import Directory
 
 if TYPE_CHECKING:
@@ -46,8 +46,8 @@ HOLDS_TTL = 1.0
 DB_RETRY_DELAY = 1.0
 """Seconds to wait after the queue's database work failed before the next cycle."""
 
-Finished = tuple[Outcome, Message, Any]
-"""A finished attempt: the outcome to write, the message, and the transport's result."""
+Finished = tuple[Attempt, Message]
+"""A finished attempt (outcome to write, transport result, duration) and its message."""
 
 
 def message_from_row(row: dict[str, Any]) -> Message:
@@ -151,7 +151,7 @@ class Dispatcher:
                 return 0
             written, rows = await self.queue.exchange(
                 self.owner,
-                [outcome for outcome, _message, _extra in finished],
+                [attempt.outcome for attempt, _message in finished],
                 limit=limit,
                 per_account=self.settings.max_per_account,
                 lease_seconds=self.settings.lease_seconds,
@@ -226,8 +226,8 @@ class Dispatcher:
 
     async def _send(self, message: Message) -> None:
         try:
-            outcome, extra = await attempt_delivery(self.mp, message, self.directory)
-            self._finished.append((outcome, message, extra))
+            attempt = await attempt_delivery(self.mp, message, self.directory)
+            self._finished.append((attempt, message))
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug in the kernel or a plugin: keep the message, log loudly
@@ -244,15 +244,15 @@ class Dispatcher:
             return
         self.mp.report_wakeup.set()
         kept = {event.pk for event in written}
-        self._hooks.put_nowait([item for item in group if item[0].pk in kept])
+        self._hooks.put_nowait([item for item in group if item[0].outcome.pk in kept])
 
     async def _emit_hooks(self) -> None:
         """Emit the event hooks of written outcomes, in the order they were written."""
         while True:
             group = await self._hooks.get()
             try:
-                for outcome, message, extra in group:
-                    await self._emit(outcome, message, extra)
+                for attempt, message in group:
+                    await self._emit(attempt, message)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -260,15 +260,20 @@ class Dispatcher:
             finally:
                 self._hooks.task_done()
 
-    async def _emit(self, outcome: Outcome, message: Message, extra: Any) -> None:
-        hooks = self.mp.hooks
+    async def _emit(self, attempt: Attempt, message: Message) -> None:
+        hooks, outcome, duration = self.mp.hooks, attempt.outcome, attempt.duration
         if outcome.status == "sent":
-            await hooks.message_sent(self.mp, message, extra)
+            assert attempt.result is not None
+            await hooks.message_sent(self.mp, message, attempt.result, duration)
         elif outcome.status == "error":
-            await hooks.message_failed(self.mp, message, outcome.description or "")
+            await hooks.message_failed(self.mp, message, outcome.description or "", duration)
         else:
             await hooks.message_deferred(
-                self.mp, message, outcome.description or "", outcome.next_attempt_ts or 0
+                self.mp,
+                message,
+                outcome.description or "",
+                outcome.next_attempt_ts or 0,
+                duration,
             )
 
     # -- shutdown ------------------------------------------------------------------------------

@@ -123,14 +123,27 @@ class HookCalls:
     async def message_queued(self, mp: MailProxy, message: Message) -> None:
         await self._emit("mailproxy_message_queued", mp=mp, message=message)
 
-    async def message_sent(self, mp: MailProxy, message: Message, result: SendResult) -> None:
-        await self._emit("mailproxy_message_sent", mp=mp, message=message, result=result)
+    async def message_sent(
+        self, mp: MailProxy, message: Message, result: SendResult, duration: float | None = None
+    ) -> None:
+        await self._emit(
+            "mailproxy_message_sent", mp=mp, message=message, result=result, duration=duration
+        )
 
-    async def message_failed(self, mp: MailProxy, message: Message, error: str) -> None:
-        await self._emit("mailproxy_message_failed", mp=mp, message=message, error=error)
+    async def message_failed(
+        self, mp: MailProxy, message: Message, error: str, duration: float | None = None
+    ) -> None:
+        await self._emit(
+            "mailproxy_message_failed", mp=mp, message=message, error=error, duration=duration
+        )
 
     async def message_deferred(
-        self, mp: MailProxy, message: Message, reason: str, next_attempt_ts: int
+        self,
+        mp: MailProxy,
+        message: Message,
+        reason: str,
+        next_attempt_ts: int,
+        duration: float | None = None,
     ) -> None:
         await self._emit(
             "mailproxy_message_deferred",
@@ -138,6 +151,7 @@ class HookCalls:
             message=message,
             reason=reason,
             next_attempt_ts=next_attempt_ts,
+            duration=duration,
         )
 
     async def receipt_received(self, mp: MailProxy, receipt: Receipt) -> None:

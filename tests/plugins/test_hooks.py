@@ -514,12 +514,12 @@ class Recorder:
         self.calls.append(("queued", message.id))
 
     @hookimpl
-    async def mailproxy_message_sent(self, message, result):
-        self.calls.append(("sent", result.accepted))
+    async def mailproxy_message_sent(self, message, result, duration):
+        self.calls.append(("sent", (result.accepted, duration)))
 
     @hookimpl
-    def mailproxy_message_failed(self, message, error):
-        self.calls.append(("failed", error))
+    def mailproxy_message_failed(self, message, error, duration):
+        self.calls.append(("failed", (error, duration)))
 
     @hookimpl
     def mailproxy_message_deferred(self, message, reason, next_attempt_ts):
@@ -565,15 +565,16 @@ async def test_hook_message_queued(tmp_path, caplog):
 async def test_hook_message_sent(tmp_path):
     recorder = Recorder()
     mp = build_kernel(make_settings(tmp_path), extra_plugins={"rec": recorder})
-    await mp.hooks.message_sent(mp, MESSAGE, SendResult(accepted=("a@example.com",)))
-    assert recorder.calls == [("sent", ("a@example.com",))]
+    await mp.hooks.message_sent(mp, MESSAGE, SendResult(accepted=("a@example.com",)), 0.25)
+    assert recorder.calls == [("sent", (("a@example.com",), 0.25))]
 
 
 async def test_hook_message_failed(tmp_path):
     recorder = Recorder()
     mp = build_kernel(make_settings(tmp_path), extra_plugins={"rec": recorder})
     await mp.hooks.message_failed(mp, MESSAGE, "550 5.1.1 User unknown")
-    assert recorder.calls == [("failed", "550 5.1.1 User unknown")]
+    # No duration given: the attempt never reached a transport.
+    assert recorder.calls == [("failed", ("550 5.1.1 User unknown", None))]
 
 
 async def test_hook_message_deferred(tmp_path):

@@ -8,11 +8,10 @@ from pathlib import Path
 import prometheus_client
 import pytest
 
-from mailproxy_core import ConfigurationError, Message, Settings
+from mailproxy_core import ConfigurationError, Settings
 from mailproxy_core.kernel import build_kernel
 from mailproxy_metrics import MetricsSettings
 from mailproxy_metrics.durations import DurationHistogram
-from mailproxy_metrics.timing import SendClock
 
 REFERENCE_COUNTERS = ("gmp_sent", "gmp_errors", "gmp_deferred", "gmp_rate_limited")
 STATUSES = ("pending", "deferred", "sending", "sent", "error")
@@ -84,40 +83,6 @@ async def test_metrics_without_a_database_still_serve_the_counters(
     assert "could not read the queue" in caplog.text
     response = await mp_app.test_client().get("/metrics")
     assert "# TYPE gmp_sent_total counter" in await response.get_data(as_text=True)
-
-
-def _message(pk: int) -> Message:
-    return Message(
-        pk=pk,
-        tenant_id="acme",
-        id=f"m{pk}",
-        account_id="main",
-        status="sending",
-        priority=2,
-        payload={},
-    )
-
-
-def test_metrics_send_clock_measures_one_attempt_object() -> None:
-    now = [100.0]
-    clock = SendClock(max_age=900.0, clock=lambda: now[0])
-    first, same_values = _message(1), _message(1)
-    clock.start(first)
-    now[0] += 0.25
-    assert clock.stop(same_values) is None  # another attempt of the same row: not this clock
-    assert clock.stop(first) == pytest.approx(0.25)
-    assert clock.stop(first) is None  # an outcome is measured once
-
-
-def test_metrics_send_clock_forgets_attempts_without_an_outcome() -> None:
-    now = [0.0]
-    clock = SendClock(max_age=900.0, clock=lambda: now[0])
-    lost = _message(1)
-    clock.start(lost)
-    now[0] += 1000.0
-    clock.start(_message(2))  # sweeps: the lost attempt is older than max_age
-    assert len(clock) == 1
-    assert clock.stop(lost) is None
 
 
 async def test_metrics_concurrent_scrapes_each_answer(mp_app, scrape) -> None:

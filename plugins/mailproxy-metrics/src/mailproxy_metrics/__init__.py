@@ -14,7 +14,6 @@ from .app_metrics import SETTINGS_SECTION, metrics_for
 from .outcomes import SENT, counters_for_deferral, counters_for_failure
 from .route import METRICS_PATH, build_blueprint
 from .settings import MetricsSettings
-from .timing import SEND_CLOCK
 
 __version__ = "0.1.0"
 
@@ -39,31 +38,29 @@ def mailproxy_startup(mp: MailProxy) -> None:
     metrics_for(mp)
 
 
-@hookimpl(trylast=True)
-def mailproxy_prepare_message(message: Message) -> None:
-    """Start the attempt's clock once every other plugin has changed the MIME message."""
-    SEND_CLOCK.start(message)
-
-
 @hookimpl
-def mailproxy_message_sent(mp: MailProxy, message: Message) -> None:
-    """Count a sent message and its attempt's duration."""
+def mailproxy_message_sent(mp: MailProxy, message: Message, duration: float | None) -> None:
+    """Count a sent message and how long its transport took."""
     metrics = metrics_for(mp)
     metrics.count((SENT,), message)
-    metrics.observe_send(message, "sent", SEND_CLOCK.stop(message))
+    metrics.observe_send(message, "sent", duration)
 
 
 @hookimpl
-def mailproxy_message_failed(mp: MailProxy, message: Message, error: str) -> None:
+def mailproxy_message_failed(
+    mp: MailProxy, message: Message, error: str, duration: float | None
+) -> None:
     """Count a message that ended in error (and a rate-limit rejection as rate limited)."""
     metrics = metrics_for(mp)
     metrics.count(counters_for_failure(error), message)
-    metrics.observe_send(message, "error", SEND_CLOCK.stop(message))
+    metrics.observe_send(message, "error", duration)
 
 
 @hookimpl
-def mailproxy_message_deferred(mp: MailProxy, message: Message, reason: str) -> None:
+def mailproxy_message_deferred(
+    mp: MailProxy, message: Message, reason: str, duration: float | None
+) -> None:
     """Count a deferral (and a ``rate_limit`` deferral as rate limited)."""
     metrics = metrics_for(mp)
     metrics.count(counters_for_deferral(reason), message)
-    metrics.observe_send(message, "deferred", SEND_CLOCK.stop(message))
+    metrics.observe_send(message, "deferred", duration)

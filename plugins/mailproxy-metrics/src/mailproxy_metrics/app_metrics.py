@@ -117,9 +117,8 @@ class AppMetrics:
 
         histogram = HistogramMetricFamily(
             "gmp_send_duration_seconds",
-            "Seconds from the prepare_message hook (MIME ready) to the outcome hook of an "
-            "attempt that reached a transport: serialization, Transport.send, and the wait for "
-            "the outcome to be written and reported.",
+            "Seconds Transport.send took, per attempt that reached a transport (connection "
+            "from the pool, the SMTP dialogue, the server's answer).",
             labels=DURATION_LABELS,
         )
         for series_labels, buckets, total in self.durations.series():

@@ -1,0 +1,220 @@
+"""Direct composition of the common message: the wire bytes without building an ``EmailMessage``.
+
+``compose`` + ``serialize`` (``compose.py``) go through the stdlib ``email`` package: every header
+is parsed into a token tree and folded back, and that is most of the CPU a send costs. Most mail a
+relay carries is simple: ASCII addresses and headers that fit on a line, a text and/or HTML body,
+no attachment. For those ``compose_wire`` writes the bytes itself, **byte for byte what
+``serialize(compose(...))`` produces** (the same header order, body encodings and MIME layout;
+``tests/dispatch/test_wire.py`` compares the two over many generated messages). Any header that is
+not simple (non-ASCII, longer than a line, unusual address syntax, a structured custom header) is
+still parsed and folded by the ``email`` package, one header at a time.
+
+The dispatcher uses it when the message has no attachments and no plugin implements
+``mailproxy_prepare_message`` (which needs the ``EmailMessage`` object); otherwise it composes
+through ``compose.py``.
+"""
+
+from __future__ import annotations
+
+import binascii
+import email.utils
+import random
+import re
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email import quoprimime
+from email.headerregistry import HeaderRegistry
+from email.policy import SMTP
+from typing import Any
+
+from ..models import Envelope, Message
+from .compose import (
+    MAIL_ID_HEADER,
+    POLICY,
+    _custom_headers,
+    addr_spec,
+    message_id_for,
+    split_addresses,
+)
+
+CRLF = "\r\n"
+MAX_LINE: int = SMTP.max_line_length or 78
+"""78: header lines and text body lines longer than this are folded or encoded."""
+
+_STRUCTURED = frozenset(HeaderRegistry().registry)
+"""Header names the ``email`` package parses with a structure (addresses, dates, ids ...)."""
+
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_ADDR = rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+_SIMPLE_ADDRESS = re.compile(rf"(?:{_ATOM}(?: {_ATOM})* <{_ADDR}>|{_ADDR})")
+"""``local@domain`` or ``Display Name <local@domain>`` with plain words (no quotes, comments,
+encoded words or special characters): the ``email`` parser renders these unchanged."""
+
+_SIMPLE_TEXT = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
+"""Printable ASCII words separated by single spaces."""
+
+_SIMPLE_MESSAGE_ID = re.compile(rf"<{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*>")
+
+_LINE_BREAKS = re.compile(r"\r\n|\r|\n")
+
+_BOUNDARY_WIDTH = len(repr(sys.maxsize - 1))
+
+
+def compose_wire(
+    message: Message, *, extra_body: Mapping[str, str] | None = None
+) -> tuple[bytes, Envelope]:
+    """The wire form and envelope of a message without attachments (see the module doc)."""
+    payload = message.payload
+    extra = extra_body or {}
+    sender = str(payload.get("from") or payload.get("from_addr") or "")
+    to = split_addresses(payload.get("to"))
+    cc = split_addresses(payload.get("cc"))
+    bcc = split_addresses(payload.get("bcc"))
+    reply_to = split_addresses(payload.get("reply_to"))
+    message_id = message_id_for(message, sender)
+
+    head: list[str] = [_address_header("From", [sender] if sender else [])]
+    if to:
+        head.append(_address_header("To", to))
+    if cc:
+        head.append(_address_header("Cc", cc))
+    if reply_to:
+        head.append(_address_header("Reply-To", reply_to))
+    head.append(_text_header("Subject", str(payload.get("subject") or "")))
+    now = datetime.now(UTC).replace(microsecond=0)
+    head.append(f"Date: {email.utils.format_datetime(now)}{CRLF}")
+    head.append(
+        f"Message-ID: {message_id}{CRLF}"
+        if _SIMPLE_MESSAGE_ID.fullmatch(message_id) and len(message_id) <= MAX_LINE - 12
+        else _parsed_header("Message-ID", message_id)
+    )
+    head.append(_text_header(MAIL_ID_HEADER, message.id))
+    head.extend(
+        _text_header(name, value)
+        for name, value in _custom_headers(payload.get("headers"))
+        # ``EmailMessage.set_content`` drops every Content-* header set before it.
+        if not name.lower().startswith("content-")
+    )
+    head.append(_body(payload, extra))
+
+    return_path = payload.get("return_path")
+    envelope_sender = addr_spec(str(return_path)) if return_path else addr_spec(sender)
+    recipients = tuple(dict.fromkeys(addr_spec(a) for a in (*to, *cc, *bcc)))
+    data = "".join(head).encode("ascii", "surrogateescape")
+    return data, Envelope(sender=envelope_sender, recipients=recipients, message_id=message_id)
+
+
+# -- headers ------------------------------------------------------------------------------------
+
+
+def _address_header(name: str, addresses: list[str]) -> str:
+    value = ", ".join(addresses)
+    if (
+        len(name) + 2 + len(value) <= MAX_LINE
+        and "=?" not in value  # an encoded word (``split_addresses`` encodes non-ASCII names)
+        and all(_SIMPLE_ADDRESS.fullmatch(a) for a in addresses)
+    ):
+        return f"{name}: {value}{CRLF}"
+    return _parsed_header(name, value)
+
+
+def _text_header(name: str, value: str) -> str:
+    if (name.lower() not in _STRUCTURED or name.lower() == "subject") and _simple_text(name, value):
+        return f"{name}: {value}{CRLF}"
+    return _parsed_header(name, value)
+
+
+def _simple_text(name: str, value: str) -> bool:
+    return (
+        len(name) + 2 + len(value) <= MAX_LINE
+        and "=?" not in value
+        and _SIMPLE_TEXT.fullmatch(value) is not None
+    )
+
+
+def _parsed_header(name: str, value: str) -> str:
+    """A header the ``email`` package parses and folds, as ``serialize`` would write it."""
+    _name, parsed = POLICY.header_store_parse(name, value)
+    return SMTP.fold_binary(name, parsed).decode("ascii", "surrogateescape")
+
+
+# -- bodies -------------------------------------------------------------------------------------
+
+
+def _body(payload: Mapping[str, Any], extra: Mapping[str, str]) -> str:
+    """``MIME-Version``, the content headers, the blank line and the body, in the layout of
+    ``compose._set_bodies`` (a single text part, or multipart/alternative plain + html)."""
+    body = str(payload.get("body") or "")
+    html = payload.get("html")
+    content_type = payload.get("content_type") or "plain"
+    if not html:
+        subtype = "html" if content_type == "html" else "plain"
+        text = body + extra.get(subtype, "")
+        cte, data = _encode_text(text)
+        return (
+            f'Content-Type: text/{subtype}; charset="utf-8"{CRLF}'
+            f"Content-Transfer-Encoding: {cte}{CRLF}"
+            f"MIME-Version: 1.0{CRLF}{CRLF}{_wire_lines(data)}"
+        )
+    plain_cte, plain = _encode_text(body + extra.get("plain", ""))
+    html_cte, html_data = _encode_text(str(html) + extra.get("html", ""))
+    parts = (
+        f'Content-Type: text/plain; charset="utf-8"{CRLF}'
+        f"Content-Transfer-Encoding: {plain_cte}{CRLF}{CRLF}{_wire_lines(plain)}",
+        f'Content-Type: text/html; charset="utf-8"{CRLF}'
+        f"Content-Transfer-Encoding: {html_cte}{CRLF}"
+        f"MIME-Version: 1.0{CRLF}{CRLF}{_wire_lines(html_data)}",
+    )
+    boundary = _boundary(parts)
+    return (
+        f"MIME-Version: 1.0{CRLF}"
+        f"Content-Type: multipart/alternative;{CRLF}"
+        f' boundary="{boundary}"{CRLF}{CRLF}'
+        f"--{boundary}{CRLF}{parts[0]}"
+        f"{CRLF}--{boundary}{CRLF}{parts[1]}"
+        f"{CRLF}--{boundary}--{CRLF}"
+    )
+
+
+def _encode_text(text: str) -> tuple[str, str]:
+    """The transfer encoding and encoded text ``EmailMessage.set_content`` chooses for a UTF-8
+    text under ``email.policy.SMTP``: 7bit or 8bit when every line fits, else the shorter of
+    quoted-printable and base64 on a sample of the first ten lines."""
+    lines = text.encode("utf-8").splitlines()
+    if max((len(line) for line in lines), default=0) <= MAX_LINE:
+        joined = b"\n".join(lines) + b"\n"
+        try:
+            return "7bit", joined.decode("ascii")
+        except UnicodeDecodeError:
+            return "8bit", joined.decode("ascii", "surrogateescape")
+    sniff = b"\r\n".join(lines[:10]) + b"\r\n"
+    sniff_qp = quoprimime.body_encode(sniff.decode("latin-1"), MAX_LINE)
+    if len(sniff_qp) <= len(binascii.b2a_base64(sniff)):
+        if len(lines) <= 10:
+            return "quoted-printable", sniff_qp
+        normal = b"\n".join(lines) + b"\n"
+        return "quoted-printable", quoprimime.body_encode(normal.decode("latin-1"), MAX_LINE)
+    embedded = b"\r\n".join(lines) + b"\r\n"
+    step = MAX_LINE // 4 * 3
+    return "base64", "".join(
+        binascii.b2a_base64(embedded[i : i + step]).decode("ascii")
+        for i in range(0, len(embedded), step)
+    )
+
+
+def _wire_lines(data: str) -> str:
+    """Line breaks as the generator writes them (CRLF)."""
+    return _LINE_BREAKS.sub(CRLF, data)
+
+
+def _boundary(parts: tuple[str, ...]) -> str:
+    """A boundary as ``email.generator`` makes one, unique against the parts' lines."""
+    token = random.randrange(sys.maxsize)
+    base = "=" * 15 + f"{token:0{_BOUNDARY_WIDTH}d}" + "=="
+    boundary, counter = base, 0
+    text = "".join(parts)
+    while re.search("^--" + re.escape(boundary) + "(--)?$", text, re.MULTILINE):
+        boundary = f"{base}.{counter}"
+        counter += 1
+    return boundary
