@@ -22,7 +22,7 @@ else an aiosmtpd sink in its own process):
 Rates of phases 4 and 5 are steady-state: messages sent between 10 % and 90 % of the window,
 divided by the time between those two points (the sent count is polled in the database).
 
-The service runs with ``MAILPROXY_MAX_PER_ACCOUNT=20`` and ``MAILPROXY_SMTP__MAX_CONNECTIONS=10``
+The service runs with ``MAILPROXY_MAX_PER_ACCOUNT=50`` and ``MAILPROXY_SMTP__MAX_CONNECTIONS=10``
 (one account, the sink's): the default per-account limit of 3 would otherwise cap the single
 account at 3 connections, below the 10 of the raw measurement. Global concurrency stays at its
 default of 10 per process.
