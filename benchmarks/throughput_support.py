@@ -388,11 +388,14 @@ async def _drain(stream: asyncio.StreamReader) -> None:
         pass
 
 
-async def count_sent(service: Service, account: str | None = None) -> int:
-    """Messages whose status is ``sent`` (of one account, or all)."""
-    query = "SELECT count(*) FROM messages WHERE status = 'sent'"
-    if account is not None:
-        query += f" AND account_id = '{account}'"
+async def count_sent(service: Service) -> int:
+    """Messages sent so far: the ``sent`` events (every benchmark message is sent once).
+
+    Counted in ``message_events``, which holds only what was attempted, rather than by status
+    in ``messages``: with 100,000 queued, a ``count(*)`` over ``messages`` every 20 ms scans the
+    whole table and would slow the service it measures (same two cores).
+    """
+    query = "SELECT count(*) FROM message_events WHERE event_type = 'sent'"
     return int(await service.database.fetch_val(query))
 
 
