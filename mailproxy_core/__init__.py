@@ -38,6 +38,7 @@ from .models import (
     Receipt,
     ReportAck,
     SendResult,
+    StorageMount,
     Tenant,
 )
 from .plugins.markers import hookimpl
@@ -115,6 +116,7 @@ __all__ = [
     "SettingsSpec",
     "StorageBackend",
     "StorageBackendSpec",
+    "StorageMount",
     "Tenant",
     "TransientSendError",
     "Transport",

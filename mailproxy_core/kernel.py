@@ -26,7 +26,7 @@ from .db.engine import Database
 from .db.migrate import apply_migrations
 from .db.repos import Repos
 from .errors import ConfigurationError, PluginError
-from .models import Tenant
+from .models import StorageMount, Tenant
 from .plugins.calls import HookCalls
 from .plugins.loader import Discovery, PluginInfo, discover_plugins
 from .plugins.manager import build_plugin_manager, hooks_of
@@ -174,6 +174,13 @@ class MailProxy:
         self.dispatch_wakeup.set()
         if broadcast:
             self.db.notify_soon(DISPATCH_CHANNEL, "run_now" if run_now else "wake")
+
+    async def storage_mount(self, tenant_id: str, name: str) -> StorageMount | None:
+        """The tenant's storage mount ``name`` with its config decrypted, or ``None`` (for
+        plugins: attachment fetchers, cleanup tasks; never return it to a client)."""
+        from .entities.storages import load_storage
+
+        return await load_storage(self, tenant_id, name)
 
     async def tenant(self, tenant_id: str) -> Tenant | None:
         """One tenant with its secrets decrypted (for plugins; never return it to a client)."""

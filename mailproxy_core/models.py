@@ -39,6 +39,17 @@ class Principal:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageMount:
+    """A tenant's storage mount with its config decrypted (``MailProxy.storage_mount``; for
+    storage backends and plugins only, never for a response)."""
+
+    tenant_id: str
+    name: str
+    protocol: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Tenant:
     """A client application served by the instance (DESIGN.md §5); secrets already decrypted."""
 

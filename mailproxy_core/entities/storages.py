@@ -14,11 +14,11 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..api.endpoint import POST, Endpoint, tenant_scoped
-from ..errors import NotFound
+from ..errors import MailproxyError, NotFound
+from ..models import StorageMount
 from .fields import FieldErrors
 from .views import storage_view
 
@@ -33,16 +33,6 @@ MOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 RESERVED_MOUNT_NAMES = frozenset({"base64", "http", "https"})
 """Names that attachment paths already use as prefixes (``base64:...``, ``https://...``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class StorageMount:
-    """A tenant's storage mount with its config decrypted (for storage backends only)."""
-
-    tenant_id: str
-    name: str
-    protocol: str
-    config: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _open_config(box: SecretBox, stored: str | None) -> dict[str, Any]:
@@ -106,6 +96,7 @@ class StoragesEndpoint(Endpoint):
             protocol: a registered storage backend (local; EE s3, gcs, azure).
             config: backend-specific settings, e.g. {"base_path": "/data"} for local or
                 {"bucket", "prefix", "aws_access_key_id", "aws_secret_access_key"} for s3.
+                The backend checks it when the mount is added (422 naming the problem).
         """
         errors = FieldErrors()
         if not MOUNT_NAME.match(name):
@@ -124,6 +115,11 @@ class StoragesEndpoint(Endpoint):
                 f"{', '.join(protocols) or 'none installed'}",
             )
         errors.raise_if_any()
+        try:  # build the backend once: a mount it cannot use is refused now, not at first use
+            self.mp.storage(protocol, config or {})
+        except MailproxyError as err:
+            errors.add("config", err.detail)
+            errors.raise_if_any()
         stored = None
         if config:
             stored = self.mp.secrets.encrypt(json.dumps(config, ensure_ascii=False))

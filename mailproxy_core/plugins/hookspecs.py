@@ -80,7 +80,10 @@ def mailproxy_register_storage_backends() -> Iterable[StorageBackendSpec]:
     """Declare storage protocols usable in a tenant's ``storages`` mounts.
 
     When: once at app creation. Arguments: none. Returns: ``StorageBackendSpec(name, factory)``;
-    the factory gets the kernel and the mount's decrypted config. Sync only. Example::
+    the factory gets the kernel and the mount's decrypted config. ``storages/add`` calls the
+    factory once to check a new mount: it raises ``ConfigurationError`` naming what is wrong
+    (the message goes to the client; never quote a secret) and does no network I/O. Sync only.
+    Example::
 
         @hookimpl
         def mailproxy_register_storage_backends():

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from mailproxy_core.crypto import generate_key
+from mailproxy_core.errors import ConfigurationError
+from mailproxy_core.kernel import MailProxy
 from mailproxy_core.plugins.markers import hookimpl
 from mailproxy_core.settings import Settings
 from mailproxy_core.specs import StorageBackendSpec
@@ -16,13 +18,24 @@ from mailproxy_core.testing.fakes import TenantTokenPlugin
 from mailproxy_core.testing.plugin import ADMIN_TOKEN
 
 
+def _picky_factory(mp: Any, config: Any) -> object:
+    if "bucket" not in config:
+        raise ConfigurationError("picky storage needs config.bucket")
+    return object()
+
+
 class FakeStoragePlugin:
-    """Registers the storage protocols ``fake`` and ``fake2`` (never instantiated here)."""
+    """Registers the storage protocols ``fake`` and ``fake2`` (accept any config) and
+    ``picky`` (needs ``bucket``)."""
 
     @hookimpl
     def mailproxy_register_storage_backends(self) -> list[StorageBackendSpec]:
         factory: Any = lambda mp, config: object()  # noqa: E731
-        return [StorageBackendSpec("fake", factory), StorageBackendSpec("fake2", factory)]
+        return [
+            StorageBackendSpec("fake", factory),
+            StorageBackendSpec("fake2", factory),
+            StorageBackendSpec("picky", _picky_factory),
+        ]
 
 
 @pytest.fixture
@@ -170,3 +183,27 @@ async def test_tenant_key_scoping(admin: ApiClient) -> None:
         assert response.status == 403 and response.json["code"] == "forbidden"
     assert (await acme.post("/storages/delete", json={"name": "MINE"})).json == {"ok": True}
     assert len((await admin.get("/storages/list", tenant_id="globex")).json) == 1
+
+
+async def test_the_backend_checks_a_mount_when_it_is_added(admin: ApiClient) -> None:
+    base = {"tenant_id": "acme", "name": "CLOUD", "protocol": "picky"}
+    refused = await admin.post("/storages/add", json={**base, "config": {"region": "eu"}})
+    assert refused.status == 422 and fields_of(refused.json) == ["config"]
+    assert "picky storage needs config.bucket" in refused.json["detail"]
+    assert (await admin.get("/storages/list", tenant_id="acme")).json == []
+    accepted = await admin.post("/storages/add", json={**base, "config": {"bucket": "b"}})
+    assert accepted.status == 200, accepted
+
+
+async def test_plugins_read_a_mount_decrypted_through_the_kernel(
+    admin: ApiClient, mp_kernel: MailProxy
+) -> None:
+    config = {"base_path": "/data", "token": "s3cret"}
+    body = {"tenant_id": "acme", "name": "HOME", "protocol": "fake", "config": config}
+    assert (await admin.post("/storages/add", json=body)).status == 200
+    mount = await mp_kernel.storage_mount("acme", "HOME")
+    assert mount is not None
+    assert (mount.tenant_id, mount.name, mount.protocol) == ("acme", "HOME", "fake")
+    assert dict(mount.config) == config
+    assert await mp_kernel.storage_mount("acme", "NOPE") is None
+    assert await mp_kernel.storage_mount("globex", "HOME") is None

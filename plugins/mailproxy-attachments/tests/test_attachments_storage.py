@@ -85,7 +85,22 @@ async def test_a_mount_outside_the_allowed_roots_is_refused(mail):
         protocol="local",
         config={"base_path": "/etc"},
     )
-    assert added.status == 200, added.json
+    assert added.status == 422, added.json
+    assert added.json["errors"] == [
+        {
+            "field": "config",
+            "message": "local storage base_path '/etc' is outside [plugins.storage_local] "
+            "allowed_roots",
+            "type": "value_error",
+        }
+    ]
+    assert (await mail.client.get("/storages/list", tenant_id="acme")).json == []
+
+
+async def test_a_stored_mount_outside_the_allowed_roots_fails_at_use(mail):
+    # Stored while another allowed_roots was configured: the backend refuses it when used.
+    config = mail.mp.secrets.encrypt('{"base_path": "/etc"}')
+    await mail.mp.repos.storages.upsert("acme", "ETC", protocol="local", config=config)
     mail.mp.directory_changed()
     await mail.deliver(mail.message("m1", {"filename": "p", "storage_path": "ETC:passwd"}))
     assert await mail.history("m1") == [

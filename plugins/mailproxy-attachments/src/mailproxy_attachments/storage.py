@@ -12,10 +12,7 @@ failures; other I/O errors are transient.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Mapping
-from typing import Any
 
 from mailproxy_core import (
     AttachmentError,
@@ -78,13 +75,13 @@ class StorageFetcher:
         cached = self._backends.get((tenant_id, mount))
         if cached is not None and cached[0] > now:
             return cached[1]
-        row = await self.mp.repos.storages.get(tenant_id, mount)
-        if row is None:
+        found = await self.mp.storage_mount(tenant_id, mount)
+        if found is None:
             raise AttachmentError(
                 f"storage '{mount}' not found for tenant '{tenant_id}'", transient=False
             )
         try:
-            backend = self.mp.storage(row["protocol"], _config(self.mp, row.get("config")))
+            backend = self.mp.storage(found.protocol, found.config)
         except MailproxyError as err:
             raise AttachmentError(f"storage '{mount}': {err.detail}", transient=False) from err
         self._backends[(tenant_id, mount)] = (now + MOUNT_CACHE_SECONDS, backend)
@@ -93,11 +90,3 @@ class StorageFetcher:
     def aclose(self) -> None:
         """Remove the shared cache's private directory (the kernel calls this at shutdown)."""
         self.service.close()
-
-
-def _config(mp: MailProxy, stored: str | None) -> Mapping[str, Any]:
-    """A mount's config, decrypted (stored encrypted as a whole, as ``storages`` does)."""
-    if not stored:
-        return {}
-    value = json.loads(mp.secrets.decrypt(stored))
-    return value if isinstance(value, Mapping) else {}

@@ -12,12 +12,10 @@ it leaves empty), then their index entry. In test mode the task does nothing; te
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
 from collections.abc import Mapping
-from typing import Any
 
 from mailproxy_core import InvalidInput, MailProxy, MailproxyError
 
@@ -76,11 +74,10 @@ def _real_dir(directory: str) -> str | None:
 
 
 async def _local_mount_base(mp: MailProxy, tenant_id: str, name: str) -> str | None:
-    row = await mp.repos.storages.get(tenant_id, name)
-    if row is None or row.get("protocol") != "local" or not row.get("config"):
+    mount = await mp.storage_mount(tenant_id, name)
+    if mount is None or mount.protocol != "local":
         return None
-    config: Any = json.loads(mp.secrets.decrypt(row["config"]))
-    base = config.get("base_path") if isinstance(config, Mapping) else None
+    base = mount.config.get("base_path")
     return base if isinstance(base, str) else None
 
 
