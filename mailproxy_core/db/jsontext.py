@@ -22,3 +22,21 @@ def decode_json(text: str | None, default: Any = None) -> Any:
     if text is None or text == "":
         return default
     return json.loads(text)
+
+
+def storable_text(text: str) -> str:
+    """``text`` with every lone surrogate replaced (U+FFFD), so any column can store it.
+
+    Peers' text can carry them: aiosmtplib, for one, keeps the bytes of a reply that is not
+    UTF-8 as surrogate escapes. Those bytes are decoded again as UTF-8 with replacement (a
+    Latin-1 ``ü`` becomes one U+FFFD); other lone surrogates become U+FFFD too.
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")

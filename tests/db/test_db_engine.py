@@ -401,3 +401,19 @@ async def test_sqlite_writers_of_one_process_take_turns(tmp_path: Path) -> None:
         # Each of the other writer's two writes waits for at most the busy writer's next turn.
         assert other_finished_at[0] <= 10 + 3
         assert len(await _values(db)) == 202
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ("plain ascii", "plain ascii"),
+        ("già ü 😀", "già ü 😀"),
+        (b"ung\xfcltig".decode("utf-8", "surrogateescape"), "ung\ufffdltig"),
+        ("lone \ud800 high", "lone \ufffd\ufffd\ufffd high"),
+    ],
+)
+def test_storable_text_replaces_only_what_no_column_can_store(text: str, stored: str) -> None:
+    from mailproxy_core.db.jsontext import storable_text
+
+    assert storable_text(text) == stored
+    stored.encode("utf-8")  # storable

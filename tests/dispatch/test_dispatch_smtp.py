@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import time
 
@@ -173,3 +174,47 @@ async def test_invalid_inline_attachment_fails_permanently(relay, server, mp_ker
     assert kind == "error"
     assert text is not None and text.startswith("Attachment fetch failed for a.pdf: invalid base64")
     assert server.handler.messages == []
+
+
+async def _latin1_server(reply: bytes) -> asyncio.Server:
+    """A minimal SMTP server on loopback that answers DATA with ``reply`` (raw bytes)."""
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 raw.test ESMTP\r\n")
+        in_data = False
+        while line := await reader.readline():
+            if in_data:
+                if line == b".\r\n":
+                    in_data = False
+                    writer.write(reply + b"\r\n")
+            elif line.upper().startswith((b"EHLO", b"HELO")):
+                writer.write(b"250 raw.test\r\n")
+            elif line.upper().startswith(b"DATA"):
+                in_data = True
+                writer.write(b"354 go ahead\r\n")
+            elif line.upper().startswith(b"QUIT"):
+                writer.write(b"221 bye\r\n")
+                await writer.drain()
+                break
+            else:
+                writer.write(b"250 ok\r\n")
+            await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(session, "127.0.0.1", 0)
+
+
+async def test_a_reply_that_is_not_utf8_is_recorded_readably(relay, mp_kernel):
+    """aiosmtplib keeps undecodable reply bytes as lone surrogates, which no database column
+    can store: the outcome must still be written (a failing write would hold every outcome of
+    the cycle back, forever), with the bad bytes replaced."""
+    raw = await _latin1_server(b"550 5.7.1 Nachricht abgelehnt: ung\xfcltig")
+    port = raw.sockets[0].getsockname()[1]
+    async with raw:
+        account = {"id": "raw", "tenant_id": "acme", "host": "127.0.0.1", "port": port}
+        assert (await relay.post("/accounts/add", **account, use_tls=False)).status == 200
+        await enqueue(relay, message("m1", account_id="raw"), message("m2"))
+        await dispatch_now(mp_kernel)
+    assert await history(relay, "m1") == [("error", "550 5.7.1 Nachricht abgelehnt: ung\ufffdltig")]
+    assert await status_of(relay, "m1") == "error"
+    assert await status_of(relay, "m2") == "sent"

@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..engine import Database
-from ..jsontext import decode_json, encode_json
+from ..jsontext import decode_json, encode_json, storable_text
 from ..schema import (
     LEASED_CONDITION,
     READY_CONDITION,
@@ -268,7 +268,7 @@ class QueueRepo:
                 "status": o.status,
                 "lease_owner": None,
                 "lease_until": None,
-                "last_error": o.last_error,
+                "last_error": None if o.last_error is None else storable_text(o.last_error),
                 "updated_at": o.now,
             }
             if o.attempted:
@@ -287,9 +287,11 @@ class QueueRepo:
             if o.pk not in kept:
                 continue
             event_uuid = str(uuid.uuid4())
-            metadata = encode_json(o.metadata) if o.metadata else None
+            # Texts from transports (SMTP replies) may hold bytes that are not UTF-8.
+            metadata = storable_text(encode_json(o.metadata) or "") if o.metadata else None
+            description = None if o.description is None else storable_text(o.description)
             events.append(
-                [event_uuid, o.pk, o.tenant_id, o.event_type, o.now, o.description, metadata]
+                [event_uuid, o.pk, o.tenant_id, o.event_type, o.now, description, metadata]
             )
             written.append(WrittenEvent(event_uuid, o.pk, o.tenant_id, o.event_type))
         if events:
