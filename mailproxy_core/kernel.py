@@ -175,6 +175,18 @@ class MailProxy:
         if broadcast:
             self.db.notify_soon(DISPATCH_CHANNEL, "run_now" if run_now else "wake")
 
+    async def admin_token_hash(self) -> str | None:
+        """The stored hash of the generated admin token, or ``None`` (auth plugins)."""
+        return await self.repos.instance.get_admin_token_hash()
+
+    async def store_admin_token_hash(self, token_hash: str, *, only_if_unset: bool = False) -> bool:
+        """Store the hash of a new admin token; with ``only_if_unset`` only when none is stored
+        (two processes starting together: the first wins). Returns whether it was stored."""
+        if only_if_unset:
+            return await self.repos.instance.set_admin_token_hash_if_unset(token_hash)
+        await self.repos.instance.set_admin_token_hash(token_hash)
+        return True
+
     async def storage_mount(self, tenant_id: str, name: str) -> StorageMount | None:
         """The tenant's storage mount ``name`` with its config decrypted, or ``None`` (for
         plugins: attachment fetchers, cleanup tasks; never return it to a client)."""

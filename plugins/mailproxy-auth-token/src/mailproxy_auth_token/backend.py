@@ -21,7 +21,7 @@ async def ensure_admin_token(mp: MailProxy) -> None:
     """
     if mp.settings.api_token is not None or mp.role != "serve":
         return
-    if await mp.repos.instance.get_admin_token_hash():
+    if await mp.admin_token_hash():
         mp.announce(
             "Admin API token: already set on an earlier start (only its hash is kept). "
             "Run `mail-proxy token --regenerate` to get a new one."
@@ -29,7 +29,7 @@ async def ensure_admin_token(mp: MailProxy) -> None:
         return
     token = new_token()
     # Two processes starting together: only the first stored hash wins; the other stays quiet.
-    if await mp.repos.instance.set_admin_token_hash_if_unset(hash_token(token)):
+    if await mp.store_admin_token_hash(hash_token(token), only_if_unset=True):
         mp.announce(f"Admin API token (shown once, keep it safe): {token}")
 
 
@@ -46,7 +46,7 @@ class AdminTokenBackend:
     async def _stored_hash(self) -> str | None:
         now = time.monotonic()
         if self._hash is None or now - self._hash_read_at > HASH_CACHE_SECONDS:
-            self._hash = await self._mp.repos.instance.get_admin_token_hash()
+            self._hash = await self._mp.admin_token_hash()
             self._hash_read_at = now
         return self._hash
 
