@@ -42,6 +42,17 @@ def test_plugins_import_only_the_public_kernel_api():
     assert problems == []
 
 
+def test_plugins_use_kernel_methods_not_its_repositories_or_database():
+    """All SQL lives in the kernel's ``db/repos``; plugins go through ``MailProxy`` methods."""
+    problems = []
+    for path in python_files(*PLUGIN_SOURCES):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in {"repos", "db"}:
+                problems.append(f"{path.relative_to(ROOT)}:{node.lineno} uses .{node.attr}")
+    assert problems == []
+
+
 def test_kernel_never_imports_a_plugin():
     problems = [
         f"{path.relative_to(ROOT)}:{line} imports {module}"
