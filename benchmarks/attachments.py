@@ -136,6 +136,8 @@ async def main(args: argparse.Namespace) -> None:
     ]
     print(f"{count} messages per phase, attachments of {args.size:,} bytes over HTTP")
     print(f"{'phase':8} {'msgs/s':>8} {'HTTP requests':>14} {'peak RSS MB':>12}")
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     async with start_sink(args.sink, install=not args.no_install) as sink:
         async with Service.sqlite(sink, profile=args.profile) as service:
             sent = 0

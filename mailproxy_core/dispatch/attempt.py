@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..db.repos.queue import Outcome
 from ..errors import AttachmentError, MailproxyError, PermanentSendError, RateLimitedError
-from ..models import Account, ErrorClass, Message, SendResult
+from ..models import Account, Envelope, ErrorClass, Message, SendResult
 from .attachments import FetchedAttachments, fetch_attachments
 from .compose import compose, serialize
 from .ratelimit import RATE_LIMIT_REASON, RATE_LIMIT_REJECTED, limit_slots, next_window_start
@@ -119,14 +119,17 @@ async def _deliver(
         storage_names = await directory.storage_names(message.tenant_id)
         attachments = await fetch_attachments(mp, message, tenant, storage_names)
     size = len(str(message.payload.get("body") or "")) + sum(len(a.content) for a in attachments)
-    if not attachments and not mp.hooks.has_implementations("mailproxy_prepare_message"):
+    wire: tuple[bytes, Envelope] | None = None
+    if not mp.hooks.has_implementations("mailproxy_prepare_message"):
         # The common case: the wire bytes directly, without an EmailMessage (wire.py).
         if size > COMPOSE_IN_THREAD_BYTES:
-            data, envelope = await asyncio.to_thread(
-                compose_wire, message, extra_body=attachments.extra_body
+            wire = await asyncio.to_thread(
+                compose_wire, message, attachments, extra_body=attachments.extra_body
             )
         else:
-            data, envelope = compose_wire(message, extra_body=attachments.extra_body)
+            wire = compose_wire(message, attachments, extra_body=attachments.extra_body)
+    if wire is not None:
+        data, envelope = wire
     else:
         if size > COMPOSE_IN_THREAD_BYTES:
             mime, envelope = await asyncio.to_thread(

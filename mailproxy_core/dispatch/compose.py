@@ -195,6 +195,20 @@ def _set_bodies(mime: EmailMessage, payload: Mapping[str, Any], extra: Mapping[s
         mime.set_content(body + extra.get("plain", ""))
 
 
+def attachment_mime_type(attachment: Attachment) -> str:
+    """``maintype/subtype`` of an attachment part: its own, else guessed from the file name,
+    else ``application/octet-stream`` (``text`` without a subtype is ``text/plain``)."""
+    mime_type = (
+        attachment.mime_type
+        or mimetypes.guess_type(attachment.filename)[0]
+        or "application/octet-stream"
+    )
+    maintype, _, subtype = mime_type.partition("/")
+    if maintype == "text":
+        return f"text/{subtype or 'plain'}"
+    return f"{maintype or 'application'}/{subtype or 'octet-stream'}"
+
+
 def _attach(mime: EmailMessage, attachment: Attachment) -> None:
     mime_type = (
         attachment.mime_type

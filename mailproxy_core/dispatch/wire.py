@@ -1,17 +1,19 @@
 """Direct composition of the common message: the wire bytes without building an ``EmailMessage``.
 
 ``compose`` + ``serialize`` (``compose.py``) go through the stdlib ``email`` package: every header
-is parsed into a token tree and folded back, and that is most of the CPU a send costs. Most mail a
-relay carries is simple: ASCII addresses and headers that fit on a line, a text and/or HTML body,
-no attachment. For those ``compose_wire`` writes the bytes itself, **byte for byte what
-``serialize(compose(...))`` produces** (the same header order, body encodings and MIME layout;
-``tests/dispatch/test_wire.py`` compares the two over many generated messages). Any header that is
-not simple (non-ASCII, longer than a line, unusual address syntax, a structured custom header) is
-still parsed and folded by the ``email`` package, one header at a time.
+is parsed into a token tree and folded back, and every attachment is base64-encoded and written
+line by line in Python; that was most of the CPU a send cost. Most mail a relay carries is
+simple: ASCII addresses and headers that fit on a line, a text and/or HTML body, attachments with
+plain file names. For those ``compose_wire`` writes the bytes itself, **byte for byte what
+``serialize(compose(...))`` produces** (the same header order, body encodings, boundaries and
+MIME layout; ``tests/dispatch/test_dispatch_wire.py`` compares the two over thousands of
+generated messages). Any header that is not simple (non-ASCII, longer than a line, unusual address
+syntax, a structured custom header) is still parsed and folded by the ``email`` package, one
+header at a time. An attachment whose file name needs quoting, RFC 2231 encoding or folding, or
+whose type is unusual, makes ``compose_wire`` return ``None``.
 
-The dispatcher uses it when the message has no attachments and no plugin implements
-``mailproxy_prepare_message`` (which needs the ``EmailMessage`` object); otherwise it composes
-through ``compose.py``.
+The dispatcher uses it when no plugin implements ``mailproxy_prepare_message`` (which needs the
+``EmailMessage`` object); otherwise, or on ``None``, it composes through ``compose.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import email.utils
 import random
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email import quoprimime
 from email.headerregistry import HeaderRegistry
@@ -32,8 +34,10 @@ from ..models import Envelope, Message
 from .compose import (
     MAIL_ID_HEADER,
     POLICY,
+    Attachment,
     _custom_headers,
     addr_spec,
+    attachment_mime_type,
     message_id_for,
     split_addresses,
 )
@@ -62,9 +66,16 @@ _BOUNDARY_WIDTH = len(repr(sys.maxsize - 1))
 
 
 def compose_wire(
-    message: Message, *, extra_body: Mapping[str, str] | None = None
-) -> tuple[bytes, Envelope]:
-    """The wire form and envelope of a message without attachments (see the module doc)."""
+    message: Message,
+    attachments: Sequence[Attachment] = (),
+    *,
+    extra_body: Mapping[str, str] | None = None,
+) -> tuple[bytes, Envelope] | None:
+    """The wire form and envelope of a message (see the module doc); ``None`` when an
+    attachment's name or type is not simple enough to be written here (use ``compose``)."""
+    attached = [_attachment_head(a) for a in attachments]
+    if None in attached:
+        return None
     payload = message.payload
     extra = extra_body or {}
     sender = str(payload.get("from") or payload.get("from_addr") or "")
@@ -96,12 +107,29 @@ def compose_wire(
         # ``EmailMessage.set_content`` drops every Content-* header set before it.
         if not name.lower().startswith("content-")
     )
-    head.append(_body(payload, extra))
+    content_headers, content, multipart = _content(payload, extra)
+    tail: list[bytes] = []
+    if not attachments:
+        if multipart:
+            head.append(f"MIME-Version: 1.0{CRLF}{content_headers}{CRLF}{content}")
+        else:
+            head.append(f"{content_headers}MIME-Version: 1.0{CRLF}{CRLF}{content}")
+    else:
+        # multipart/mixed: the text (or alternative) part first, then each attachment.
+        first = f"{content_headers}{CRLF}{content}"
+        heads = [h for h in attached if h is not None]
+        outer = _boundary((first, *heads))
+        head.append(f"MIME-Version: 1.0{CRLF}{_multipart_header('mixed', outer)}{CRLF}")
+        head.append(f"--{outer}{CRLF}{first}")
+        for part_head, attachment in zip(heads, attachments, strict=True):
+            tail.append(f"{CRLF}--{outer}{CRLF}{part_head}".encode("ascii"))
+            tail.append(_base64_lines(attachment.content))
+        tail.append(f"{CRLF}--{outer}--{CRLF}".encode("ascii"))
 
     return_path = payload.get("return_path")
     envelope_sender = addr_spec(str(return_path)) if return_path else addr_spec(sender)
     recipients = tuple(dict.fromkeys(addr_spec(a) for a in (*to, *cc, *bcc)))
-    data = "".join(head).encode("ascii", "surrogateescape")
+    data = "".join(head).encode("ascii", "surrogateescape") + b"".join(tail)
     return data, Envelope(sender=envelope_sender, recipients=recipients, message_id=message_id)
 
 
@@ -142,21 +170,20 @@ def _parsed_header(name: str, value: str) -> str:
 # -- bodies -------------------------------------------------------------------------------------
 
 
-def _body(payload: Mapping[str, Any], extra: Mapping[str, str]) -> str:
-    """``MIME-Version``, the content headers, the blank line and the body, in the layout of
-    ``compose._set_bodies`` (a single text part, or multipart/alternative plain + html)."""
+def _content(payload: Mapping[str, Any], extra: Mapping[str, str]) -> tuple[str, str, bool]:
+    """The content headers, the body and whether it is multipart, in the layout of
+    ``compose._set_bodies``: one text part, or multipart/alternative plain + html."""
     body = str(payload.get("body") or "")
     html = payload.get("html")
     content_type = payload.get("content_type") or "plain"
     if not html:
         subtype = "html" if content_type == "html" else "plain"
-        text = body + extra.get(subtype, "")
-        cte, data = _encode_text(text)
-        return (
+        cte, data = _encode_text(body + extra.get(subtype, ""))
+        headers = (
             f'Content-Type: text/{subtype}; charset="utf-8"{CRLF}'
             f"Content-Transfer-Encoding: {cte}{CRLF}"
-            f"MIME-Version: 1.0{CRLF}{CRLF}{_wire_lines(data)}"
         )
+        return headers, _wire_lines(data), False
     plain_cte, plain = _encode_text(body + extra.get("plain", ""))
     html_cte, html_data = _encode_text(str(html) + extra.get("html", ""))
     parts = (
@@ -167,13 +194,58 @@ def _body(payload: Mapping[str, Any], extra: Mapping[str, str]) -> str:
         f"MIME-Version: 1.0{CRLF}{CRLF}{_wire_lines(html_data)}",
     )
     boundary = _boundary(parts)
+    content = (
+        f"--{boundary}{CRLF}{parts[0]}{CRLF}--{boundary}{CRLF}{parts[1]}{CRLF}--{boundary}--{CRLF}"
+    )
+    return _multipart_header("alternative", boundary), content, True
+
+
+def _multipart_header(subtype: str, boundary: str) -> str:
+    """The ``Content-Type`` of a multipart, folded before the boundary when too long."""
+    line = f'Content-Type: multipart/{subtype}; boundary="{boundary}"'
+    if len(line) <= MAX_LINE:
+        return line + CRLF
+    return f'Content-Type: multipart/{subtype};{CRLF} boundary="{boundary}"{CRLF}'
+
+
+# -- attachments --------------------------------------------------------------------------------
+
+_SIMPLE_FILENAME = re.compile(r"[A-Za-z0-9._()+,=@ -]+")
+_TOKEN = r"[a-z0-9][a-z0-9!#$&^_.+-]*"
+_SIMPLE_MIME_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}")
+_BASE64_LINE = MAX_LINE // 4 * 4
+"""76: characters per base64 line (57 bytes), as ``email`` writes them."""
+
+
+def _attachment_head(attachment: Attachment) -> str | None:
+    """The headers of an attachment part as ``EmailMessage.add_attachment`` writes them, or
+    ``None`` when its file name or type needs the ``email`` package (quoting, RFC 2231, folding).
+    """
+    mime_type = attachment_mime_type(attachment)
+    name = attachment.filename
+    disposition = f'Content-Disposition: attachment; filename="{name}"'
+    if (
+        not _SIMPLE_MIME_TYPE.fullmatch(mime_type)
+        or len(mime_type) > MAX_LINE - 14
+        or not _SIMPLE_FILENAME.fullmatch(name)
+        or name != name.strip()
+        or "  " in name
+        or len(disposition) > MAX_LINE
+    ):
+        return None
     return (
-        f"MIME-Version: 1.0{CRLF}"
-        f"Content-Type: multipart/alternative;{CRLF}"
-        f' boundary="{boundary}"{CRLF}{CRLF}'
-        f"--{boundary}{CRLF}{parts[0]}"
-        f"{CRLF}--{boundary}{CRLF}{parts[1]}"
-        f"{CRLF}--{boundary}--{CRLF}"
+        f"Content-Type: {mime_type}{CRLF}"
+        f"Content-Transfer-Encoding: base64{CRLF}"
+        f"{disposition}{CRLF}"
+        f"MIME-Version: 1.0{CRLF}{CRLF}"
+    )
+
+
+def _base64_lines(data: bytes) -> bytes:
+    """``data`` in base64, 76 characters per CRLF-ended line."""
+    encoded = binascii.b2a_base64(data, newline=False)
+    return b"".join(
+        encoded[i : i + _BASE64_LINE] + b"\r\n" for i in range(0, len(encoded), _BASE64_LINE)
     )
 
 
@@ -209,11 +281,12 @@ def _wire_lines(data: str) -> str:
 
 
 def _boundary(parts: tuple[str, ...]) -> str:
-    """A boundary as ``email.generator`` makes one, unique against the parts' lines."""
+    """A boundary as ``email.generator`` makes one, unique against the parts' lines (base64
+    bodies are left out of the check: their alphabet has no ``-``)."""
     token = random.randrange(sys.maxsize)
     base = "=" * 15 + f"{token:0{_BOUNDARY_WIDTH}d}" + "=="
     boundary, counter = base, 0
-    text = "".join(parts)
+    text = CRLF.join(parts)
     while re.search("^--" + re.escape(boundary) + "(--)?$", text, re.MULTILINE):
         boundary = f"{base}.{counter}"
         counter += 1

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from mailproxy_core.dispatch.compose import compose, serialize
+from mailproxy_core.dispatch.compose import Attachment, compose, serialize
 from mailproxy_core.dispatch.wire import compose_wire
 from mailproxy_core.models import Message
 
@@ -129,14 +129,29 @@ def _message(n: int, payload: dict[str, Any]) -> Message:
     )  # fmt: skip
 
 
-def _both(message: Message, extra: dict[str, str] | None = None) -> tuple[bytes, bytes]:
+def _both(
+    message: Message, extra: dict[str, str] | None = None, attachments: tuple[Attachment, ...] = ()
+) -> tuple[bytes, bytes]:
     random.seed(message.pk)
-    mime, slow_envelope = compose(message, extra_body=extra)
+    mime, slow_envelope = compose(message, attachments, extra_body=extra)
     slow = serialize(mime)
     random.seed(message.pk)
-    fast, fast_envelope = compose_wire(message, extra_body=extra)
+    wire = compose_wire(message, attachments, extra_body=extra)
+    assert wire is not None
+    fast, fast_envelope = wire
     assert fast_envelope == slow_envelope
     return slow, fast
+
+
+ATTACHMENTS = [
+    Attachment("invoice.pdf", b"%PDF-1.4 " + bytes(range(256)) * 40),
+    Attachment("notes.txt", "héllo\nworld\n".encode()),
+    Attachment("empty.bin", b""),
+    Attachment("data", b"\x00" * 57, "application/octet-stream"),
+    Attachment("report 2026 (final).csv", b"a,b\r\n1,2\r\n" * 100),
+    Attachment("photo.JPG", bytes(range(256)) * 3),
+    Attachment("typed.x", b"<x/>", "text"),
+]
 
 
 def _without_date(data: bytes) -> bytes:
@@ -160,8 +175,10 @@ def test_download_link_text_is_appended_the_same_way() -> None:
 
 def test_generated_messages_compose_the_same_bytes() -> None:
     mismatches = []
+    rng = random.Random(7)
     for n, payload in enumerate(_generated(3000)):
-        slow, fast = _both(_message(n, payload))
+        attachments = tuple(rng.sample(ATTACHMENTS, rng.randint(1, 3))) if n % 3 == 0 else ()
+        slow, fast = _both(_message(n, payload), attachments=attachments)
         if _without_date(fast) != _without_date(slow):
             mismatches.append((payload, slow, fast))
     assert not mismatches, mismatches[0]
@@ -173,3 +190,26 @@ def test_the_date_header_is_the_same_value() -> None:
     fast_date = message_from_bytes(fast, policy=SMTP)["Date"].datetime
     assert abs((fast_date - slow_date).total_seconds()) <= 1
     assert DATE.search(fast).group(1).endswith(b" +0000")
+
+
+@pytest.mark.parametrize("n", range(len(EDGE_CASES)))
+def test_messages_with_attachments_compose_the_same_bytes(n: int) -> None:
+    rng = random.Random(n)
+    attachments = tuple(rng.sample(ATTACHMENTS, rng.randint(1, 4)))
+    slow, fast = _both(_message(n, EDGE_CASES[n]), attachments=attachments)
+    assert _without_date(fast) == _without_date(slow)
+
+
+@pytest.mark.parametrize(
+    "attachment",
+    [
+        Attachment("Rëport €.pdf", b"x"),  # RFC 2231 file name
+        Attachment('say "hi".txt', b"x"),  # quoted
+        Attachment("n" * 80 + ".pdf", b"x"),  # folded
+        Attachment("a.bin", b"x", "Application/PDF"),  # not lower case
+        Attachment(" padded.pdf", b"x"),
+    ],
+)
+def test_attachments_the_wire_path_does_not_write_are_left_to_email(attachment) -> None:
+    message = _message(1, EDGE_CASES[0])
+    assert compose_wire(message, (ATTACHMENTS[0], attachment)) is None
