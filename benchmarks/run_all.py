@@ -13,7 +13,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 MODEST: dict[str, list[str]] = {
+    "attachments.py": ["--messages", "300"],
     "enqueue.py": ["--batches", "5"],
+    "reports.py": ["--events", "5000"],
     "throughput.py": [
         "--messages", "5000", "--backlog", "3000", "--urgent", "60",
         "--large", "20000", "--small", "1000", "--pg-messages", "4000",
