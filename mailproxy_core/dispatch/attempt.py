@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..db.repos.queue import Outcome
 from ..errors import AttachmentError, MailproxyError, PermanentSendError, RateLimitedError
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from .directory import Directory
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 COMPOSE_IN_THREAD_BYTES = 256 * 1024
 """Messages larger than this are composed in a worker thread, off the event loop."""
@@ -101,6 +104,13 @@ async def attempt_delivery(mp: MailProxy, message: Message, directory: Directory
     return Attempt(outcome, result, timer.seconds)
 
 
+async def _cpu(off_loop: bool, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``work(*args, **kwargs)``, in a worker thread when ``off_loop`` (a large message)."""
+    if off_loop:
+        return await asyncio.to_thread(work, *args, **kwargs)
+    return work(*args, **kwargs)
+
+
 class _TransportTimer:
     """Seconds ``Transport.send`` took, set when it returns or raises."""
 
@@ -119,29 +129,18 @@ async def _deliver(
         storage_names = await directory.storage_names(message.tenant_id)
         attachments = await fetch_attachments(mp, message, tenant, storage_names)
     size = len(str(message.payload.get("body") or "")) + sum(len(a.content) for a in attachments)
+    off_loop = size > COMPOSE_IN_THREAD_BYTES
+    extra = attachments.extra_body
     wire: tuple[bytes, Envelope] | None = None
     if not mp.hooks.has_implementations("mailproxy_prepare_message"):
         # The common case: the wire bytes directly, without an EmailMessage (wire.py).
-        if size > COMPOSE_IN_THREAD_BYTES:
-            wire = await asyncio.to_thread(
-                compose_wire, message, attachments, extra_body=attachments.extra_body
-            )
-        else:
-            wire = compose_wire(message, attachments, extra_body=attachments.extra_body)
+        wire = await _cpu(off_loop, compose_wire, message, attachments, extra_body=extra)
     if wire is not None:
         data, envelope = wire
     else:
-        if size > COMPOSE_IN_THREAD_BYTES:
-            mime, envelope = await asyncio.to_thread(
-                compose, message, attachments, extra_body=attachments.extra_body
-            )
-        else:
-            mime, envelope = compose(message, attachments, extra_body=attachments.extra_body)
+        mime, envelope = await _cpu(off_loop, compose, message, attachments, extra_body=extra)
         mp.hooks.prepare_message(mime, message, account)
-        if size > COMPOSE_IN_THREAD_BYTES:
-            data = await asyncio.to_thread(serialize, mime)
-        else:
-            data = serialize(mime)
+        data = await _cpu(off_loop, serialize, mime)
     name = mp.hooks.select_transport(account, message)
     transport = mp.transports.get(name)
     if transport is None:

@@ -210,24 +210,8 @@ def attachment_mime_type(attachment: Attachment) -> str:
 
 
 def _attach(mime: EmailMessage, attachment: Attachment) -> None:
-    mime_type = (
-        attachment.mime_type
-        or mimetypes.guess_type(attachment.filename)[0]
-        or "application/octet-stream"
+    # Text attachments are added as bytes of their text type, so they stay byte-exact.
+    maintype, _, subtype = attachment_mime_type(attachment).partition("/")
+    mime.add_attachment(
+        attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename
     )
-    maintype, _, subtype = mime_type.partition("/")
-    if maintype == "text":
-        # Keep text attachments byte-exact: add them as application data of the text type.
-        mime.add_attachment(
-            attachment.content,
-            maintype="text",
-            subtype=subtype or "plain",
-            filename=attachment.filename,
-        )
-    else:
-        mime.add_attachment(
-            attachment.content,
-            maintype=maintype or "application",
-            subtype=subtype or "octet-stream",
-            filename=attachment.filename,
-        )
