@@ -22,8 +22,11 @@ def message(mid: str, **fields: Any) -> dict[str, Any]:
 
 
 async def enqueue(client: ApiClient, *messages: dict[str, Any]) -> None:
-    response = await client.post("/messages/add_batch", messages=list(messages))
-    assert response.status == 200 and response.json["queued"] == len(messages), response.json
+    """Queue ``messages`` through ``messages/add_batch``, 1,000 per call."""
+    for start in range(0, len(messages), 1000):
+        chunk = list(messages[start : start + 1000])
+        response = await client.post("/messages/add_batch", messages=chunk)
+        assert response.status == 200 and response.json["queued"] == len(chunk), response.json
 
 
 async def history(client: ApiClient, mid: str) -> list[tuple[str, str | None]]:

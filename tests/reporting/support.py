@@ -1,4 +1,5 @@
-"""Helpers for reporting tests: messages, enqueueing, waiting, the loop's state."""
+"""Helpers for reporting tests: messages of any tenant, waiting, the loop's state (enqueueing
+as the dispatcher tests do)."""
 
 from __future__ import annotations
 
@@ -10,27 +11,12 @@ from typing import Any
 from mailproxy_core.dispatch.reporting import ReportingLoop, reporting_loop
 from mailproxy_core.kernel import MailProxy
 from mailproxy_core.testing.client import ApiClient
+from tests.dispatch.support import enqueue as enqueue  # re-exported for the reporting tests
+from tests.dispatch.support import message as dispatch_message
 
 
 def message(tenant_id: str, mid: str, **fields: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "id": mid,
-        "tenant_id": tenant_id,
-        "account_id": "main",
-        "from": "shop@acme.example",
-        "to": "bob@example.com",
-        "subject": f"Order {mid}",
-        "body": "Thanks for your order.",
-    }
-    values.update(fields)
-    return values
-
-
-async def enqueue(client: ApiClient, *messages: dict[str, Any]) -> None:
-    for start in range(0, len(messages), 1000):
-        chunk = list(messages[start : start + 1000])
-        response = await client.post("/messages/add_batch", messages=chunk)
-        assert response.status == 200 and response.json["queued"] == len(chunk), response.json
+    return dispatch_message(mid, tenant_id=tenant_id, **{"from": "shop@acme.example", **fields})
 
 
 async def history(client: ApiClient, tenant_id: str, mid: str) -> list[dict[str, Any]]:
