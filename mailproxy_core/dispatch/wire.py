@@ -73,9 +73,12 @@ def compose_wire(
 ) -> tuple[bytes, Envelope] | None:
     """The wire form and envelope of a message (see the module doc); ``None`` when an
     attachment's name or type is not simple enough to be written here (use ``compose``)."""
-    attached = [_attachment_head(a) for a in attachments]
-    if None in attached:
-        return None
+    heads: list[str] = []
+    for attachment in attachments:
+        part_head = _attachment_head(attachment)
+        if part_head is None:
+            return None
+        heads.append(part_head)
     payload = message.payload
     extra = extra_body or {}
     sender = str(payload.get("from") or payload.get("from_addr") or "")
@@ -117,7 +120,6 @@ def compose_wire(
     else:
         # multipart/mixed: the text (or alternative) part first, then each attachment.
         first = f"{content_headers}{CRLF}{content}"
-        heads = [h for h in attached if h is not None]
         outer = _boundary((first, *heads))
         head.append(f"MIME-Version: 1.0{CRLF}{_multipart_header('mixed', outer)}{CRLF}")
         head.append(f"--{outer}{CRLF}{first}")
