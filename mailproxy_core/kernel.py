@@ -246,9 +246,10 @@ class MailProxy:
     async def save_account(self, tenant_id: str, fields: Mapping[str, Any]) -> Account:
         """Create or replace an account exactly as ``accounts/add`` does; return it decrypted.
 
-        ``fields`` are the fields of ``accounts/add`` without ``tenant_id`` (``id`` required):
-        the same validation, the same encryption of the password and secret options, the same
-        upsert (fields left out go back to their defaults; an existing account keeps its pk).
+        ``fields`` are the fields of ``accounts/add`` (``id`` required; ``tenant_id`` may be
+        left out, or must equal ``tenant_id``): the same validation, the same encryption of the
+        password and secret options, the same upsert (fields left out go back to their
+        defaults; an existing account keeps its pk).
         Inside an open transaction of the calling task (``mp.data.transaction()``, or a
         ``mailproxy_tenant_created`` hook) the write joins it and commits or rolls back with it.
 
@@ -258,8 +259,15 @@ class MailProxy:
         """
         from .entities.accounts import account_fields, account_from_row, store_account
 
-        row, _created = await store_account(self, tenant_id, account_fields(fields))
+        row, _created = await store_account(self, tenant_id, account_fields(tenant_id, fields))
         return account_from_row(self.secrets, row)
+
+    async def account_object(self, tenant_id: str, account_id: str) -> dict[str, Any] | None:
+        """The account as ``accounts/get`` answers it (no secrets, plugins' extra fields
+        included), or ``None``: for plugin routes that return an account object."""
+        from .entities.accounts import load_account_object
+
+        return await load_account_object(self, tenant_id, account_id)
 
     async def tenant_names(self) -> dict[str, str]:
         """Every tenant's id → display name (its id when it has no name)."""

@@ -107,14 +107,21 @@ class AccountFields(BaseModel):
     options: dict[str, Any] | None = None
 
 
-def account_fields(values: Mapping[str, Any]) -> AccountFields:
-    """``values`` (the body of ``accounts/add`` without ``tenant_id``) checked by type.
+def account_fields(tenant_id: str, values: Mapping[str, Any]) -> AccountFields:
+    """``values`` (the body of ``accounts/add``; its ``tenant_id`` may be left out) checked by type.
 
     Raises:
-        InvalidInput: a field of the wrong type, a missing ``id`` or an unknown field (422).
+        InvalidInput: a field of the wrong type, a missing ``id``, an unknown field, or a
+            ``tenant_id`` other than ``tenant_id`` (422).
     """
+    body = dict(values)
+    other = body.pop("tenant_id", tenant_id)
+    if other != tenant_id:
+        raise invalid_input(
+            [{"field": "tenant_id", "message": f"must be '{tenant_id}'", "type": "value_error"}]
+        )
     try:
-        return AccountFields.model_validate(dict(values))
+        return AccountFields.model_validate(body)
     except ValidationError as exc:
         raise invalid_input(field_errors(exc)) from None
 
@@ -194,6 +201,14 @@ async def load_accounts(mp: MailProxy, tenant_id: str | None = None) -> list[Acc
     else:
         rows = await mp.repos.accounts.list_all()
     return [account_from_row(mp.secrets, row) for row in rows]
+
+
+async def load_account_object(
+    mp: MailProxy, tenant_id: str, account_id: str
+) -> dict[str, Any] | None:
+    """The API object of one account (as ``accounts/get``), or ``None`` when it does not exist."""
+    row = await mp.repos.accounts.get(tenant_id, account_id)
+    return None if row is None else await extend_view(mp, "accounts", account_view(row))
 
 
 def _not_found(tenant_id: str, account_id: str) -> NotFound:
@@ -277,10 +292,10 @@ class AccountsEndpoint(Endpoint):
             tenant_id: the owning tenant.
             account_id: the account id.
         """
-        row = await self.mp.repos.accounts.get(tenant_id, account_id)
-        if row is None:
+        view = await load_account_object(self.mp, tenant_id, account_id)
+        if view is None:
             raise _not_found(tenant_id, account_id)
-        return await extend_view(self.mp, "accounts", account_view(row))
+        return view
 
     @tenant_scoped
     async def list(self, tenant_id: str) -> list[dict[str, Any]]:

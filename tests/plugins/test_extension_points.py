@@ -192,6 +192,20 @@ async def test_account_helpers_share_accounts_add(serve_app, db_url):
         assert {e["field"] for e in typo.value.errors} == {"hots", "port"}
         with pytest.raises(NotFound, match="tenant 'ghost' not found"):
             await mp.save_account("ghost", {"id": "x", "transport": "null"})
+        with pytest.raises(InvalidInput, match="tenant_id: must be 'acme'"):
+            await mp.save_account("acme", {"id": "x", "tenant_id": "globex", "transport": "null"})
+        same = {"id": "main", "tenant_id": "acme", "transport": "null", "ttl": 30}
+        assert (await mp.save_account("acme", same)).ttl == 30
+
+        # The API object, for plugin routes that answer one (no secrets, as accounts/get).
+        await mp.save_account("acme", {"id": "pw", "transport": "null", "password": "pw1"})
+        api_object = await mp.account_object("acme", "pw")
+        assert (
+            api_object
+            == (await live.get("/accounts/get", tenant_id="acme", account_id="pw")).json()
+        )
+        assert api_object["has_password"] is True and "password" not in api_object
+        assert await mp.account_object("acme", "ghost") is None
 
 
 class MemoryBucket:
