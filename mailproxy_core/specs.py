@@ -177,6 +177,8 @@ class SendGuardSpec:
 ViewEntity = Literal["tenants", "accounts"]
 """The entities whose API objects plugins may extend."""
 
+VIEW_ENTITIES: tuple[str, ...] = ("tenants", "accounts")
+
 
 @dataclass(frozen=True, slots=True)
 class ViewExtensionSpec:
@@ -192,3 +194,10 @@ class ViewExtensionSpec:
     extend: Callable[
         [MailProxy, Sequence[Mapping[str, Any]]], Awaitable[Sequence[Mapping[str, Any]]]
     ]
+
+    def __post_init__(self) -> None:
+        if self.entity not in VIEW_ENTITIES:
+            raise TypeError(
+                f"view extension {self.name!r}: entity must be one of "
+                f"{', '.join(VIEW_ENTITIES)}, not {self.entity!r}"
+            )

@@ -27,6 +27,7 @@ from mailproxy_core import (
     SendGuardSpec,
     Settings,
     StorageBackendSpec,
+    ViewExtensionSpec,
     hookimpl,
 )
 from mailproxy_core.crypto import generate_key
@@ -349,3 +350,19 @@ def test_a_storage_url_scheme_is_claimed_by_one_backend_only(tmp_path):
         build_kernel(settings, extra_plugins={"thief": FileThief()})
     with pytest.raises(TypeError, match="claims URL schemes without a url_factory"):
         StorageBackendSpec("half", MemoryCloud().from_mount, url_schemes=("half",))
+
+
+def test_a_view_extension_names_a_known_entity(tmp_path):
+    async def extend(mp: Any, views: Any) -> list[dict[str, Any]]:
+        return [{} for _ in views]
+
+    class Wrong:
+        @hookimpl
+        def mailproxy_register_view_extensions(self) -> list[ViewExtensionSpec]:
+            return [ViewExtensionSpec("x", "messages", extend)]  # type: ignore[arg-type]
+
+    settings = Settings.from_values(db=str(tmp_path / "mp.db"), api_token="admin-token")
+    with pytest.raises(
+        PluginError, match="entity must be one of tenants, accounts, not 'messages'"
+    ):
+        build_kernel(settings, extra_plugins={"wrong": Wrong()})
