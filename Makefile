@@ -30,7 +30,7 @@ serve: install
 TOX_FAST_ENVS ?= core,example
 
 test: install-test
-	MAILPROXY_TEST_ALL_PLUGINS=1 $(BIN)/python -m pytest -q
+	MAILPROXY_TEST_ALL_PLUGINS=1 $(BIN)/python -m pytest -q -rs
 	$(BIN)/tox -q -e $(TOX_FAST_ENVS)
 
 lint: install-test

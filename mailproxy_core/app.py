@@ -42,6 +42,7 @@ def create_app(
     app = Quart("mailproxy", static_folder=None)
     app.extensions[APP_KEY] = mp
     app.config["JSON_SORT_KEYS"] = False
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     install_error_handlers(app)
 
     public = set(PUBLIC_PATHS)

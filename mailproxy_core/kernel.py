@@ -233,9 +233,8 @@ class MailProxy:
     async def open_database(self) -> None:
         """Connect and bring the schema up to date (also used by local CLI commands)."""
         await self.db.connect()
-        applied = await apply_migrations(self.db, list(self.registry.migrations))
-        for step in applied:
-            log.info("applied migration %s: %s", step.name, step.description)
+        # apply_migrations logs each step it applies.
+        await apply_migrations(self.db, list(self.registry.migrations))
 
     async def start(self, role: Role = "serve") -> None:
         """Connect, migrate, build plugin objects, emit ``startup``, start background tasks."""
