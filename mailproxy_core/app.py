@@ -20,7 +20,9 @@ from .kernel import APP_KEY, MailProxy, Role, build_kernel
 from .models import Principal
 from .settings import Settings, load_settings
 
-PUBLIC_PATHS: frozenset[str] = frozenset({"/health", "/metrics", "/openapi.json", "/docs"})
+PUBLIC_PATHS: frozenset[str] = frozenset(
+    {"/health", "/metrics", "/openapi.json", "/docs", "/docs/assets/"}
+)
 """Paths that answer without credentials (API.md §1)."""
 
 

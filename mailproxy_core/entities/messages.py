@@ -11,10 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.endpoint import POST, Endpoint, any_principal, checks_own_values, tenant_scoped
+from ..api.endpoint import (
+    POST,
+    Endpoint,
+    any_principal,
+    checks_own_values,
+    documented_body,
+    tenant_scoped,
+)
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..models import MessageStatus
 from .message_queue import enqueue
+from .message_schema import MessageBatch, MessageSpec
 from .message_validation import (
     DEFAULT_PRIORITY,
     MAX_UNIX_SECONDS,
@@ -41,6 +49,7 @@ class MessagesEndpoint(Endpoint):
     @POST
     @any_principal
     @checks_own_values
+    @documented_body(MessageBatch)
     async def add_batch(
         self, messages: list[Any], default_priority: int | str | None = None
     ) -> dict[str, Any]:
@@ -78,6 +87,7 @@ class MessagesEndpoint(Endpoint):
     @POST
     @any_principal
     @checks_own_values
+    @documented_body(MessageSpec)
     async def add(self, **message: Any) -> dict[str, Any]:
         """Queue one message; the body is the message itself (fields of API.md §4).
 
