@@ -11,14 +11,14 @@ bodies, the entity as tag, and security. Security schemes: ``ApiToken`` (header
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any, cast
 
+import swagger_ui
 from pydantic import BaseModel, RootModel
 from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
-import swagger_ui
 from quart import Quart, send_from_directory
 from quart_schema import (
     APIKeySecurityScheme,

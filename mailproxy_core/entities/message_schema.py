@@ -77,8 +77,9 @@ class MessageSpec(BaseModel):
     )
     subject: str = Field(description="subject line, at most 998 characters, no line breaks")
     body: str | None = Field(
-        None, description="the text (or HTML when `content_type` is `html`); required unless "
-        "`html` is given"
+        None,
+        description="the text (or HTML when `content_type` is `html`); required unless "
+        "`html` is given",
     )
     html: str | None = Field(
         None, description="HTML version; with `body` the mail is multipart/alternative"
