@@ -44,6 +44,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("file", "mailproxy_core.builtin.file_transport"),
     ("null", "mailproxy_core.builtin.null_transport"),
     ("base64", "mailproxy_core.builtin.base64_fetcher"),
+    ("none_reporter", "mailproxy_core.builtin.none_reporter"),
 )
 """Plugins shipped inside the kernel, registered through the same path as any other."""
 
