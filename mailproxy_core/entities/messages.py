@@ -188,6 +188,37 @@ class MessagesEndpoint(Endpoint):
     @POST
     @tenant_scoped
     @checks_own_values
+    async def retry(self, tenant_id: str, ids: list[str]) -> dict[str, Any]:
+        """Send failed (``error``) and ``deferred`` messages again, now, with fresh retries.
+
+        Each one goes back to ``pending`` with its attempts reset, and its history gets a
+        ``requeued`` event naming who asked. Messages that are ``pending``, ``sending`` or
+        ``sent`` are left alone and listed in ``skipped`` with their status as reason; nothing
+        is deleted. Ids that match no message are listed in ``not_found``.
+
+        Args:
+            tenant_id: the tenant whose messages to retry.
+            ids: client message ids.
+        """
+        await self._require_tenant(tenant_id)
+        unique = list(dict.fromkeys(ids))
+        findable = [i for i in unique if is_storable(i)]
+        principal = self.require_principal()
+        who = "the admin" if principal.is_admin else f"tenant key {principal.name or tenant_id}"
+        outcome = await self.mp.repos.messages.requeue(tenant_id, findable, requested_by=who)
+        if outcome.requeued:
+            self.mp.wake_dispatcher()
+        known = {*outcome.requeued, *(s["id"] for s in outcome.skipped)}
+        return {
+            "ok": True,
+            "requeued": len(outcome.requeued),
+            "not_found": [sendable(i) for i in unique if i not in known],
+            "skipped": outcome.skipped,
+        }
+
+    @POST
+    @tenant_scoped
+    @checks_own_values
     async def cleanup(self, tenant_id: str, older_than_seconds: int = 86400) -> dict[str, Any]:
         """Delete a tenant's finished messages whose events have all been reported.
 
