@@ -44,6 +44,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("file", "mailproxy_core.builtin.file_transport"),
     ("null", "mailproxy_core.builtin.null_transport"),
     ("base64", "mailproxy_core.builtin.base64_fetcher"),
+    ("none_reporter", "mailproxy_core.builtin.none_reporter"),
 )
 """Plugins shipped inside the kernel, registered through the same path as any other."""
 
@@ -302,9 +303,8 @@ class MailProxy:
     async def open_database(self) -> None:
         """Connect and bring the schema up to date (also used by local CLI commands)."""
         await self.db.connect()
-        applied = await apply_migrations(self.db, list(self.registry.migrations))
-        for step in applied:
-            log.info("applied migration %s: %s", step.name, step.description)
+        # apply_migrations logs each step it applies.
+        await apply_migrations(self.db, list(self.registry.migrations))
 
     async def start(self, role: Role = "serve") -> None:
         """Connect, migrate, build plugin objects, emit ``startup``, start background tasks."""
