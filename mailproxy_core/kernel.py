@@ -45,6 +45,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("null", "mailproxy_core.builtin.null_transport"),
     ("base64", "mailproxy_core.builtin.base64_fetcher"),
     ("none_reporter", "mailproxy_core.builtin.none_reporter"),
+    ("outcome_log", "mailproxy_core.builtin.outcome_log"),
 )
 """Plugins shipped inside the kernel, registered through the same path as any other."""
 

@@ -47,6 +47,7 @@ from quart.wrappers.response import DataBody
 
 from ..crypto import MASK, is_secret_key
 from ..entities.secrets import CONFIG_SECRET_KEYS
+from ..logs import principal_label
 
 if TYPE_CHECKING:
     from ..kernel import MailProxy
@@ -192,9 +193,7 @@ def _is_id(value: Any) -> bool:
 
 
 def _principal_label(principal: Principal | None) -> str | None:
-    if principal is None:
-        return None
-    return "admin" if principal.is_admin else f"tenant:{principal.tenant_id}"
+    return None if principal is None else principal_label(principal)
 
 
 async def _response_summary(response: Response) -> Any:
