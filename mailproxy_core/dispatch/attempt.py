@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..db.repos.queue import Outcome
 from ..errors import AttachmentError, MailproxyError, PermanentSendError, RateLimitedError
+from ..events import EventType
 from ..models import Account, Envelope, ErrorClass, Message, SendResult
 from .attachments import FetchedAttachments, fetch_attachments
 from .compose import compose, serialize
@@ -96,7 +97,7 @@ async def attempt_delivery(mp: MailProxy, message: Message, directory: Directory
         pk=message.pk,
         tenant_id=message.tenant_id,
         status="sent",
-        event_type="sent",
+        event_type=EventType.SENT,
         description=result.response or None,
         now=int(time.time()),
         metadata=metadata or None,
@@ -175,7 +176,7 @@ def _failed(mp: MailProxy, message: Message, now: int, error: BaseException) -> 
         pk=message.pk,
         tenant_id=message.tenant_id,
         status="deferred",
-        event_type="deferred",
+        event_type=EventType.DEFERRED,
         description=text,
         now=now,
         next_attempt_ts=now + max(0, round(delay)),
@@ -190,7 +191,7 @@ def _error(
         pk=message.pk,
         tenant_id=message.tenant_id,
         status="error",
-        event_type="error",
+        event_type=EventType.ERROR,
         description=text,
         now=now,
         attempted=attempted,
@@ -203,7 +204,7 @@ def _defer(message: Message, now: int, reason: str, until: int) -> Outcome:
         pk=message.pk,
         tenant_id=message.tenant_id,
         status="deferred",
-        event_type="deferred",
+        event_type=EventType.DEFERRED,
         description=reason,
         now=now,
         next_attempt_ts=until,

@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from ..errors import PluginError
-from ..models import Account, AttachmentRef, ErrorClass, Message, Receipt, SendResult, Tenant
+from ..models import (
+    Account,
+    AttachmentRef,
+    ErrorClass,
+    Message,
+    Receipt,
+    ReceiptResult,
+    SendResult,
+    Tenant,
+)
 
 if TYPE_CHECKING:
     from ..kernel import MailProxy
@@ -154,8 +163,10 @@ class HookCalls:
             duration=duration,
         )
 
-    async def receipt_received(self, mp: MailProxy, receipt: Receipt) -> None:
-        await self._emit("mailproxy_receipt_received", mp=mp, receipt=receipt)
+    async def receipt_received(
+        self, mp: MailProxy, receipt: Receipt, result: ReceiptResult
+    ) -> None:
+        await self._emit("mailproxy_receipt_received", mp=mp, receipt=receipt, result=result)
 
     def has_implementations(self, hook_name: str) -> bool:
         """Whether any plugin implements ``hook_name`` (lets hot paths skip empty hooks)."""
