@@ -111,11 +111,12 @@ class InstanceEndpoint(Endpoint):
     @POST
     @admin_only
     async def run_now(self, tenant_id: str | None = None) -> dict[str, Any]:
-        """Wake the dispatcher and the reporting loop now.
+        """Wake the dispatcher, the reporting loop and the receipt handlers now.
 
         Everything ready is sent at once (also in test mode, where this is the only trigger),
         and every tenant with unreported events is reported, ignoring back-off. With
-        ``tenant_id``, that tenant's do-not-disturb is cleared and it is polled at once.
+        ``tenant_id``, that tenant's do-not-disturb is cleared and it is polled at once. Every
+        receipt handler (bounce mailbox, PEC mailboxes) is polled at once too.
         Reserved to the instance admin, like every instance write (API.md §2).
 
         Args:
@@ -123,4 +124,5 @@ class InstanceEndpoint(Endpoint):
         """
         self.mp.wake_dispatcher(run_now=True)
         self.mp.request_report(tenant_id)
+        self.mp.request_receipt_poll()
         return {"ok": True}

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..db.jsontext import decode_json, encode_json
 from ..db.repos.messages import EnqueueOutcome, QueuedRow
+from ..message_ids import message_id_for_payload
 from ..models import Message, Principal
 from .message_validation import CheckedMessage, MessageChecker, is_storable, sendable
 from .message_views import seal_payload
@@ -169,6 +170,7 @@ def _queued_row(item: _Accepted) -> QueuedRow:
         payload=item.payload,
         batch_code=item.checked.batch_code,
         deferred_ts=item.checked.deferred_ts,
+        message_id_header=message_id_for_payload(item.entry),
     )
 
 
@@ -207,5 +209,6 @@ async def _after_commit(mp: MailProxy, rows: Sequence[QueuedRow], outcome: Enque
             next_attempt_ts=outcome.next_attempt_ts(row),
             created_at=outcome.created_at.get(key, outcome.now),
             updated_at=outcome.now,
+            message_id_header=outcome.message_id_headers.get(key, row.message_id_header),
         )
         await mp.hooks.message_queued(mp, message)

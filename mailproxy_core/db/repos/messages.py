@@ -52,6 +52,7 @@ MESSAGE_COLUMNS = (
     "created_at",
     "updated_at",
     "payload",
+    "message_id_header",
 )
 """The columns :meth:`MessagesRepo.get` and :meth:`MessagesRepo.list` return."""
 
@@ -82,6 +83,7 @@ class QueuedRow:
     payload: str
     batch_code: str | None = None
     deferred_ts: int | None = None
+    message_id_header: str | None = None
 
 
 @dataclass(slots=True)
@@ -98,6 +100,8 @@ class EnqueueOutcome:
     stored: dict[tuple[str, str], int] = field(default_factory=dict)
     created_at: dict[tuple[str, str], int] = field(default_factory=dict)
     blocked: dict[tuple[str, str], str] = field(default_factory=dict)
+    message_id_headers: dict[tuple[str, str], str] = field(default_factory=dict)
+    """The Message-ID stored for each row written (a replacement may keep its earlier one)."""
 
     def next_attempt_ts(self, row: QueuedRow) -> int:
         """When ``row`` becomes ready: ``max(deferred_ts, now)``."""
@@ -160,6 +164,7 @@ class MessagesRepo:
                     key = (row["tenant_id"], row["id"])
                     outcome.stored[key] = int(row["pk"])
                     outcome.created_at[key] = int(row["created_at"])
+                    outcome.message_id_headers[key] = row["message_id_header"]
             if len(outcome.stored) < len(rows):
                 missing = [
                     (r.tenant_id, r.id) for r in rows if (r.tenant_id, r.id) not in outcome.stored
@@ -393,6 +398,7 @@ def _row_values(row: QueuedRow, outcome: EnqueueOutcome) -> tuple[Any, ...]:
         outcome.next_attempt_ts(row),
         now,
         now,
+        row.message_id_header,
     )
 
 
