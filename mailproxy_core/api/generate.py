@@ -98,7 +98,7 @@ def build_api(
             view = _make_view(form, kernel, authenticate, public)
             is_public = form.scope is Scope.PUBLIC or form.path in public
             suffix = "" if form is info else GET_FORM_SUFFIX
-            document_operation(view, form, public=is_public, suffix=suffix and "_via_get")
+            document_operation(view, form, public=is_public)
             app.add_url_rule(
                 form.path,
                 endpoint=f"mailproxy_api:{form.entity}:{form.name}{suffix}",

@@ -117,19 +117,16 @@ def _response_model(info: MethodInfo) -> type[BaseModel] | None:
     return model
 
 
-def document_operation(
-    view: Callable[..., Any], info: MethodInfo, *, public: bool, suffix: str = ""
-) -> None:
+def document_operation(view: Callable[..., Any], info: MethodInfo, *, public: bool) -> None:
     """Attach the OpenAPI description of ``info`` to its view function (in place).
 
     Summary and description come from the docstring, the tag from the entity, the operation id
-    is ``<entity>_<method><suffix>`` (``suffix`` tells apart the ``GET`` form of an
-    ``@also_get`` method); ``public`` routes document no security and no 401/403.
+    is ``<verb>_<entity>_<method>``; ``public`` routes document no security and no 401/403.
     """
     description = without_args_section(info.description)
     view.__doc__ = "\n".join(part for part in (info.summary, description) if part) or None
     tag([info.entity])(view)
-    operation_id(f"{info.entity}_{info.name}{suffix}")(view)
+    operation_id(f"{info.entity}_{info.name}")(view)
     if info.params or info.accepts_extra:
         if info.http_method == "POST":
             document_request(info.request_model)(view)
