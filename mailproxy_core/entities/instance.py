@@ -17,7 +17,8 @@ MIN_API_TOKEN_LENGTH = 16
 
 
 def _instance_view(row: dict[str, Any], edition: Edition) -> dict[str, Any]:
-    """The instance object of the API: never a token or its hash, never a secret config value.
+    """The instance object of the API (``ok: true`` and the settings): never a token or its
+    hash, never a secret config value.
 
     Config entries whose name is a secret (``relay_password``, ``api_key`` ...) are stored
     encrypted and listed by name in ``secret_config_keys`` instead of being shown. ``edition``
@@ -25,6 +26,7 @@ def _instance_view(row: dict[str, Any], edition: Edition) -> dict[str, Any]:
     """
     config, secret_keys = redact(row.get("config") or {})
     return {
+        "ok": True,  # genro-mail-proxy clients check it in both answers
         "name": row.get("name"),
         "edition": edition,
         "config": config,

@@ -231,9 +231,11 @@ async def test_batches_and_batch_deletion(client: Any, service: Service) -> None
 
 async def test_instance(client: Any, reference_client: types.ModuleType, service: Service) -> None:
     config = await client.instance.get()
-    assert config["edition"] in ("ce", "ee") and "created_at" in config
+    assert config["ok"] is True and config["edition"] in ("ce", "ee")
+    assert time.strptime(config["created_at"], "%Y-%m-%d %H:%M:%S")
     renamed = await client.instance.update(name="compat relay", edition=config["edition"])
-    assert renamed["name"] == "compat relay" and renamed["edition"] == config["edition"]
+    assert renamed["ok"] is True and renamed["name"] == "compat relay"
+    assert renamed["edition"] == config["edition"]
     sync = await client.instance.get_sync_status()
     assert sync["ok"] is True and isinstance(sync["tenants"], list)
 
