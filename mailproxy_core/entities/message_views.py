@@ -18,10 +18,46 @@ and ``created_at``/``updated_at`` as UTC text, the forms genro-mail-proxy client
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NotRequired
+
+from typing_extensions import TypedDict
 
 from ..crypto import SecretBox, is_secret_key
 from .views import utc_text
+
+
+class HistoryEvent(TypedDict):
+    """One event of a message's history, oldest first."""
+
+    event_id: str
+    event_type: str
+    event_ts: int
+    description: str | None
+    metadata: dict[str, Any] | None
+    reported_ts: int | None
+
+
+class MessageObject(TypedDict):
+    """A queued message as the API answers it (documented in OpenAPI from this type)."""
+
+    pk: str
+    id: str
+    tenant_id: str
+    account_id: str | None
+    status: str
+    priority: int
+    batch_code: str | None
+    deferred_ts: int | None
+    next_attempt_ts: int
+    attempts: int
+    smtp_ts: int | None
+    error: str | None
+    last_error: str | None
+    created_at: str
+    updated_at: str
+    payload: dict[str, Any]
+    history: NotRequired[list[HistoryEvent]]
+
 
 SENDER_ALIAS = "from_addr"
 """The other spelling of ``from`` accepted in a submitted message."""
@@ -106,7 +142,7 @@ def public_payload(payload: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def message_object(
     row: Mapping[str, Any], history: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
+) -> MessageObject:
     """The message object of the API from a ``MessagesRepo`` row (``history`` if given).
 
     ``smtp_ts`` is when it was sent (``None`` until then); ``error`` is the reason of its final
@@ -121,4 +157,4 @@ def message_object(
     message["payload"] = public_payload(row["payload"])
     if history is not None:
         message["history"] = history
-    return message
+    return message  # type: ignore[return-value]  # built key by key above

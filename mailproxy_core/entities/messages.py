@@ -30,7 +30,7 @@ from .message_validation import (
     sendable,
     shown,
 )
-from .message_views import message_object
+from .message_views import MessageObject, message_object
 
 MAX_LIST_LIMIT = 10_000
 MAX_PK = 2**63 - 1
@@ -115,7 +115,7 @@ class MessagesEndpoint(Endpoint):
     @checks_own_values
     async def get(
         self, message_id: str, tenant_id: str, include_history: bool = False
-    ) -> dict[str, Any]:
+    ) -> MessageObject:
         """One message of a tenant, by the client's message id.
 
         Args:
@@ -241,7 +241,7 @@ class MessagesEndpoint(Endpoint):
         status: MessageStatus | None = None,
         limit: int = 1000,
         offset: int = 0,
-    ) -> list[dict[str, Any]]:
+    ) -> list[MessageObject]:
         """A page of messages in creation order: one tenant's, or every tenant's for the admin.
 
         The admin without ``tenant_id`` lists the whole queue; a tenant key always lists its

@@ -255,3 +255,14 @@ async def test_edition_is_ee_with_an_enterprise_plugin(admin: ApiClient) -> None
     assert downgrade.status == 409 and "ee_probe" in downgrade.json["detail"]
     tenant = admin.as_tenant("acme")
     assert (await tenant.post("/instance/upgrade_to_ee", json={})).status == 403
+
+
+async def test_openapi_documents_the_message_object(admin: ApiClient) -> None:
+    spec = (await admin.get("/openapi.json")).json
+    for path, answer in (("/messages/get", "MessageObject"), ("/messages/list", "MessageObject")):
+        schema = spec["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
+        assert answer in str(schema["schema"]), path
+    properties = spec["components"]["schemas"]["MessageObject"]["properties"]
+    assert properties["pk"]["type"] == "string"
+    assert properties["created_at"]["type"] == "string"
+    assert {"smtp_ts", "error", "last_error", "payload", "history"} <= set(properties)
