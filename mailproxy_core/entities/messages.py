@@ -2,7 +2,8 @@
 
 Scoping: tenant keys see and change only their own tenant's messages. Reads and tenant-wide
 writes are ``@tenant_scoped``; ``add``/``add_batch`` carry the tenant inside each message, and
-``delete``/``count_active`` take no tenant, so those scope themselves (``@any_principal``).
+``delete``/``count_active`` take no tenant and ``list`` may omit it (the admin's view of the
+whole queue), so those scope themselves (``@any_principal``).
 Another tenant's message is reported exactly like a missing one, never as forbidden, so a
 tenant key cannot learn what other tenants have queued.
 """
