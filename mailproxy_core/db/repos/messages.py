@@ -48,6 +48,7 @@ MESSAGE_COLUMNS = (
     "deferred_ts",
     "next_attempt_ts",
     "attempts",
+    "smtp_ts",
     "last_error",
     "created_at",
     "updated_at",
@@ -358,19 +359,21 @@ class MessagesRepo:
     # Last in the class: below it, ``list`` would name this method in annotations.
     async def list(
         self,
-        tenant_id: str,
+        tenant_id: str | None,
         *,
         active_only: bool = False,
         status: str | None = None,
         limit: int = 1000,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """One page of a tenant's messages in creation order (``pk``).
+        """One page of a tenant's messages (all tenants' with ``None``), in creation order (pk).
 
         ``active_only`` keeps pending, deferred and sending messages; ``status`` keeps one
         status (both filters apply when both are given).
         """
-        query = _select_messages().where(messages.c.tenant_id == tenant_id)
+        query = _select_messages()
+        if tenant_id is not None:
+            query = query.where(messages.c.tenant_id == tenant_id)
         if active_only:
             query = query.where(messages.c.status.in_(ACTIVE_STATUSES))
         if status is not None:
