@@ -70,7 +70,11 @@ URL_SCHEMES: dict[str, str] = {"s3": "s3", "gs": "gcs", "az": "azure"}
 def missing_package(protocol: str) -> str | None:
     """Why ``protocol`` cannot work here (its library is not installed), or ``None``."""
     module, extra = PACKAGES[protocol]
-    if importlib.util.find_spec(module) is None:
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):  # a module set to None in sys.modules: not importable
+        spec = None
+    if spec is None:
         return (
             f"the {protocol} storage backend needs the {module} package, which is not "
             f"installed: pip install 'mailproxy-ee-cloud-storage[{extra}]'"
@@ -170,9 +174,9 @@ def parse_mount(
             f"unknown key '{key}' (accepted: "
             f"{', '.join((*REQUIRED[protocol], *OPTIONAL[protocol]))})"
         )
-    values = {
-        key: _text(config, key, problems) for key in (*REQUIRED[protocol], *OPTIONAL[protocol])
-    }
+    keys = (*REQUIRED[protocol], *OPTIONAL[protocol])
+    # credentials_json may be JSON text or an object: _gcs checks it
+    values = {key: _text(config, key, problems) for key in keys if key != "credentials_json"}
     if protocol == "s3":
         target = _s3(values, problems)
     elif protocol == "gcs":
