@@ -28,6 +28,8 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -98,6 +100,9 @@ class S3Server:
         name = unique("mp")
         self.client().create_bucket(Bucket=name)
         return name
+
+    def put(self, bucket: str, key: str, data: bytes) -> None:
+        self.client().put_object(Bucket=bucket, Key=key, Body=data)
 
     def config(self, **extra: Any) -> dict[str, Any]:
         """A mount config of a fresh bucket, with keys."""
@@ -309,6 +314,25 @@ class GcsServer:
         name = unique("mp")
         buckets.create_bucket(name, self.emulator._storage)
         return name
+
+    def put(self, bucket: str, key: str, data: bytes) -> None:
+        """Upload through the emulator's JSON API (a plain HTTP request)."""
+        query = urllib.parse.urlencode({"uploadType": "media", "name": key})
+        request = urllib.request.Request(
+            f"{self.endpoint}/upload/storage/v1/b/{bucket}/o?{query}", data=data, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+
+    def config(self, account: dict[str, str], **extra: Any) -> dict[str, Any]:
+        """A mount config of a fresh bucket, with the service account key ``account``."""
+        return {
+            "bucket": self.bucket(),
+            "endpoint_url": self.endpoint,
+            "project": "mailproxy-test",
+            "credentials_json": json.dumps(account),
+            **extra,
+        }
 
 
 @pytest.fixture(scope="session")

@@ -39,7 +39,7 @@ def build_filesystem(target: Target, settings: CloudStorageSettings) -> Any:
             from s3fs import S3FileSystem
 
             config: dict[str, Any] = {
-                "retries": {"max_attempts": settings.retries, "mode": "standard"},
+                "retries": {"total_max_attempts": settings.retries, "mode": "standard"},
                 "signature_version": "s3v4",  # presigned links: SigV4, valid up to 7 days
                 "connect_timeout": timeout,
                 "read_timeout": timeout,

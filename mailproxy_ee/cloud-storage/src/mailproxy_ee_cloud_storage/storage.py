@@ -124,13 +124,15 @@ class CloudStorage:
         key = self.key(path)
         fs = await self._client()
         full = self.full(key)
+        # s3fs would first HEAD the object to split large reads; one GET is enough here
+        whole = {"max_concurrency": 1} if self.protocol == "s3" else {}
         if max_bytes is None:
-            return await self._call(path, fs._cat_file(full))
+            return await self._call(path, fs._cat_file(full, **whole))
         if max_bytes < 0:
             raise InvalidInput("max_bytes must not be negative")
         size = await self._call(path, fs._size(full))
         if size is None or int(size) == 0:
-            return b"" if size == 0 else await self._call(path, fs._cat_file(full))
+            return b"" if size == 0 else await self._call(path, fs._cat_file(full, **whole))
         end = min(int(size), max_bytes + 1)
         data: bytes = await self._call(path, fs._cat_file(full, start=0, end=end))
         return data
