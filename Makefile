@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PLUGIN_DIRS := $(sort $(wildcard plugins/*))
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: install install-test serve test lint format bench clean
+.PHONY: install install-test emulators serve test lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +19,20 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) install -e '.[test,lint]'
 	@touch $@
 
+# Test emulators that do not come from PyPI: Azurite (Azure Blob) from npm, pinned to the last
+# release that runs on Node.js 20. Without node/npm the Azure tests skip, saying why.
+AZURITE_VERSION := 3.35.0
+$(VENV)/azurite/.installed-$(AZURITE_VERSION): | $(BIN)/python
+	@if command -v npm >/dev/null 2>&1; then \
+		npm install --prefix $(VENV)/azurite --no-audit --no-fund --loglevel=error \
+			azurite@$(AZURITE_VERSION) && touch $@; \
+	else echo "npm not found: Azurite not installed, the Azure Blob tests will skip"; fi
+
+emulators: $(VENV)/azurite/.installed-$(AZURITE_VERSION)
+
 install: $(VENV)/.installed
 
-install-test: $(VENV)/.installed-test
+install-test: $(VENV)/.installed-test emulators
 
 serve: install
 	$(BIN)/mail-proxy serve
