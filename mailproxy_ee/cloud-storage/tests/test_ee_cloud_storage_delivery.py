@@ -4,7 +4,7 @@ cloud storage with presigned links, expired files swept."""
 from __future__ import annotations
 
 import base64
-import dataclasses
+import json
 import re
 import time
 import urllib.error
@@ -13,14 +13,12 @@ from typing import Any
 
 import pytest
 
-from mailproxy_core import StorageBackendSpec
 from mailproxy_ee_cloud_storage import sweep_expired
 
 pytestmark = pytest.mark.requires_plugins("ee_cloud_storage", "attachments", "smtp", "auth_token")
 
 PDF = b"%PDF-1.7 " + bytes(range(256)) * 200
 BIG = bytes(range(256)) * 1200  # 300 KB: over the 0.1 MB limit below
-KERNEL_RESOLVES_URLS = "url_schemes" in {f.name for f in dataclasses.fields(StorageBackendSpec)}
 
 
 def http_get(url: str) -> tuple[int, bytes]:
@@ -186,13 +184,13 @@ async def test_the_sweep_covers_every_tenant_rewriting_to_the_cloud(
     assert not await storage.exists(f"big/{int(time.time()) + 60}-{'0' * 16}/other.bin")
 
 
-@pytest.mark.skipif(
-    not KERNEL_RESOLVES_URLS,
-    reason="this kernel does not resolve storage URL schemes through plugins yet",
-)
 class TestStorageUrls:
+    """``s3://``, ``gs://`` and ``az://`` storage URLs, with the plugin's own credentials."""
+
     @pytest.fixture
-    def cloud_settings(self, moto_s3: Any) -> dict[str, Any]:
+    def cloud_settings(
+        self, moto_s3: Any, gcs_emulator: Any, gcs_service_account: Any, azurite: Any
+    ) -> dict[str, Any]:
         return {
             "timeout": 5.0,
             "retries": 1,
@@ -202,15 +200,54 @@ class TestStorageUrls:
                 "access_key_id": "AKIDTESTMAILPROXY",
                 "secret_access_key": "s3-secret-that-must-never-show-up",
             },
+            "gcs": {
+                "endpoint_url": gcs_emulator.endpoint,
+                "project": "mailproxy-test",
+                "credentials_json": json.dumps(gcs_service_account),
+            },
+            "azure": {"connection_string": azurite.connection_string},
         }
 
-    async def test_large_file_rewritten_to_an_s3_url(self, mail: Any, moto_s3: Any) -> None:
-        bucket = moto_s3.bucket()
-        await rewrite_config(mail, f"s3://{bucket}/big-files")
+    @pytest.mark.parametrize("scheme", ["s3", "gs", "az"])
+    async def test_large_file_rewritten_to_a_storage_url(
+        self, mail: Any, moto_s3: Any, gcs_emulator: Any, azurite: Any, scheme: str
+    ) -> None:
+        bucket = {"s3": moto_s3.bucket, "gs": gcs_emulator.bucket, "az": azurite.container}[
+            scheme
+        ]()
+        await rewrite_config(mail, f"{scheme}://{bucket}/big-files")
         await mail.deliver(mail.message("m1", big_attachment()))
         assert [kind for kind, _ in await mail.history("m1")] == ["sent"]
         url = link_in(mail)
         assert f"/{bucket}/big-files/" in url
         assert http_get(url) == (200, BIG)
+        assert "s3-secret-that-must-never-show-up" not in url
         assert await sweep_expired(mail.mp, now=time.time() + 2 * 86400) == 1
         assert http_get(url)[0] == 404
+
+    @pytest.mark.parametrize(
+        ("url", "reason"),
+        [
+            ("s3://", "names no bucket"),
+            ("s3://Bad_Bucket!/x", "'bucket' 'Bad_Bucket!' is not a valid name"),
+            ("gs://docs/../x", "'prefix' must not contain '..'"),
+            ("ftp://docs/x", "no storage backend handles 'ftp://' URLs (available: az, gs,"),
+        ],
+    )
+    async def test_unusable_storage_urls_are_refused_when_the_tenant_is_saved(
+        self, mail: Any, url: str, reason: str
+    ) -> None:
+        response = await mail.client.post(
+            "/tenants/update",
+            tenant_id="acme",
+            large_file_config={
+                "enabled": True,
+                "max_size_mb": 1,
+                "action": "rewrite",
+                "storage_url": url,
+            },
+        )
+        assert response.status == 422, response.json
+        [error] = response.json["errors"]
+        assert error["field"] == "large_file_config.storage_url"
+        assert reason in error["message"]

@@ -12,7 +12,6 @@ whose library is missing is refused at ``storages/add`` naming the package to in
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,14 +75,9 @@ def _spec(protocol: Protocol) -> StorageBackendSpec:
     def factory(mp: MailProxy, config: Mapping[str, Any]) -> CloudStorage:
         return build_storage(mp, protocol, config)
 
-    fields = {field.name for field in dataclasses.fields(StorageBackendSpec)}
-    if "url_schemes" in fields:  # kernels that resolve storage URLs through plugins
-        extra: dict[str, Any] = {
-            "url_schemes": PROTOCOL_SCHEMES[protocol],
-            "url_factory": storage_for_url,
-        }
-        return StorageBackendSpec(protocol, factory, **extra)
-    return StorageBackendSpec(protocol, factory)
+    return StorageBackendSpec(
+        protocol, factory, url_schemes=PROTOCOL_SCHEMES[protocol], url_factory=storage_for_url
+    )
 
 
 @hookimpl
