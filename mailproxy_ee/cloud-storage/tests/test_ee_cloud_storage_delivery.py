@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import time
 import urllib.error
@@ -73,7 +74,10 @@ async def test_a_missing_object_fails_the_message_with_a_clear_reason(
     assert mail.server.handler.messages == []
 
 
-async def test_a_refused_request_fails_the_message_permanently(mail: Any, azurite: Any) -> None:
+async def test_a_refused_request_fails_the_message_permanently(
+    mail: Any, azurite: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     wrong_key = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk="
     await mail.mount("DOCS", "azure", azurite.config(account_key=wrong_key))
     await mail.deliver(mail.message("m1", {"filename": "a.pdf", "storage_path": "DOCS:a.pdf"}))
@@ -82,11 +86,13 @@ async def test_a_refused_request_fails_the_message_permanently(mail: Any, azurit
     assert reason is not None and reason.startswith("Attachment fetch failed for a.pdf: 'a.pdf'")
     assert "the store refused the request" in reason
     assert wrong_key not in reason
+    assert wrong_key not in caplog.text
 
 
 async def test_throttling_is_retried_and_the_message_then_sent(
-    mail: Any, moto_s3: Any, throttling_s3: Any
+    mail: Any, moto_s3: Any, throttling_s3: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     config = moto_s3.config(endpoint_url=throttling_s3.endpoint)
     moto_s3.put(config["bucket"], "a.pdf", PDF)
     await mail.mount("DOCS", "s3", config)
@@ -97,6 +103,21 @@ async def test_throttling_is_retried_and_the_message_then_sent(
     assert "the store is busy or failing" in (events[0][1] or "")
     assert throttling_s3.throttled == 1
     assert mail.attachments_of() == [("a.pdf", "application/pdf", PDF)]
+    assert config["secret_access_key"] not in caplog.text
+
+
+async def test_clients_are_closed_and_forgotten_at_shutdown(mail: Any, moto_s3: Any) -> None:
+    from mailproxy_ee_cloud_storage.state import _STATES, state_of
+
+    config = moto_s3.config()
+    moto_s3.put(config["bucket"], "a.pdf", PDF)
+    await mail.mount("DOCS", "s3", config)
+    await mail.deliver(mail.message("m1", {"filename": "a.pdf", "storage_path": "DOCS:a.pdf"}))
+    pool = state_of(mail.mp).pool
+    assert len(pool) == 1
+    await mail.mp.hooks.shutdown(mail.mp)
+    assert len(pool) == 0
+    assert mail.mp not in _STATES
 
 
 async def rewrite_config(mail: Any, storage_url: str, ttl_days: int = 1) -> None:
