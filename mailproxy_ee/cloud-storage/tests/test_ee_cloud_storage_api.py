@@ -204,3 +204,23 @@ class TestMountsWithoutDefaultCredentials:
         assert "credentials are required" in message
         config = {"bucket": "docs", "access_key_id": "A", "secret_access_key": "B"}
         assert (await add(tenant, "s3", config)).status == 200
+
+
+def test_settings_come_from_the_environment_nested_and_stay_secret() -> None:
+    from mailproxy_core.settings import load_settings
+    from mailproxy_ee_cloud_storage import CloudStorageSettings
+
+    settings = load_settings(
+        environ={
+            "MAILPROXY_EE_CLOUD_STORAGE__S3__ENDPOINT_URL": "http://127.0.0.1:9000",
+            "MAILPROXY_EE_CLOUD_STORAGE__S3__SECRET_ACCESS_KEY": "ENV-SECRET",
+            "MAILPROXY_EE_CLOUD_STORAGE__SWEEP_INTERVAL": "60",
+        }
+    )
+    section = settings.plugin_settings("ee_cloud_storage", CloudStorageSettings)
+    assert section.s3.endpoint_url == "http://127.0.0.1:9000"
+    assert section.s3.secret_access_key is not None
+    assert section.s3.secret_access_key.get_secret_value() == "ENV-SECRET"
+    assert section.sweep_interval == 60
+    assert "ENV-SECRET" not in json.dumps(settings.redacted())
+    assert "ENV-SECRET" not in repr(section)
