@@ -32,8 +32,8 @@ from .config import Target, account_key_of
 
 T = TypeVar("T")
 
-MAX_S3_LINK_SECONDS = 7 * 86400
-"""S3 signature version 4 refuses presigned URLs valid longer than seven days."""
+MAX_SIGNED_LINK_SECONDS = 7 * 86400
+"""S3 and GCS (signature version 4) refuse presigned URLs valid longer than seven days."""
 
 SIGNATURE_PARAMS = re.compile(
     r"((?:sig|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|X-Goog-Signature|"
@@ -164,7 +164,7 @@ class CloudStorage:
 
     async def url(self, path: str, expires_in: int | None = None) -> str | None:
         """The store's presigned GET URL of the object, valid ``expires_in`` seconds (default
-        one day; S3 caps it at seven days).
+        one day; S3 and GCS cap it at seven days).
 
         S3 signs with the client's credentials (keys or the role's session); Azure needs a
         shared key (``account_key`` or a connection string holding one); GCS needs a service
@@ -175,7 +175,7 @@ class CloudStorage:
         fs = await self._client()
         full = self.full(key)
         if self.protocol == "s3":
-            seconds = min(seconds, MAX_S3_LINK_SECONDS)
+            seconds = min(seconds, MAX_SIGNED_LINK_SECONDS)
             url: str = await self._call(path, fs._url(full, expires=seconds))
             return url
         if self.protocol == "azure":
@@ -192,6 +192,7 @@ class CloudStorage:
                 f"{self.target.describe()} cannot sign download links: give the mount a "
                 "service account key in credentials_json"
             )
+        seconds = min(seconds, MAX_SIGNED_LINK_SECONDS)
         try:
             signed: str = await asyncio.to_thread(fs.sign, full, seconds, version="v4")
         except Exception as err:  # google-auth signing errors
