@@ -9,7 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -265,3 +265,37 @@ async def test_one_client_per_credentials_reused_and_closed(kernel: MailProxy, m
     await pool.aclose()
     assert len(pool) == 0
     assert await first.read("a.txt") == b"a"  # a new client is built on demand
+
+
+async def test_stores_that_cannot_sign_say_what_is_missing(
+    kernel: MailProxy, gcs_emulator: Any, azurite: Any
+):
+    anonymous_gcs = kernel.storage(
+        "gcs", {"bucket": gcs_emulator.bucket(), "endpoint_url": gcs_emulator.endpoint}
+    )
+    await anonymous_gcs.write("f.txt", b"x")  # the emulator takes anonymous requests
+    with pytest.raises(StorageRefused, match="give the mount a service account key"):
+        await anonymous_gcs.url("f.txt", 60)
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    config = azurite.config()
+    sas = generate_container_sas(
+        config["account_name"],
+        config["container"],
+        account_key=config["account_key"],
+        permission=ContainerSasPermissions(read=True, write=True, delete=True, list=True),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )
+    sas_only = kernel.storage(
+        "azure",
+        {
+            "container": config["container"],
+            "account_name": config["account_name"],
+            "sas_token": sas,
+            "endpoint_url": config["endpoint_url"],
+        },
+    )
+    await sas_only.write("f.txt", b"written with the SAS")
+    assert await sas_only.read("f.txt") == b"written with the SAS"
+    with pytest.raises(StorageRefused, match="give the mount an account_key"):
+        await sas_only.url("f.txt", 60)

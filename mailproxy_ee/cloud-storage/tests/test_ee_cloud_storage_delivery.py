@@ -172,6 +172,21 @@ async def test_large_file_rewritten_to_a_cloud_mount_links_the_exact_bytes_until
     assert await sweep_expired(mail.mp, now=expires + 1) == 0
 
 
+async def test_a_mount_that_cannot_sign_links_fails_the_message_saying_why(
+    mail: Any, gcs_emulator: Any
+) -> None:
+    bucket = gcs_emulator.bucket()
+    await mail.mount("GCS", "gcs", {"bucket": bucket, "endpoint_url": gcs_emulator.endpoint})
+    await rewrite_config(mail, "GCS:links")
+    await mail.deliver(mail.message("m1", big_attachment()))
+    [(kind, reason)] = await mail.history("m1")
+    assert kind == "error"
+    assert reason is not None
+    assert reason.startswith("Attachment 'big.bin' (0.3 MB) exceeds limit (0.1 MB)")
+    assert "cannot sign download links: give the mount a service account key" in reason
+    assert mail.server.handler.messages == []
+
+
 async def test_the_sweep_covers_every_tenant_rewriting_to_the_cloud(
     mail: Any, moto_s3: Any, azurite: Any
 ) -> None:
