@@ -25,7 +25,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml $(wildcard plugins/*/pyproject.
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -e '.[test,lint]'
+	$(PIP) install -e '.[test,lint]' $(foreach p,$(EE_DIRS),-e '$(p)[test]')
 	@touch $@
 
 # Test emulators that do not come from PyPI: Azurite (Azure Blob) from npm, pinned to the last

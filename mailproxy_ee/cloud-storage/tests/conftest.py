@@ -116,8 +116,13 @@ class S3Server:
         }
 
 
+TEST_EXTRA = "pip install -e 'mailproxy_ee/cloud-storage[test]'"
+
+
 @pytest.fixture(scope="session")
 def moto_s3() -> Iterator[S3Server]:
+    pytest.importorskip("s3fs", reason=f"s3fs is not installed: {TEST_EXTRA}")
+    pytest.importorskip("moto.server", reason=f"moto's server is not installed: {TEST_EXTRA}")
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -258,6 +263,7 @@ def azurite_binary() -> Path | None:
 
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteServer]:
+    pytest.importorskip("adlfs", reason=f"adlfs is not installed: {TEST_EXTRA}")
     binary = azurite_binary()
     if binary is None:
         pytest.skip(
@@ -337,6 +343,10 @@ class GcsServer:
 
 @pytest.fixture(scope="session")
 def gcs_emulator() -> Iterator[GcsServer]:
+    pytest.importorskip("gcsfs", reason=f"gcsfs is not installed: {TEST_EXTRA}")
+    pytest.importorskip(
+        "gcp_storage_emulator", reason=f"gcp-storage-emulator is not installed: {TEST_EXTRA}"
+    )
     from gcp_storage_emulator.server import create_server
 
     port = free_port()
