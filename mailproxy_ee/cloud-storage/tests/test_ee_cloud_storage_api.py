@@ -167,14 +167,6 @@ async def test_credentials_are_never_returned_nor_logged(
         assert value not in caplog.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the kernel's secret key names lack 'credentials_json', so storages/get and the command "
-        "log show a GCS service account key given as JSON text; add it to CONFIG_SECRET_KEYS "
-        "and DEFAULT_SECRET_KEYS"
-    ),
-)
 async def test_gcs_credentials_json_is_never_returned(
     tenant: Any, gcs_service_account: dict[str, str]
 ) -> None:
@@ -196,7 +188,7 @@ async def test_gcs_credentials_given_as_an_object_hide_the_private_key(
     log = await tenant.get("/command_log/list", tenant_id="acme")
     assert "PRIVATE KEY" not in json.dumps(got.json)
     assert "PRIVATE KEY" not in json.dumps(log.json)
-    assert "credentials_json.private_key" in got.json["secret_config_keys"]
+    assert "credentials_json" in got.json["secret_config_keys"]
 
 
 class TestMountsWithoutDefaultCredentials:
