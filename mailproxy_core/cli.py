@@ -30,7 +30,7 @@ QUIET_COMMANDS = ("migrate", "plugins", "token")
 
 def _configure_logging(settings: Settings) -> None:
     ctx = click.get_current_context(silent=True)
-    quiet = ctx is not None and ctx.info_name in QUIET_COMMANDS
+    quiet = ctx is not None and ctx.command.name in QUIET_COMMANDS
     if quiet:
         warnings.simplefilter("ignore")
     logging.basicConfig(
