@@ -38,6 +38,11 @@ def _configure_logging(settings: Settings) -> None:
         level=logging.ERROR if quiet else settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if quiet:
+        # Some loggers set their own level (the database drivers' INFO lines): the handler's
+        # level is what keeps them off the terminal.
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(logging.ERROR)
 
 
 def _fail(err: MailproxyError) -> None:
