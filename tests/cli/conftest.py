@@ -20,7 +20,12 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """``mail-proxy ARGS`` as a real process."""
     return subprocess.run(
-        [str(BIN), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120,
+        [str(BIN), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
         input=stdin,
     )
 

@@ -73,7 +73,9 @@ def test_stop_and_stale_pid(tmp_path: Path) -> None:
     assert "Stopped solo." in stopped.stdout
     assert not _alive(pid)
     rows = json.loads(run_cli(["list", "--json"], env, tmp_path).stdout)
-    assert rows == [{"name": "solo", "url": f"http://127.0.0.1:{port}", "pid": None, "running": False}]
+    assert rows == [
+        {"name": "solo", "url": f"http://127.0.0.1:{port}", "pid": None, "running": False}
+    ]
 
     # A PID file left behind by a crash names a dead process: detected, and start works.
     (tmp_path / "solo" / "server.pid").write_text(f"{pid}\n")
