@@ -3,16 +3,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PLUGIN_DIRS := $(sort $(wildcard plugins/*))
+CLIENT_DIR := clients/mailproxy-client
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: install install-test serve test lint format bench clean
+.PHONY: install install-test serve test lint format bench client clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip setuptools wheel
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml $(wildcard plugins/*/pyproject.toml)
-	$(PIP) install -e . $(foreach p,$(PLUGIN_DIRS),-e $(p))
+$(VENV)/.installed: $(BIN)/python pyproject.toml $(wildcard plugins/*/pyproject.toml) $(CLIENT_DIR)/pyproject.toml
+	$(PIP) install -e $(CLIENT_DIR) -e . $(foreach p,$(PLUGIN_DIRS),-e $(p))
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
@@ -36,7 +37,7 @@ test: install-test
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy mailproxy_core $(foreach p,$(PLUGIN_DIRS),$(p)/src)
+	$(BIN)/mypy mailproxy_core mailproxy_cli $(CLIENT_DIR)/src $(foreach p,$(PLUGIN_DIRS),$(p)/src)
 
 format: install-test
 	$(BIN)/ruff check --fix .
@@ -44,6 +45,10 @@ format: install-test
 
 bench: install-test
 	$(BIN)/python benchmarks/run_all.py
+
+# The client's route methods, regenerated from the OpenAPI document of every installed plugin.
+client: install-test
+	$(BIN)/python $(CLIENT_DIR)/regenerate.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
