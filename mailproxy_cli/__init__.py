@@ -129,16 +129,6 @@ class _LazyLocal(click.Command):
         command = local.main.commands[self.name or ""]
         return command
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the kernel's command."""
-        return self._real().main(*args, **kwargs)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        """Run the kernel's command with the arguments given."""
-        return self._real().main(
-            ctx.args + ctx.protected_args, prog_name=ctx.command_path, standalone_mode=False
-        )
-
     def make_context(
         self,
         info_name: str | None,
@@ -146,8 +136,30 @@ class _LazyLocal(click.Command):
         parent: click.Context | None = None,
         **extra: Any,
     ) -> click.Context:
-        """The kernel command's own context."""
-        return self._real().make_context(info_name, args, parent=parent, **extra)
+        """The kernel command's own context (so the kernel's command runs), on the selected
+        instance's settings file unless ``--config``, ``MAILPROXY_DB`` or ``MAILPROXY_CONFIG``
+        says otherwise."""
+        return self._real().make_context(
+            info_name, _with_instance_config(args, parent), parent=parent, **extra
+        )
+
+
+def _with_instance_config(args: list[str], parent: click.Context | None) -> list[str]:
+    import os
+
+    if "--help" in args or "-h" in args:
+        return args
+    if "--config" in args or any(arg.startswith("--config=") for arg in args):
+        return args
+    if any(os.environ.get(key) for key in ("MAILPROXY_DB", "MAILPROXY_CONFIG", "GMP_DB_PATH")):
+        return args
+    from .instances import resolve_instance
+
+    explicit = parent.meta.get("mp_instance") if parent else None
+    inst = resolve_instance(explicit)
+    if inst is None or not inst.config_path.is_file():
+        return args
+    return [*args, "--config", str(inst.config_path)]
 
 
 @click.group(

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 ELIDE_AT = 60
+LIST_ELIDE_AT = 32
 _HIDDEN_IN_LISTS = ("payload", "history")
 
 
@@ -22,7 +23,7 @@ def emit_json(result: Any) -> None:
     click.echo(json.dumps(result, ensure_ascii=False))
 
 
-def _cell(key: str, value: Any, *, full: bool) -> str:
+def _cell(key: str, value: Any, *, full: bool, limit: int = ELIDE_AT) -> str:
     if value is None:
         return "-"
     if (
@@ -34,15 +35,15 @@ def _cell(key: str, value: Any, *, full: bool) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    if not full and len(text) > ELIDE_AT:
-        return f"{text[: ELIDE_AT - 1]}…"
+    if not full and len(text) > limit:
+        return f"{text[: limit - 1]}…"
     return text
 
 
 def _console() -> Any:
     from rich.console import Console
 
-    width = None if sys.stdout.isatty() else 160
+    width = None if sys.stdout.isatty() else 1000  # piped: never cut a value
     return Console(width=width, highlight=False, soft_wrap=False)
 
 
@@ -73,14 +74,20 @@ def _list_table(rows: list[dict[str, Any]], *, full: bool) -> None:
     for row in rows:
         columns += [key for key in row if key not in columns]
     if not full:
-        columns = [key for key in columns if key not in _HIDDEN_IN_LISTS]
+        # Payloads and columns empty in every row only take room.
+        columns = [
+            key
+            for key in columns
+            if key not in _HIDDEN_IN_LISTS and any(row.get(key) is not None for row in rows)
+        ]
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
     for key in columns:
-        table.add_column(key, overflow="fold", min_width=len(key))
+        table.add_column(key, overflow="ellipsis", no_wrap=True, min_width=min(len(key), 12))
     for row in rows:
-        table.add_row(*(_cell(key, row.get(key), full=full) for key in columns))
-    console = _console()
-    console.print(table)
+        table.add_row(
+            *(_cell(key, row.get(key), full=full, limit=LIST_ELIDE_AT) for key in columns)
+        )
+    _print(table)
     hidden = [key for key in _HIDDEN_IN_LISTS if any(key in row for row in rows) and not full]
     note = f" ({', '.join(hidden)} left out: --full shows them)" if hidden else ""
     click.echo(f"{len(rows)} row{'s' if len(rows) != 1 else ''}{note}", err=True)
@@ -94,7 +101,17 @@ def _object_table(obj: dict[str, Any], *, full: bool) -> None:
     table.add_column("value", overflow="fold")
     for key, value in obj.items():
         table.add_row(key, _cell(key, value, full=full))
-    _console().print(table)
+    _print(table)
+
+
+def _print(renderable: Any) -> None:
+    console = _console()
+    with console.capture() as captured:
+        console.print(renderable)
+    lines = [line.rstrip() for line in captured.get().splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    click.echo("\n".join(lines))
 
 
 def emit(result: Any, *, as_json: bool, full: bool = False) -> None:
