@@ -247,6 +247,27 @@ def _callback(spec: dict[str, Any]) -> Callable[..., None]:
     return callback
 
 
+class RemoteCommand(click.Command):
+    """A remote command whose leading TENANT_ID may be left out when a tenant is selected
+    (``mail-proxy use NAME/TENANT``, ``GMP_TENANT`` or ``mail-proxy NAME TENANT ...``)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse ``args``; when arguments are missing, retry with the selected tenant first."""
+        first = next((p for p in self.params if isinstance(p, click.Argument)), None)
+        if first is None or first.name != "p_tenant_id" or ctx.resilient_parsing:
+            return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, list(args))
+        except click.MissingParameter:
+            from .instances import resolve_tenant
+
+            tenant = resolve_tenant(ctx.meta.get("mp_tenant"))
+            if not tenant:
+                raise
+            ctx.params.clear()
+            return super().parse_args(ctx, [tenant, *args])
+
+
 def build_command(spec: dict[str, Any]) -> click.Command:
     """The click command of one remote command description."""
     params = [_click_param(param) for param in spec["params"]]
@@ -256,7 +277,7 @@ def build_command(spec: dict[str, Any]) -> click.Command:
                 ["mp_data"], required=False, type=JsonParamType(object_only=True), metavar="[DATA]"
             )
         )
-    return click.Command(
+    return RemoteCommand(
         spec["name"].replace("_", "-"),
         callback=_callback(spec),
         params=params + common_options(),

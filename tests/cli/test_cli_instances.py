@@ -41,6 +41,11 @@ def test_instance_lifecycle_and_context(home: Path, cli_env: dict[str, str], ins
     assert "acme" in table.stdout and "Acme" in table.stdout
     assert not table.stdout.lstrip().startswith("[")  # a table, not JSON
 
+    # The selected tenant fills a left-out TENANT_ID.
+    implicit = run_cli(["tenants", "get", "--json"], cli_env, home)
+    assert implicit.returncode == 0, implicit.stderr
+    assert json.loads(implicit.stdout)["id"] == "acme"
+
     scoped = run_cli([name, "stats", "--json"], cli_env, home)
     assert scoped.returncode == 0, scoped.stderr
     assert json.loads(scoped.stdout)["tenants"] == 1
