@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from importlib.metadata import version
 from typing import Any
 
 import click
@@ -166,7 +165,7 @@ def _with_instance_config(args: list[str], parent: click.Context | None) -> list
     cls=MailProxyCLI,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@click.version_option(version("mailproxy-core"), prog_name="mail-proxy")
+@click.version_option(package_name="mailproxy-core", prog_name="mail-proxy")
 def main() -> None:
     """mail-proxy: multi-tenant outbound e-mail relay.
 

@@ -2,8 +2,9 @@
 
 Building the descriptions means discovering every plugin and importing the kernel (about a
 second). The result is stored as JSON in ``$MAILPROXY_HOME/.cache/commands.json`` together with
-what it was built from: the installed ``mailproxy`` plugin distributions and their versions, the
-disabled-plugin setting, and the modification time of every source file that defines an endpoint.
+what it was built from: the modification times of the import path's directories (they change
+when a distribution is installed or removed), the plugin settings of the environment, and the
+modification time of every source file that defines an endpoint.
 When any of these differ, the cache is rebuilt.
 """
 
@@ -12,13 +13,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from importlib.metadata import distributions
 from pathlib import Path
 from typing import Any
 
 from .home import home_dir
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 class CatalogError(Exception):
@@ -32,13 +32,18 @@ class CatalogError(Exception):
 _ENV_KEYS = ("MAILPROXY_DISABLED_PLUGINS", "MAILPROXY_PLUGINS", "MAILPROXY_CONFIG")
 
 
-def _installed() -> list[str]:
-    found = []
-    for dist in distributions():
-        name = dist.metadata["Name"] or ""
-        if name.lower().replace("_", "-").startswith("mailproxy"):
-            found.append(f"{name}=={dist.version}")
-    return sorted(found)
+def _installed() -> dict[str, float]:
+    # Installing or removing a distribution adds or removes its *.dist-info directory, which
+    # changes the modification time of the directory holding it: a few stat calls instead of
+    # reading the metadata of every installed distribution.
+    found: dict[str, float] = {}
+    for entry in sys.path[1:]:  # [0] is the script's directory or the working directory
+        try:
+            if entry and os.path.isdir(entry):
+                found[entry] = os.stat(entry).st_mtime
+        except OSError:
+            continue
+    return found
 
 
 def _fingerprint() -> dict[str, Any]:

@@ -295,20 +295,49 @@ def build_groups(
     ``overrides`` maps ``(entity, method)`` to a factory of a hand-written command that
     replaces the generated one (it receives the description).
     """
-    groups: dict[str, click.Group] = {}
+    by_entity: dict[str, list[dict[str, Any]]] = {}
     for spec in specs:
-        entity = spec["entity"]
-        group = groups.get(entity)
-        if group is None:
-            group = AliasGroup(
-                entity.replace("_", "-"),
-                help=f"Commands on the {entity} of a running instance.",
-                short_help=f"Remote: /{entity}/* of a running instance.",
-            )
-            groups[entity] = group
-        factory = (overrides or {}).get((entity, spec["name"]))
-        group.add_command(factory(spec) if factory else build_command(spec))
-    return list(groups.values())
+        by_entity.setdefault(spec["entity"], []).append(spec)
+    return [
+        EntityGroup(entity, entity_specs, overrides) for entity, entity_specs in by_entity.items()
+    ]
+
+
+class EntityGroup(AliasGroup):
+    """The commands of one entity, built when the group is first used (start-up stays short)."""
+
+    def __init__(
+        self,
+        entity: str,
+        specs: list[dict[str, Any]],
+        overrides: Mapping[tuple[str, str], Callable[[dict[str, Any]], click.Command]] | None,
+    ) -> None:
+        super().__init__(
+            entity.replace("_", "-"),
+            help=f"Commands on the {entity} of a running instance.",
+            short_help=f"Remote: /{entity}/* of a running instance.",
+        )
+        self._specs = specs
+        self._overrides = overrides or {}
+        self._built = False
+
+    def _build(self) -> None:
+        if self._built:
+            return
+        self._built = True
+        for spec in self._specs:
+            factory = self._overrides.get((spec["entity"], spec["name"]))
+            self.add_command(factory(spec) if factory else build_command(spec))
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command of the entity, in endpoint order."""
+        self._build()
+        return list(self.commands)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """One command of the entity (dashed or underscore name)."""
+        self._build()
+        return super().get_command(ctx, cmd_name)
 
 
 def stdin_is_terminal() -> bool:

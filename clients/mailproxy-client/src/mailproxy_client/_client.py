@@ -15,6 +15,7 @@ from ._transport import (
     headers_for,
     request_args,
     result_of,
+    tls_for,
     unreachable,
 )
 
@@ -51,7 +52,7 @@ class MailProxyClient(RootApi):
         self.url = url.rstrip("/")
         owned = http is None
         client = http or httpx.Client(
-            base_url=self.url, timeout=timeout, headers=headers_for(token)
+            base_url=self.url, timeout=timeout, headers=headers_for(token), verify=tls_for(url)
         )
         base_url = self.url
 
@@ -113,7 +114,7 @@ class AsyncMailProxyClient(AsyncRootApi):
         self.url = url.rstrip("/")
         owned = http is None
         client = http or httpx.AsyncClient(
-            base_url=self.url, timeout=timeout, headers=headers_for(token)
+            base_url=self.url, timeout=timeout, headers=headers_for(token), verify=tls_for(url)
         )
         base_url = self.url
 
