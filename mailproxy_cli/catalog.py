@@ -79,8 +79,11 @@ def _build() -> tuple[list[dict[str, Any]], dict[str, float]]:
     _hooks, registry, _discovery = build_plugins(load_settings())
     infos = collect_methods([entry.spec for entry in registry.endpoints])
     files: dict[str, float] = {}
-    for info in infos:
-        module = sys.modules.get(info.endpoint.__module__)
+    # The describing code itself counts too: a changed description rule rebuilds the cache.
+    modules = ["mailproxy_core.api.cli_gen", "mailproxy_core.api.signature"]
+    modules += [info.endpoint.__module__ for info in infos]
+    for name in modules:
+        module = sys.modules.get(name)
         path = getattr(module, "__file__", None)
         if path:
             files[path] = os.stat(path).st_mtime

@@ -51,7 +51,7 @@ _DOC_REFERENCES = (
 def terminal_text(text: str) -> str:
     """Docstring text made for a terminal: no reST double backticks, no references to design
     documents a user does not have."""
-    text = text.replace("``", "'")
+    text = text.replace("``", "")
     for pattern, replacement in _DOC_REFERENCES:
         text = pattern.sub(replacement, text)
     return text.strip()
