@@ -25,9 +25,9 @@ LAZY_LOCAL = {
     "worker": "Run only the dispatcher (scale-out processes sharing one PostgreSQL database).",
     "migrate": "Apply pending schema migrations of the core and every plugin.",
     "plugins": "List plugins: built-in, loaded, failed (with the error) and disabled.",
-    "token": "Show whether an admin token is set, or make a new one with --regenerate.",
 }
 OPERATOR = {
+    "token": ops.token,
     "list": ops.list_instances,
     "stop": ops.stop,
     "restart": ops.restart,
@@ -100,7 +100,7 @@ class MailProxyCLI(AliasGroup):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """Commands in three sections: local, instances and operator, remote entities."""
         sections = (
-            ("Local commands (no running instance needed)", ["serve", *LAZY_LOCAL]),
+            ("Local commands (no running instance needed)", ["serve", *LAZY_LOCAL, "token"]),
             ("Named instances and context", ["list", "stop", "restart", "use", "current"]),
             ("Operator commands (talk to an instance)", ["stats", "send", "run-now", "connect"]),
             ("Entity commands (talk to an instance)", sorted(self.remote_commands())),

@@ -205,6 +205,12 @@ def create(inst: Instance, port: int | None) -> None:
         f'db = "{inst.path / "mail.db"}"\nhost = "127.0.0.1"\nport = {chosen}\n',
         encoding="utf-8",
     )
+    write_token(inst)
+
+
+def write_token(inst: Instance) -> None:
+    """Write a new random admin token to the instance's token file (owner-only)."""
+    inst.token_path.unlink(missing_ok=True)
     fd = os.open(inst.token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(secrets.token_urlsafe(32) + "\n")

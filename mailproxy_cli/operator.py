@@ -105,6 +105,43 @@ def start_named(name: str, port: int | None, open_connect: bool) -> None:
         ctx.invoke(connect)
 
 
+@click.command("token")
+@click.option("--config", type=click.Path(dir_okay=False), default=None, help="TOML settings file.")
+@click.option("--regenerate", is_flag=True, help="Replace the admin token with a new one.")
+def token(config: str | None, regenerate: bool) -> None:
+    """Show where the admin token is, or make a new one with --regenerate.
+
+    For a named instance the token is its 'token' file; --regenerate writes a new one and
+    restarts the instance if it runs. Otherwise the token of the local database is meant.
+    """
+    inst = (
+        None
+        if config or _settings_from_env()
+        else inst_mod.resolve_instance(click.get_current_context().meta.get("mp_instance"))
+    )
+    if inst is None or not inst.config_path.is_file():
+        from mailproxy_core import cli as local
+
+        click.get_current_context().invoke(local.token, config=config, regenerate=regenerate)
+        return
+    if not regenerate:
+        click.echo(
+            f"The admin token of {inst.name} is in {inst.token_path} (readable by its owner "
+            "only); remote commands use it by themselves. --regenerate replaces it."
+        )
+        return
+    inst_mod.write_token(inst)
+    click.echo(f"New admin token written to {inst.token_path}.")
+    if inst.pid() is not None:
+        inst_mod.stop(inst, force=False)
+        inst_mod.start(inst)
+        click.echo(f"Restarted {inst.name}: the old token no longer works.")
+
+
+def _settings_from_env() -> bool:
+    return any(os.environ.get(key) for key in ("MAILPROXY_DB", "MAILPROXY_CONFIG", "GMP_DB_PATH"))
+
+
 # -- context ---------------------------------------------------------------------------------
 
 

@@ -54,6 +54,10 @@ def test_instance_lifecycle_and_context(home: Path, cli_env: dict[str, str], ins
     assert wrong.returncode == 1
     assert "HTTP 401 unauthorized" in wrong.stderr
 
+    where = run_cli(["token"], cli_env, home)
+    assert f"The admin token of {name} is in {home / name / 'token'}" in where.stdout
+    assert (home / name / "token").stat().st_mode & 0o077 == 0  # owner-only
+
     underscore = run_cli(["tenants", "get_suspended_batches", "acme", "--json"], cli_env, home)
     dashed = run_cli(["tenants", "get-suspended-batches", "acme", "--json"], cli_env, home)
     assert underscore.stdout == dashed.stdout and json.loads(dashed.stdout)["ok"] is True
