@@ -137,7 +137,8 @@ def call(method: str, path: str, payload: dict[str, Any], opts: dict[str, Any]) 
         with client:
             return client.request(method, path, payload)
     except MailProxyError as err:
-        fail_with(err, as_json=opts["mp_json"], token_given=bool(connection(None, None)[1]))
+        token = connection(opts["mp_url"], opts["mp_token"])[1]
+        fail_with(err, as_json=opts["mp_json"], token_given=bool(token))
 
 
 def common_options() -> list[click.Parameter]:

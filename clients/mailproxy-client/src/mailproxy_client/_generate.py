@@ -20,7 +20,7 @@ import keyword
 import re
 import sys
 import textwrap
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -303,11 +303,6 @@ def render(spec: Mapping[str, Any]) -> str:
                 out.append(render_operation(op, asynchronous=asynchronous) + "\n")
     out.append(f"\nENTITIES = {tuple(entities)!r}\n")
     return "\n".join(out).rstrip() + "\n"
-
-
-def covered_routes(operations: Iterable[Operation]) -> set[tuple[str, str]]:
-    """``(METHOD, path)`` of each operation."""
-    return {(op.http_method, op.path) for op in operations}
 
 
 def _load(source: str) -> Any:
