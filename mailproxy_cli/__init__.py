@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from . import operator as ops
+from . import overrides
 from .remote import AliasGroup
 
 # Local commands live in the kernel (mailproxy_core.cli) and are imported only when run.
@@ -39,8 +40,8 @@ OPERATOR = {
     "connect": ops.connect,
 }
 OVERRIDES: dict[tuple[str, str], Callable[[dict[str, Any]], click.Command]] = {
-    ("messages", "add_batch"): ops.add_batch_command,
-    ("command_log", "export"): ops.export_command,
+    ("messages", "add_batch"): overrides.add_batch_command,
+    ("command_log", "export"): overrides.export_command,
 }
 
 
