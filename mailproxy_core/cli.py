@@ -20,6 +20,7 @@ import click
 
 from .errors import MailproxyError
 from .kernel import MailProxy, build_kernel
+from .logs import configure_logging
 from .settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -29,16 +30,10 @@ QUIET_COMMANDS = ("migrate", "plugins", "token")
 
 
 def _configure_logging(settings: Settings) -> None:
+    configure_logging(settings)
     ctx = click.get_current_context(silent=True)
-    quiet = ctx is not None and ctx.command.name in QUIET_COMMANDS
-    if quiet:
+    if ctx is not None and ctx.command.name in QUIET_COMMANDS:
         warnings.simplefilter("ignore")
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.ERROR if quiet else settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if quiet:
         # Some loggers set their own level (the database drivers' INFO lines): the handler's
         # level is what keeps them off the terminal.
         for handler in logging.getLogger().handlers:
@@ -93,7 +88,7 @@ config_option = click.option(
 def serve(config: str | None, host: str | None, port: int | None) -> None:
     """Run the API, the dispatcher and the background loops."""
     from .app import create_app, kernel_of
-    from .server import serve_app
+    from .server import PortUnavailable, serve_app
 
     settings = _settings(config, host=host, port=port)
     try:
@@ -101,12 +96,21 @@ def serve(config: str | None, host: str | None, port: int | None) -> None:
     except MailproxyError as err:
         _fail(err)
     kernel_of(app).announce = click.echo
-    click.echo(f"mail-proxy listening on http://{settings.host}:{settings.port}", err=True)
-    _run(
-        lambda: serve_app(
-            app, host=settings.host, port=settings.port, drain_timeout=settings.drain_timeout
+    try:
+        asyncio.run(
+            serve_app(
+                app,
+                host=settings.host,
+                port=settings.port,
+                drain_timeout=settings.drain_timeout,
+                announce=lambda line: click.echo(line, err=True),
+            )
         )
-    )
+    except PortUnavailable as err:  # a runtime condition, not a usage error: exit 1
+        click.echo(f"mail-proxy: {err.detail}", err=True)
+        sys.exit(1)
+    except MailproxyError as err:
+        _fail(err)
 
 
 @main.command()

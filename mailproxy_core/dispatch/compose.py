@@ -4,17 +4,15 @@ The payload is the message exactly as the client submitted it (API.md §4). Comp
 CPU; the dispatcher runs it in a worker thread when the message is large, so a 20 MB attachment
 never stalls the event loop.
 
-Every outgoing mail carries ``Date``, a ``Message-ID`` that is the same on every attempt (derived
-from the queue row, or the client's own ``message_id``) and ``X-Genro-Mail-ID: <client id>`` for
-bounce correlation (DESIGN.md §6).
+Every outgoing mail carries ``Date``, a ``Message-ID`` that is the same on every attempt (the
+one stored when the message was queued: the client's own ``message_id``, else generated) and
+``X-Genro-Mail-ID: <client id>`` for bounce correlation (DESIGN.md §6).
 """
 
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import mimetypes
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.headerregistry import BaseHeader, HeaderRegistry
@@ -22,6 +20,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from typing import Any
 
+from ..message_ids import message_id_of
 from ..models import Envelope, Message
 
 MAIL_ID_HEADER = "X-Genro-Mail-ID"
@@ -46,8 +45,6 @@ RESERVED_HEADERS = frozenset(
         "Return-Path",
     )
 )
-
-_MESSAGE_ID = re.compile(r"^<[^<>\s@]+@[^<>\s@]+>$")
 
 
 class RepeatedHeaderCache(HeaderRegistry):
@@ -107,19 +104,44 @@ def addr_spec(address: str) -> str:
     return email.utils.parseaddr(address)[1]
 
 
-def message_id_for(message: Message, sender: str) -> str:
-    """The ``Message-ID`` of ``message``: the client's own, else one derived from the queue row.
+def message_id_for(message: Message) -> str:
+    """The ``Message-ID`` of ``message``: the one stored when it was queued."""
+    return message_id_of(message)
 
-    Derived ids are deterministic (tenant, client id and queue pk), so every retry of a message
-    carries the same id and receivers can de-duplicate an at-least-once redelivery.
+
+def envelope_recipients(payload: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every bare recipient address of a payload (To, Cc, Bcc), duplicates removed, in order."""
+    addresses = (
+        *split_addresses(payload.get("to")),
+        *split_addresses(payload.get("cc")),
+        *split_addresses(payload.get("bcc")),
+    )
+    return tuple(dict.fromkeys(addr_spec(a) for a in addresses))
+
+
+def make_envelope(
+    payload: Mapping[str, Any],
+    sender: str,
+    recipients: Iterable[str],
+    message_id: str,
+    *,
+    envelope_sender: str | None = None,
+    drop: frozenset[str] = frozenset(),
+) -> Envelope:
+    """The SMTP envelope of a composed message (both composers).
+
+    ``envelope_sender`` (a plugin's ``mailproxy_envelope_sender`` answer) wins over the
+    payload's ``return_path``, which wins over the ``From`` address. Recipients whose lower-cased
+    address is in ``drop`` (dropped by a send guard) are left out; headers are not changed.
     """
-    own = message.payload.get("message_id")
-    if isinstance(own, str) and own.strip():
-        own = own.strip()
-        return own if _MESSAGE_ID.match(own) else f"<{own.strip('<>')}>"
-    domain = addr_spec(sender).rpartition("@")[2] or "mail-proxy.invalid"
-    digest = hashlib.sha256(f"{message.tenant_id}\0{message.id}\0{message.pk}".encode()).hexdigest()
-    return f"<mp.{message.pk}.{digest[:20]}@{domain}>"
+    if envelope_sender:
+        mail_from = addr_spec(envelope_sender) or envelope_sender
+    else:
+        return_path = payload.get("return_path")
+        mail_from = addr_spec(str(return_path)) if return_path else addr_spec(sender)
+    unique = dict.fromkeys(addr_spec(a) for a in recipients)
+    kept = tuple(a for a in unique if a.lower() not in drop) if drop else tuple(unique)
+    return Envelope(sender=mail_from, recipients=kept, message_id=message_id)
 
 
 def compose(
@@ -127,11 +149,14 @@ def compose(
     attachments: Sequence[Attachment] = (),
     *,
     extra_body: Mapping[str, str] | None = None,
+    envelope_sender: str | None = None,
+    drop: frozenset[str] = frozenset(),
 ) -> tuple[EmailMessage, Envelope]:
     """Build the MIME message and the envelope of one queued message.
 
     ``extra_body`` optionally appends text to the bodies (``{"plain": ..., "html": ...}``), used
-    for download links of attachments replaced by links.
+    for download links of attachments replaced by links. ``envelope_sender`` and ``drop``
+    shape the envelope only (see :func:`make_envelope`).
     """
     payload = message.payload
     sender = str(payload.get("from") or payload.get("from_addr") or "")
@@ -150,7 +175,7 @@ def compose(
         mime["Reply-To"] = ", ".join(reply_to)
     mime["Subject"] = str(payload.get("subject") or "")
     mime["Date"] = email.utils.formatdate(localtime=False, usegmt=True)
-    message_id = message_id_for(message, sender)
+    message_id = message_id_for(message)
     mime["Message-ID"] = message_id
     mime[MAIL_ID_HEADER] = message.id
     for name, value in _custom_headers(payload.get("headers")):
@@ -160,10 +185,15 @@ def compose(
     for attachment in attachments:
         _attach(mime, attachment)
 
-    return_path = payload.get("return_path")
-    envelope_sender = addr_spec(str(return_path)) if return_path else addr_spec(sender)
-    recipients = tuple(dict.fromkeys(addr_spec(a) for a in (*to, *cc, *bcc)))
-    return mime, Envelope(sender=envelope_sender, recipients=recipients, message_id=message_id)
+    envelope = make_envelope(
+        payload,
+        sender,
+        (*to, *cc, *bcc),
+        message_id,
+        envelope_sender=envelope_sender,
+        drop=drop,
+    )
+    return mime, envelope
 
 
 def serialize(mime: EmailMessage) -> bytes:

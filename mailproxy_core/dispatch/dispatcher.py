@@ -68,6 +68,7 @@ def message_from_row(row: dict[str, Any]) -> Message:
         last_error=row["last_error"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        message_id_header=row.get("message_id_header"),
     )
 
 
@@ -264,7 +265,7 @@ class Dispatcher:
         hooks, outcome, duration = self.mp.hooks, attempt.outcome, attempt.duration
         if outcome.status == "sent":
             assert attempt.result is not None
-            await hooks.message_sent(self.mp, message, attempt.result, duration)
+            await hooks.message_sent(self.mp, message, attempt.result, duration, attempt.envelope)
         elif outcome.status == "error":
             await hooks.message_failed(self.mp, message, outcome.description or "", duration)
         else:

@@ -1,6 +1,6 @@
 """Every hook of mail-proxy (DESIGN.md §4.2).
 
-Four kinds:
+Five kinds:
 
 * **Registration** hooks (sync, called once per app at creation) return iterables of spec objects
   from ``mailproxy_core.specs``. The registry rejects a name registered twice.
@@ -9,15 +9,18 @@ Four kinds:
 * **Mutation** hooks (sync, broadcast) change the object they are handed.
 * **Event** hooks may be ``async def``; they are awaited one at a time, a failing implementation is
   logged and does not stop the others, and results are ignored.
+* **Entity** hooks may be ``async def`` too, but run inside the API call that triggers them:
+  every implementation is awaited, results are used and an exception aborts the call.
 
-An ``async def`` implementation of a non-event hook is a startup error: pluggy would hand back an
-un-awaited coroutine. Async work belongs on the objects registration hooks return.
+An ``async def`` implementation of a registration, decision or mutation hook is a startup error:
+pluggy would hand back an un-awaited coroutine. Async work belongs on the objects registration
+hooks return.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .markers import hookspec
 
@@ -25,7 +28,17 @@ if TYPE_CHECKING:
     from email.message import EmailMessage
 
     from ..kernel import MailProxy
-    from ..models import Account, AttachmentRef, ErrorClass, Message, Receipt, SendResult, Tenant
+    from ..models import (
+        Account,
+        AttachmentRef,
+        Envelope,
+        ErrorClass,
+        Message,
+        Receipt,
+        ReceiptResult,
+        SendResult,
+        Tenant,
+    )
     from ..specs import (
         AttachmentFetcherSpec,
         AuthBackendSpec,
@@ -39,6 +52,7 @@ if TYPE_CHECKING:
         SettingsSpec,
         StorageBackendSpec,
         TransportSpec,
+        ViewExtensionSpec,
     )
 
 # --------------------------------------------------------------------------------------------
@@ -135,13 +149,16 @@ def mailproxy_register_reporters() -> Iterable[ReporterSpec]:
 def mailproxy_register_receipt_handlers() -> Iterable[ReceiptHandlerSpec]:
     """Declare receipt sources (bounce mailboxes, PEC mailboxes).
 
-    When: once at app creation. Arguments: none. Returns: ``ReceiptHandlerSpec(name, factory,
-    interval)``; the receipt loop calls ``poll()`` every ``interval`` seconds. Sync only.
-    Example::
+    When: once at app creation. Arguments: none. Returns: ``ReceiptHandlerSpec(name,
+    factory)``; in one ``serve`` process at a time (a lease in the database) the receipt loop
+    builds the handler with ``factory(mp)`` and calls its ``poll()`` every
+    ``handler.poll_interval`` seconds and on ``instance/run_now`` or
+    ``mp.request_receipt_poll(name)``. The poll hands receipts to ``mp.record_receipts``.
+    Sync only. Example::
 
         @hookimpl
         def mailproxy_register_receipt_handlers():
-            return [ReceiptHandlerSpec("bounce", BounceMailbox, interval=60)]
+            return [ReceiptHandlerSpec("ee_bounce", BounceMailbox)]
     """
 
 
@@ -213,6 +230,28 @@ def mailproxy_register_send_guards() -> Iterable[SendGuardSpec]:
     """
 
 
+@hookspec
+def mailproxy_register_view_extensions() -> Iterable[ViewExtensionSpec]:
+    """Declare extra fields on the API objects of tenants or accounts.
+
+    When: once at app creation. Arguments: none. Returns: ``ViewExtensionSpec(name, entity,
+    extend)`` with ``entity`` ``"tenants"`` or ``"accounts"``. ``await extend(mp, views)`` gets
+    the objects of one response at once (``get``, ``add``, ``update``: one; ``list``: all of them)
+    and returns one mapping of extra fields per object, in the same order; an extra field never
+    replaces a field of the kernel. It runs on every such response: read what it needs in one
+    query for the whole list, and never return a secret. Sync only (``extend`` is async).
+    Example::
+
+        @hookimpl
+        def mailproxy_register_view_extensions():
+            async def has_key(mp, views):
+                ids = await tenants_with_a_key(mp, [view["id"] for view in views])
+                return [{"has_api_key": view["id"] in ids} for view in views]
+
+            return [ViewExtensionSpec("api_keys", "tenants", has_key)]
+    """
+
+
 # --------------------------------------------------------------------------------------------
 # Decision hooks
 # --------------------------------------------------------------------------------------------
@@ -276,6 +315,24 @@ def mailproxy_retry_delay(
         @hookimpl
         def mailproxy_retry_delay(retry, error, message, delays):
             return 5.0 if message.priority == 0 else None
+    """
+
+
+@hookspec(firstresult=True)
+def mailproxy_envelope_sender(message: Message, account: Account) -> str | None:
+    """Choose the envelope sender (SMTP ``MAIL FROM``, the future ``Return-Path``) of one send.
+
+    When: before every send attempt, by both ways of composing a message (the direct wire
+    writer stays in use: implementing this hook costs no ``EmailMessage``). Arguments: the
+    message and its account. Returns: a bare address, or ``None`` to decline (the default: the
+    message's ``return_path``, else its ``From`` address). Headers are not changed. Sync only.
+    Example::
+
+        @hookimpl
+        def mailproxy_envelope_sender(message, account):
+            if message.payload.get("return_path"):
+                return None  # the client chose one
+            return "bounces@mail.example.com"
     """
 
 
@@ -346,13 +403,20 @@ def mailproxy_message_queued(mp: MailProxy, message: Message) -> None:
 
 @hookspec
 def mailproxy_message_sent(
-    mp: MailProxy, message: Message, result: SendResult, duration: float | None
+    mp: MailProxy,
+    message: Message,
+    result: SendResult,
+    duration: float | None,
+    envelope: Envelope,
 ) -> None:
     """The transport accepted a message.
 
     When: after the ``sent`` status and event were committed. Arguments: the kernel, the
-    message, the transport's result (refused recipients included) and ``duration``, the seconds
-    ``Transport.send`` took. Returns: ignored. May be ``async def``. Example::
+    message, the transport's result (refused recipients included), ``duration``, the seconds
+    ``Transport.send`` took, and ``envelope``, what was actually sent: its ``sender`` (MAIL
+    FROM), ``recipients`` (without those a send guard dropped) and ``message_id`` (the
+    ``Message-ID`` header). Returns: ignored. May be ``async def``. Implementations may leave
+    out arguments they do not use. Example::
 
         @hookimpl
         def mailproxy_message_sent(mp, message, result, duration):
@@ -396,15 +460,45 @@ def mailproxy_message_deferred(
 
 
 @hookspec
-def mailproxy_receipt_received(mp: MailProxy, receipt: Receipt) -> None:
-    """A bounce or PEC receipt was matched to a message and recorded as an event.
+def mailproxy_receipt_received(mp: MailProxy, receipt: Receipt, result: ReceiptResult) -> None:
+    """A receipt (bounce, PEC receipt) was matched to a message and recorded as a new event.
 
-    When: after the receipt's event was committed. Arguments: the kernel and the receipt.
-    Returns: ignored. May be ``async def``. Example::
+    When: after ``mp.record_receipts`` committed the event; not for duplicates, unmatched or
+    ambiguous receipts. Arguments: the kernel, the ``Receipt`` and its ``ReceiptResult``
+    (``message_pk``, ``tenant_id`` and the client's ``message_id`` of the matched message).
+    Returns: ignored. May be ``async def``. Implementations may leave out arguments they do not
+    use. Example::
 
         @hookimpl
-        def mailproxy_receipt_received(mp, receipt):
-            log.info("%s for %s", receipt.event_type, receipt.message_id)
+        async def mailproxy_receipt_received(mp, receipt, result):
+            if receipt.metadata.get(MetaKey.BOUNCE_TYPE) == "hard":
+                await suppress(mp, result.tenant_id, receipt.metadata[MetaKey.RECIPIENT])
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Entity hooks
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def mailproxy_tenant_created(mp: MailProxy, tenant: Tenant) -> Mapping[str, Any] | None:
+    """A ``tenants/add`` call is creating a tenant: set up what the plugin keeps per tenant.
+
+    When: inside the transaction of the ``tenants/add`` call that creates the tenant, after the
+    row was written; never when ``tenants/add`` updates an existing tenant. Database work done
+    here (``mp.save_account``, the plugin's own tables) commits or rolls back with the tenant.
+    Arguments: the kernel and the new tenant (secrets decrypted). Returns: a mapping of fields
+    added to the ``tenants/add`` response (only to this one response: a secret shown once), or
+    ``None``. Every implementation is called; an exception aborts the call and the tenant is
+    not created (a ``MailproxyError`` reaches the client with its status). May be
+    ``async def``. Example::
+
+        @hookimpl
+        async def mailproxy_tenant_created(mp, tenant):
+            key = new_token()
+            await store_key_hash(mp, tenant.id, hash_token(key))
+            return {"api_key": key}
     """
 
 
@@ -421,12 +515,14 @@ REGISTRATION_HOOKS: tuple[str, ...] = (
     "mailproxy_register_migrations",
     "mailproxy_register_background_tasks",
     "mailproxy_register_send_guards",
+    "mailproxy_register_view_extensions",
 )
 DECISION_HOOKS: tuple[str, ...] = (
     "mailproxy_select_transport",
     "mailproxy_resolve_fetcher",
     "mailproxy_classify_error",
     "mailproxy_retry_delay",
+    "mailproxy_envelope_sender",
 )
 MUTATION_HOOKS: tuple[str, ...] = ("mailproxy_prepare_message",)
 EVENT_HOOKS: tuple[str, ...] = (
@@ -438,4 +534,8 @@ EVENT_HOOKS: tuple[str, ...] = (
     "mailproxy_message_deferred",
     "mailproxy_receipt_received",
 )
-ALL_HOOKS: tuple[str, ...] = REGISTRATION_HOOKS + DECISION_HOOKS + MUTATION_HOOKS + EVENT_HOOKS
+ENTITY_HOOKS: tuple[str, ...] = ("mailproxy_tenant_created",)
+"""May be async like event hooks, but run inside the API call: results are used, errors abort."""
+ALL_HOOKS: tuple[str, ...] = (
+    REGISTRATION_HOOKS + DECISION_HOOKS + MUTATION_HOOKS + EVENT_HOOKS + ENTITY_HOOKS
+)
