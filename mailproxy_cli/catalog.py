@@ -18,7 +18,7 @@ from typing import Any
 
 from .home import home_dir
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 class CatalogError(Exception):

@@ -205,8 +205,14 @@ def _option_help(param: dict[str, Any]) -> str:
 
 def _click_param(param: dict[str, Any]) -> click.Parameter:
     dest = f"p_{param['name']}"
-    if param["required"]:
-        return click.Argument([dest], type=_click_type(param), metavar=param["name"].upper())
+    if param.get("positional", param["required"]):
+        metavar = param["name"].upper()
+        return click.Argument(
+            [dest],
+            type=_click_type(param),
+            required=param["required"],
+            metavar=metavar if param["required"] else f"[{metavar}]",
+        )
     option = "--" + param["name"].replace("_", "-")
     if param["kind"] == "bool":
         return click.Option(
@@ -219,7 +225,7 @@ def _command_help(spec: dict[str, Any]) -> str:
     parts = [spec["summary"] or f"Call {spec['http_method']} {spec['path']}."]
     if spec["description"]:
         parts.append(spec["description"])
-    arguments = [p for p in spec["params"] if p["required"]]
+    arguments = [p for p in spec["params"] if p.get("positional", p["required"])]
     if arguments or spec["accepts_extra"]:
         lines = ["\b", "Arguments:"]
         lines += [f"  {p['name'].upper()}  {p['description']}".rstrip() for p in arguments]

@@ -7,8 +7,8 @@ commands from it and caches it, so that remote commands start without importing 
 
 The mapping from a method's signature:
 
-* required parameters become positional arguments, a ``tenant_id`` always first, then in
-  signature order;
+* required parameters become positional arguments, a ``tenant_id`` always first (an optional
+  ``tenant_id`` too, as an optional first argument), then in signature order;
 * optional parameters become ``--option-name`` (underscores become dashes); left out, they are
   not sent, so the server's default applies;
 * ``bool`` gives ``--flag/--no-flag``; ``Literal``/``Enum`` a choice; ``int``/``float`` numbers;
@@ -85,8 +85,9 @@ def _jsonable(value: Any) -> Any:
 
 
 def _describe_param(info: MethodInfo, param: ParamInfo) -> dict[str, Any]:
+    positional = param.required or param.name == "tenant_id"
     option = "--" + param.name.replace("_", "-")
-    if not param.required and option in RESERVED_OPTIONS:
+    if not positional and option in RESERVED_OPTIONS:
         raise PluginError(
             f"endpoint method {info.qualname} ({info.owner}): parameter {param.name!r} clashes "
             f"with the CLI's own {option} option; rename the parameter"
@@ -94,6 +95,7 @@ def _describe_param(info: MethodInfo, param: ParamInfo) -> dict[str, Any]:
     return {
         "name": param.name,
         "required": param.required,
+        "positional": positional,
         "default": _jsonable(param.default) if not param.required else None,
         "description": terminal_text(param.description),
         **_kind(param.annotation),
@@ -108,7 +110,7 @@ def describe_command(info: MethodInfo) -> dict[str, Any]:
     """
     params = [_describe_param(info, param) for param in info.params]
     # The tenant comes first wherever a command takes one, whatever the signature's order.
-    params.sort(key=lambda p: 0 if p["required"] and p["name"] == "tenant_id" else 1)
+    params.sort(key=lambda p: 0 if p["name"] == "tenant_id" else 1)
     return {
         "entity": info.entity,
         "name": info.name,

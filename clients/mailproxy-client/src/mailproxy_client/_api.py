@@ -255,6 +255,8 @@ class InstanceApi(SyncEntity):
     def get(self) -> dict[str, Any]:
         """The instance settings: name, edition and free-form config (no secrets).
 
+        `edition` is `ee` when an Enterprise plugin (name `ee_*`) is loaded, else `ce`.
+
         Route: GET /instance/get.
         """
         return self._call("GET", "/instance/get", {})
@@ -291,12 +293,13 @@ class InstanceApi(SyncEntity):
         return self._call("GET", "/instance/plugins", {})
 
     def run_now(self, *, tenant_id: str | None = None) -> dict[str, Any]:
-        """Wake the dispatcher and the reporting loop now.
+        """Wake the dispatcher, the reporting loop and the receipt handlers now.
 
         Everything ready is sent at once (also in test mode, where this is the only trigger), and
         every tenant with unreported events is reported, ignoring back-off. With `tenant_id`, that
-        tenant's do-not-disturb is cleared and it is polled at once. Reserved to the instance admin,
-        like every instance write.
+        tenant's do-not-disturb is cleared and it is polled at once. Every receipt handler (bounce
+        mailbox, PEC mailboxes) is polled at once too. Reserved to the instance admin, like every
+        instance write.
 
         Args:
             tenant_id: the tenant to poll at once.
@@ -331,45 +334,138 @@ class InstanceApi(SyncEntity):
     def update(
         self,
         *,
+        api_token: str | None = None,
         config: Mapping[str, Any] | None = None,
-        edition: str | None = None,
+        edition: Literal["ce", "ee"] | None = None,
         name: str | None = None,
     ) -> dict[str, Any]:
-        """Change the instance name, edition or config (config keys are merged).
+        """Change the instance name, admin token or config (config keys are merged).
 
         A config key set to null is removed. Secret-named config values (`*_password`, `*_token`,
-        `api_key` ...) must be strings; they are stored encrypted and never shown.
+        `api_key` ...) must be strings; they are stored encrypted and never shown. `api_token` (at
+        least 16 characters) becomes the stored admin token at once, in every process sharing the
+        database: only its hash is kept, it replaces the stored token (generated on first start or
+        set here before), and a token configured in the environment stays valid. `edition` follows
+        the installed plugins and cannot be changed: the current value is accepted, the other one is
+        refused with 409 naming what to install.
+
+        Args:
+            api_token: a new admin token (at least 16 characters; a long random value).
+            config: free-form settings merged into the stored ones.
+            edition: `ce` or `ee`; must equal the current edition.
+            name: the instance's display name.
 
         Route: POST /instance/update.
         """
         return self._call(
-            "POST", "/instance/update", {"config": config, "edition": edition, "name": name}
+            "POST",
+            "/instance/update",
+            {"api_token": api_token, "config": config, "edition": edition, "name": name},
         )
+
+    def upgrade_to_ee(self) -> dict[str, Any]:
+        """Confirm the Enterprise edition: `{"ok": true, "edition": "ee", "plugins": [...]}`.
+
+        The edition follows the installed plugins, so this changes nothing: it lists the loaded
+        Enterprise plugins, or answers 409 naming the distributions to `pip install` when none is
+        loaded.
+
+        Route: POST /instance/upgrade_to_ee.
+        """
+        return self._call("POST", "/instance/upgrade_to_ee", {})
 
 
 class MessagesApi(SyncEntity):
     """The /messages/* routes."""
 
-    def add(self, **fields: Any) -> dict[str, Any]:
+    def add(
+        self,
+        account_id: str,
+        id: str,
+        subject: str,
+        to: str | Sequence[str],
+        *,
+        attachments: Sequence[Mapping[str, Any]] | None = None,
+        batch_code: str | None = None,
+        bcc: str | Sequence[str] | None = None,
+        body: str | None = None,
+        cc: str | Sequence[str] | None = None,
+        content_type: Literal["plain", "html"] | None = None,
+        deferred_ts: int | None = None,
+        from_: str | None = None,
+        from_addr: str | None = None,
+        headers: Mapping[str, Any] | None = None,
+        html: str | None = None,
+        message_id: str | None = None,
+        priority: int | Literal["immediate", "high", "medium", "low"] | None = None,
+        reply_to: str | Sequence[str] | None = None,
+        return_path: str | None = None,
+        tenant_id: str | None = None,
+    ) -> dict[str, Any]:
         """Queue one message; the body is the message itself (fields).
 
-        Required: `id`, `tenant_id` (tenant keys may omit it), `account_id`, `from` (or
-        `from_addr`), `to`, `subject` and `body` (or `html`). Answers `{"id", "pk"}`; a message that
+        Required: `id`, `tenant_id` (tenant keys may omit it), `account_id`, `from` (or `from_addr`,
+        not both), `to`, `subject` and `body` (or `html`). Answers `{"id", "pk"}`; a message that
         would be rejected in a batch is answered 422 with the reason as `detail` (code
         `message_rejected`). A tenant key naming another tenant gets 403.
 
         Args:
-            **fields: the request's fields, sent as the JSON body.
+            account_id: the tenant's account that sends it
+            attachments: files to attach
+            batch_code: groups messages for suspending and resuming sending
+            bcc: blind-copy recipients (not in headers)
+            body: the text (or HTML when `content_type` is `html`); required unless `html` is given
+            cc: carbon-copy recipients
+            content_type: what `body` holds: `plain` (default) or `html`
+            deferred_ts: unix seconds: do not send before
+            from_: sender address (`Alice <alice@example.com>` allowed); required, as `from` or
+                `from_addr`
+            from_addr: alias of `from` sent by reference clients; stored as `from`
+            headers: extra headers: name to single-line value
+            html: HTML version; with `body` the mail is multipart/alternative
+            id: the client's id of the message, unique per tenant
+            message_id: Message-ID header to use; generated when absent
+            priority: 0 (most urgent) .. 3, or immediate, high, medium, low; default 2
+            reply_to: Reply-To addresses
+            return_path: envelope sender (MAIL FROM) where bounces go; default: the sender
+            subject: subject line, at most 998 characters, no line breaks
+            tenant_id: the tenant; tenant keys may omit it (their own tenant is used)
+            to: recipients: a comma-separated string or a list
 
         Route: POST /messages/add.
         """
-        return self._call("POST", "/messages/add", dict(fields))
+        return self._call(
+            "POST",
+            "/messages/add",
+            {
+                "account_id": account_id,
+                "attachments": attachments,
+                "batch_code": batch_code,
+                "bcc": bcc,
+                "body": body,
+                "cc": cc,
+                "content_type": content_type,
+                "deferred_ts": deferred_ts,
+                "from": from_,
+                "from_addr": from_addr,
+                "headers": headers,
+                "html": html,
+                "id": id,
+                "message_id": message_id,
+                "priority": priority,
+                "reply_to": reply_to,
+                "return_path": return_path,
+                "subject": subject,
+                "tenant_id": tenant_id,
+                "to": to,
+            },
+        )
 
     def add_batch(
         self,
-        messages: Sequence[Any],
+        messages: Sequence[Mapping[str, Any]],
         *,
-        default_priority: int | str | None = None,
+        default_priority: int | Literal["immediate", "high", "medium", "low"] | None = None,
     ) -> dict[str, Any]:
         """Queue up to `max_batch_messages` (default 1,000) messages in one call.
 
@@ -385,9 +481,8 @@ class MessagesApi(SyncEntity):
         `tenant '<t>' not found`.
 
         Args:
-            default_priority: priority of messages that give none: 0..3 or immediate, high, medium,
-                low (default 2).
-            messages: the messages (objects with the fields).
+            default_priority: priority of messages that give none (default 2)
+            messages: the messages (at most 1,000 by default)
 
         Route: POST /messages/add_batch.
         """
@@ -405,7 +500,9 @@ class MessagesApi(SyncEntity):
     ) -> dict[str, Any]:
         """Delete a tenant's finished messages whose events have all been reported.
 
-        Finished means sent or failed (`error`) and unchanged for `older_than_seconds`.
+        Finished means sent or failed (`error`) and unchanged for `older_than_seconds`. Also served
+        as `GET` with the same query parameters, as genro-mail-proxy clients call it (a token is
+        needed all the same).
 
         Args:
             older_than_seconds: minimum age in seconds since the message last changed.
@@ -450,14 +547,15 @@ class MessagesApi(SyncEntity):
             {"tenant_id": tenant_id, "batch_code": batch_code},
         )
 
-    def delete(self, message_pk: int) -> bool:
+    def delete(self, message_pk: int | str) -> bool:
         """Delete one message by its `pk`, with its events; `false` if there is none.
 
-        A tenant key can only delete its own tenant's messages (another tenant's pk answers
-        `false`). A message being sent cannot be deleted: 409, retry once it is finished.
+        A tenant key can only delete its own tenant's messages (another tenant's pk answers `false`,
+        like a pk that names no message). A message being sent cannot be deleted: 409, retry once it
+        is finished.
 
         Args:
-            message_pk: the message's `pk` (from `add`, `get` or `list`).
+            message_pk: the message's `pk` (from `add`, `get` or `list`), as text or as a number.
 
         Route: POST /messages/delete.
         """
@@ -511,11 +609,13 @@ class MessagesApi(SyncEntity):
         limit: int | None = None,
         offset: int | None = None,
     ) -> builtins.list[Any]:
-        """A page of a tenant's messages, in creation order.
+        """A page of messages in creation order: one tenant's, or every tenant's for the admin.
+
+        The admin without `tenant_id` lists the whole queue; a tenant key always lists its own
+        tenant's messages (another `tenant_id` → 403).
 
         Args:
-            tenant_id: the tenant whose messages to list. Tenant keys may omit it (their own tenant
-                is used); the admin must pass it.
+            tenant_id: the tenant whose messages to list (the admin may leave it out).
             active_only: only messages not finished yet (pending, deferred, sending).
             include_history: add `history` to each message: its events, oldest first.
             status: only messages with this status.
@@ -536,6 +636,23 @@ class MessagesApi(SyncEntity):
                 "offset": offset,
             },
         )
+
+    def retry(self, ids: Sequence[str], *, tenant_id: str | None = None) -> dict[str, Any]:
+        """Send failed (`error`) and `deferred` messages again, now, with fresh retries.
+
+        Each one goes back to `pending` with its attempts reset, and its history gets a `requeued`
+        event naming who asked. Messages that are `pending`, `sending` or `sent` are left alone and
+        listed in `skipped` with their status as reason; nothing is deleted. Ids that match no
+        message are listed in `not_found`.
+
+        Args:
+            ids: client message ids.
+            tenant_id: the tenant whose messages to retry. Tenant keys may omit it (their own tenant
+                is used); the admin must pass it.
+
+        Route: POST /messages/retry.
+        """
+        return self._call("POST", "/messages/retry", {"ids": ids, "tenant_id": tenant_id})
 
 
 class StoragesApi(SyncEntity):
@@ -650,14 +767,17 @@ class TenantsApi(SyncEntity):
         report_signing_secret: str | None = None,
         reporter: str | None = None,
     ) -> dict[str, Any]:
-        """Create a tenant (a client application); 409 when the id is taken.
+        """Create a tenant (a client application), or update the tenant with the same id.
 
-        Returns the tenant object. Secrets (client_auth token/password, report_signing_secret) are
-        stored encrypted and never returned: the object shows `client_auth` as `{"method", "user"?}`
-        plus `has_credentials` and `has_report_signing_secret`.
+        An existing id is updated with the fields given, like `tenants/update`: fields left out (or
+        null) keep their values, and the answer is 200 as for a creation. Returns the tenant object.
+        Secrets (client_auth token/password, report_signing_secret) are stored encrypted and never
+        returned: the object shows `client_auth` as `{"method", "user"?}` plus `has_credentials` and
+        `has_report_signing_secret`. Plugins may add fields to the response of a creation only (an
+        EE API key shown once).
 
         Args:
-            active: whether the tenant's messages are sent.
+            active: whether the tenant's messages are sent (default true for a new tenant).
             client_attachment_path: path of the attachment endpoint (default
                 /mail-proxy/attachments).
             client_auth: how to authenticate to the client application: {"method": "bearer",
@@ -672,7 +792,8 @@ class TenantsApi(SyncEntity):
             rate_limits: limits across all accounts of the tenant: {"per_minute"?, "per_hour"?,
                 "per_day"?}, positive integers.
             report_signing_secret: when set, reports carry an X-Mailproxy-Signature HMAC header.
-            reporter: the delivery-report mechanism (a registered reporter; default http).
+            reporter: the delivery-report mechanism (a registered reporter; default http for a new
+                tenant).
 
         Route: POST /tenants/add.
         """
@@ -1102,6 +1223,8 @@ class AsyncInstanceApi(AsyncEntity):
     async def get(self) -> dict[str, Any]:
         """The instance settings: name, edition and free-form config (no secrets).
 
+        `edition` is `ee` when an Enterprise plugin (name `ee_*`) is loaded, else `ce`.
+
         Route: GET /instance/get.
         """
         return await self._call("GET", "/instance/get", {})
@@ -1138,12 +1261,13 @@ class AsyncInstanceApi(AsyncEntity):
         return await self._call("GET", "/instance/plugins", {})
 
     async def run_now(self, *, tenant_id: str | None = None) -> dict[str, Any]:
-        """Wake the dispatcher and the reporting loop now.
+        """Wake the dispatcher, the reporting loop and the receipt handlers now.
 
         Everything ready is sent at once (also in test mode, where this is the only trigger), and
         every tenant with unreported events is reported, ignoring back-off. With `tenant_id`, that
-        tenant's do-not-disturb is cleared and it is polled at once. Reserved to the instance admin,
-        like every instance write.
+        tenant's do-not-disturb is cleared and it is polled at once. Every receipt handler (bounce
+        mailbox, PEC mailboxes) is polled at once too. Reserved to the instance admin, like every
+        instance write.
 
         Args:
             tenant_id: the tenant to poll at once.
@@ -1178,45 +1302,138 @@ class AsyncInstanceApi(AsyncEntity):
     async def update(
         self,
         *,
+        api_token: str | None = None,
         config: Mapping[str, Any] | None = None,
-        edition: str | None = None,
+        edition: Literal["ce", "ee"] | None = None,
         name: str | None = None,
     ) -> dict[str, Any]:
-        """Change the instance name, edition or config (config keys are merged).
+        """Change the instance name, admin token or config (config keys are merged).
 
         A config key set to null is removed. Secret-named config values (`*_password`, `*_token`,
-        `api_key` ...) must be strings; they are stored encrypted and never shown.
+        `api_key` ...) must be strings; they are stored encrypted and never shown. `api_token` (at
+        least 16 characters) becomes the stored admin token at once, in every process sharing the
+        database: only its hash is kept, it replaces the stored token (generated on first start or
+        set here before), and a token configured in the environment stays valid. `edition` follows
+        the installed plugins and cannot be changed: the current value is accepted, the other one is
+        refused with 409 naming what to install.
+
+        Args:
+            api_token: a new admin token (at least 16 characters; a long random value).
+            config: free-form settings merged into the stored ones.
+            edition: `ce` or `ee`; must equal the current edition.
+            name: the instance's display name.
 
         Route: POST /instance/update.
         """
         return await self._call(
-            "POST", "/instance/update", {"config": config, "edition": edition, "name": name}
+            "POST",
+            "/instance/update",
+            {"api_token": api_token, "config": config, "edition": edition, "name": name},
         )
+
+    async def upgrade_to_ee(self) -> dict[str, Any]:
+        """Confirm the Enterprise edition: `{"ok": true, "edition": "ee", "plugins": [...]}`.
+
+        The edition follows the installed plugins, so this changes nothing: it lists the loaded
+        Enterprise plugins, or answers 409 naming the distributions to `pip install` when none is
+        loaded.
+
+        Route: POST /instance/upgrade_to_ee.
+        """
+        return await self._call("POST", "/instance/upgrade_to_ee", {})
 
 
 class AsyncMessagesApi(AsyncEntity):
     """The /messages/* routes."""
 
-    async def add(self, **fields: Any) -> dict[str, Any]:
+    async def add(
+        self,
+        account_id: str,
+        id: str,
+        subject: str,
+        to: str | Sequence[str],
+        *,
+        attachments: Sequence[Mapping[str, Any]] | None = None,
+        batch_code: str | None = None,
+        bcc: str | Sequence[str] | None = None,
+        body: str | None = None,
+        cc: str | Sequence[str] | None = None,
+        content_type: Literal["plain", "html"] | None = None,
+        deferred_ts: int | None = None,
+        from_: str | None = None,
+        from_addr: str | None = None,
+        headers: Mapping[str, Any] | None = None,
+        html: str | None = None,
+        message_id: str | None = None,
+        priority: int | Literal["immediate", "high", "medium", "low"] | None = None,
+        reply_to: str | Sequence[str] | None = None,
+        return_path: str | None = None,
+        tenant_id: str | None = None,
+    ) -> dict[str, Any]:
         """Queue one message; the body is the message itself (fields).
 
-        Required: `id`, `tenant_id` (tenant keys may omit it), `account_id`, `from` (or
-        `from_addr`), `to`, `subject` and `body` (or `html`). Answers `{"id", "pk"}`; a message that
+        Required: `id`, `tenant_id` (tenant keys may omit it), `account_id`, `from` (or `from_addr`,
+        not both), `to`, `subject` and `body` (or `html`). Answers `{"id", "pk"}`; a message that
         would be rejected in a batch is answered 422 with the reason as `detail` (code
         `message_rejected`). A tenant key naming another tenant gets 403.
 
         Args:
-            **fields: the request's fields, sent as the JSON body.
+            account_id: the tenant's account that sends it
+            attachments: files to attach
+            batch_code: groups messages for suspending and resuming sending
+            bcc: blind-copy recipients (not in headers)
+            body: the text (or HTML when `content_type` is `html`); required unless `html` is given
+            cc: carbon-copy recipients
+            content_type: what `body` holds: `plain` (default) or `html`
+            deferred_ts: unix seconds: do not send before
+            from_: sender address (`Alice <alice@example.com>` allowed); required, as `from` or
+                `from_addr`
+            from_addr: alias of `from` sent by reference clients; stored as `from`
+            headers: extra headers: name to single-line value
+            html: HTML version; with `body` the mail is multipart/alternative
+            id: the client's id of the message, unique per tenant
+            message_id: Message-ID header to use; generated when absent
+            priority: 0 (most urgent) .. 3, or immediate, high, medium, low; default 2
+            reply_to: Reply-To addresses
+            return_path: envelope sender (MAIL FROM) where bounces go; default: the sender
+            subject: subject line, at most 998 characters, no line breaks
+            tenant_id: the tenant; tenant keys may omit it (their own tenant is used)
+            to: recipients: a comma-separated string or a list
 
         Route: POST /messages/add.
         """
-        return await self._call("POST", "/messages/add", dict(fields))
+        return await self._call(
+            "POST",
+            "/messages/add",
+            {
+                "account_id": account_id,
+                "attachments": attachments,
+                "batch_code": batch_code,
+                "bcc": bcc,
+                "body": body,
+                "cc": cc,
+                "content_type": content_type,
+                "deferred_ts": deferred_ts,
+                "from": from_,
+                "from_addr": from_addr,
+                "headers": headers,
+                "html": html,
+                "id": id,
+                "message_id": message_id,
+                "priority": priority,
+                "reply_to": reply_to,
+                "return_path": return_path,
+                "subject": subject,
+                "tenant_id": tenant_id,
+                "to": to,
+            },
+        )
 
     async def add_batch(
         self,
-        messages: Sequence[Any],
+        messages: Sequence[Mapping[str, Any]],
         *,
-        default_priority: int | str | None = None,
+        default_priority: int | Literal["immediate", "high", "medium", "low"] | None = None,
     ) -> dict[str, Any]:
         """Queue up to `max_batch_messages` (default 1,000) messages in one call.
 
@@ -1232,9 +1449,8 @@ class AsyncMessagesApi(AsyncEntity):
         `tenant '<t>' not found`.
 
         Args:
-            default_priority: priority of messages that give none: 0..3 or immediate, high, medium,
-                low (default 2).
-            messages: the messages (objects with the fields).
+            default_priority: priority of messages that give none (default 2)
+            messages: the messages (at most 1,000 by default)
 
         Route: POST /messages/add_batch.
         """
@@ -1252,7 +1468,9 @@ class AsyncMessagesApi(AsyncEntity):
     ) -> dict[str, Any]:
         """Delete a tenant's finished messages whose events have all been reported.
 
-        Finished means sent or failed (`error`) and unchanged for `older_than_seconds`.
+        Finished means sent or failed (`error`) and unchanged for `older_than_seconds`. Also served
+        as `GET` with the same query parameters, as genro-mail-proxy clients call it (a token is
+        needed all the same).
 
         Args:
             older_than_seconds: minimum age in seconds since the message last changed.
@@ -1297,14 +1515,15 @@ class AsyncMessagesApi(AsyncEntity):
             {"tenant_id": tenant_id, "batch_code": batch_code},
         )
 
-    async def delete(self, message_pk: int) -> bool:
+    async def delete(self, message_pk: int | str) -> bool:
         """Delete one message by its `pk`, with its events; `false` if there is none.
 
-        A tenant key can only delete its own tenant's messages (another tenant's pk answers
-        `false`). A message being sent cannot be deleted: 409, retry once it is finished.
+        A tenant key can only delete its own tenant's messages (another tenant's pk answers `false`,
+        like a pk that names no message). A message being sent cannot be deleted: 409, retry once it
+        is finished.
 
         Args:
-            message_pk: the message's `pk` (from `add`, `get` or `list`).
+            message_pk: the message's `pk` (from `add`, `get` or `list`), as text or as a number.
 
         Route: POST /messages/delete.
         """
@@ -1365,11 +1584,13 @@ class AsyncMessagesApi(AsyncEntity):
         limit: int | None = None,
         offset: int | None = None,
     ) -> builtins.list[Any]:
-        """A page of a tenant's messages, in creation order.
+        """A page of messages in creation order: one tenant's, or every tenant's for the admin.
+
+        The admin without `tenant_id` lists the whole queue; a tenant key always lists its own
+        tenant's messages (another `tenant_id` → 403).
 
         Args:
-            tenant_id: the tenant whose messages to list. Tenant keys may omit it (their own tenant
-                is used); the admin must pass it.
+            tenant_id: the tenant whose messages to list (the admin may leave it out).
             active_only: only messages not finished yet (pending, deferred, sending).
             include_history: add `history` to each message: its events, oldest first.
             status: only messages with this status.
@@ -1390,6 +1611,23 @@ class AsyncMessagesApi(AsyncEntity):
                 "offset": offset,
             },
         )
+
+    async def retry(self, ids: Sequence[str], *, tenant_id: str | None = None) -> dict[str, Any]:
+        """Send failed (`error`) and `deferred` messages again, now, with fresh retries.
+
+        Each one goes back to `pending` with its attempts reset, and its history gets a `requeued`
+        event naming who asked. Messages that are `pending`, `sending` or `sent` are left alone and
+        listed in `skipped` with their status as reason; nothing is deleted. Ids that match no
+        message are listed in `not_found`.
+
+        Args:
+            ids: client message ids.
+            tenant_id: the tenant whose messages to retry. Tenant keys may omit it (their own tenant
+                is used); the admin must pass it.
+
+        Route: POST /messages/retry.
+        """
+        return await self._call("POST", "/messages/retry", {"ids": ids, "tenant_id": tenant_id})
 
 
 class AsyncStoragesApi(AsyncEntity):
@@ -1504,14 +1742,17 @@ class AsyncTenantsApi(AsyncEntity):
         report_signing_secret: str | None = None,
         reporter: str | None = None,
     ) -> dict[str, Any]:
-        """Create a tenant (a client application); 409 when the id is taken.
+        """Create a tenant (a client application), or update the tenant with the same id.
 
-        Returns the tenant object. Secrets (client_auth token/password, report_signing_secret) are
-        stored encrypted and never returned: the object shows `client_auth` as `{"method", "user"?}`
-        plus `has_credentials` and `has_report_signing_secret`.
+        An existing id is updated with the fields given, like `tenants/update`: fields left out (or
+        null) keep their values, and the answer is 200 as for a creation. Returns the tenant object.
+        Secrets (client_auth token/password, report_signing_secret) are stored encrypted and never
+        returned: the object shows `client_auth` as `{"method", "user"?}` plus `has_credentials` and
+        `has_report_signing_secret`. Plugins may add fields to the response of a creation only (an
+        EE API key shown once).
 
         Args:
-            active: whether the tenant's messages are sent.
+            active: whether the tenant's messages are sent (default true for a new tenant).
             client_attachment_path: path of the attachment endpoint (default
                 /mail-proxy/attachments).
             client_auth: how to authenticate to the client application: {"method": "bearer",
@@ -1526,7 +1767,8 @@ class AsyncTenantsApi(AsyncEntity):
             rate_limits: limits across all accounts of the tenant: {"per_minute"?, "per_hour"?,
                 "per_day"?}, positive integers.
             report_signing_secret: when set, reports carry an X-Mailproxy-Signature HMAC header.
-            reporter: the delivery-report mechanism (a registered reporter; default http).
+            reporter: the delivery-report mechanism (a registered reporter; default http for a new
+                tenant).
 
         Route: POST /tenants/add.
         """

@@ -141,7 +141,7 @@ def _python_name(name: str) -> str:
 
 
 def operations_of(spec: Mapping[str, Any]) -> list[Operation]:
-    """Every operation of an OpenAPI document, sorted by entity then name."""
+    """One operation per route of an OpenAPI document, sorted by entity then name."""
     found: list[Operation] = []
     for path, methods in spec.get("paths", {}).items():
         for http_method, operation in methods.items():
@@ -200,8 +200,12 @@ def operations_of(spec: Mapping[str, Any]) -> list[Operation]:
                     path_params=tuple(path_params),
                 )
             )
-    found.sort(key=lambda op: (op.entity or "", op.name, op.http_method))
-    return found
+    # A route answering both GET and POST (messages/cleanup) gets one method, which posts.
+    by_path: dict[str, Operation] = {}
+    for op in found:
+        if op.path not in by_path or op.http_method == "POST":
+            by_path[op.path] = op
+    return sorted(by_path.values(), key=lambda op: (op.entity or "", op.name))
 
 
 def _wrap(text: str, indent: str, *, hanging: str = "") -> list[str]:
