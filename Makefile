@@ -3,11 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PLUGIN_DIRS := $(sort $(wildcard plugins/*))
+CLIENT_DIR := clients/mailproxy-client
 # Enterprise distributions: every mailproxy_ee/<name>/ with a pyproject.toml, as they appear.
 EE_DIRS := $(sort $(patsubst %/pyproject.toml,%,$(wildcard mailproxy_ee/*/pyproject.toml)))
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: install install-test emulators test-deps serve test lint format bench clean
+.PHONY: install install-test emulators test-deps serve test lint format bench client clean
 
 # System packages the tests drive as real peers: Debian's chromium (the /docs browser test).
 # Installed with apt-get when missing and we may (root or sudo); otherwise the tests that need
@@ -20,8 +21,8 @@ $(BIN)/python:
 	$(PIP) install --upgrade pip setuptools wheel
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml $(wildcard plugins/*/pyproject.toml) \
-		$(wildcard mailproxy_ee/*/pyproject.toml)
-	$(PIP) install -e . $(foreach p,$(PLUGIN_DIRS) $(EE_DIRS),-e $(p))
+		$(wildcard mailproxy_ee/*/pyproject.toml) $(CLIENT_DIR)/pyproject.toml
+	$(PIP) install -e $(CLIENT_DIR) -e . $(foreach p,$(PLUGIN_DIRS) $(EE_DIRS),-e $(p))
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
@@ -67,7 +68,7 @@ test: install-test test-deps
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy mailproxy_core $(foreach p,$(PLUGIN_DIRS) $(EE_DIRS),$(p)/src)
+	$(BIN)/mypy mailproxy_core mailproxy_cli $(CLIENT_DIR)/src $(foreach p,$(PLUGIN_DIRS) $(EE_DIRS),$(p)/src)
 
 format: install-test
 	$(BIN)/ruff check --fix .
@@ -75,6 +76,10 @@ format: install-test
 
 bench: install-test
 	$(BIN)/python benchmarks/run_all.py
+
+# The client's route methods, regenerated from the OpenAPI document of every installed plugin.
+client: install-test
+	$(BIN)/python $(CLIENT_DIR)/regenerate.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
