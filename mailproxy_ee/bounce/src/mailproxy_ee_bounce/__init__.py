@@ -110,4 +110,4 @@ def mailproxy_envelope_sender(message: Message, account: Account) -> str | None:
     if message.payload.get("return_path"):
         return None
     runtime = active_runtime()
-    return runtime.return_path if runtime is not None else None
+    return runtime.envelope_sender(message.pk) if runtime is not None else None

@@ -77,6 +77,9 @@ class Notice:
     original_return_path: str | None = None
     date_ts: int | None = None
     """The notice's ``Date`` as unix seconds, when it has a readable one."""
+    delivered_to: tuple[str, ...] = ()
+    """Where the notice was delivered (``Delivered-To``, ``X-Original-To``, ``Envelope-To``,
+    ``To``): a VERP return path shows here."""
 
     @property
     def is_bounce(self) -> bool:
@@ -129,14 +132,29 @@ def classify(raw: bytes | Message) -> Notice:
     original = _original_part(msg)
     notice_id = _first_msgid(_header(msg, "Message-ID"))
     original_id, mail_id, original_rp = _correlation(msg, original)
-    report_type = (
-        _param(msg, "report-type").lower() if msg.get_content_type() == ("multipart/report") else ""
+    report_type = ""
+    if msg.get_content_type() == "multipart/report":
+        report_type = _param(msg, "report-type").lower()
+    date_ts = _date_ts(msg)
+    delivered = tuple(
+        dict.fromkeys(
+            address
+            for name in ("Delivered-To", "X-Original-To", "Envelope-To", "To")
+            for address in _addresses(_header(msg, name))
+        )
     )
 
-    date_ts = _date_ts(msg)
-
-    def notice(kind: NoticeKind, bounces: list[Bounce]) -> Notice:
-        return Notice(kind, tuple(bounces), notice_id, original_id, mail_id, original_rp, date_ts)
+    def notice(kind: NoticeKind, bounces: list[Bounce], original: str | None = None) -> Notice:
+        return Notice(
+            kind,
+            tuple(bounces),
+            notice_id,
+            original_id or original,
+            mail_id,
+            original_rp,
+            date_ts,
+            delivered,
+        )
 
     if report_type == "feedback-report":
         return notice(NoticeKind.COMPLAINT, _complaint(msg, original))
@@ -152,17 +170,7 @@ def classify(raw: bytes | Message) -> Notice:
                 ),
                 None,
             )
-            if original_id is None and extra_id:
-                return Notice(
-                    NoticeKind.DSN,
-                    tuple(bounces),
-                    notice_id,
-                    extra_id,
-                    mail_id,
-                    original_rp,
-                    date_ts,
-                )
-            return notice(NoticeKind.DSN, bounces)
+            return notice(NoticeKind.DSN, bounces, extra_id)
     daemon = _from_daemon(msg)
     if not daemon and _is_auto_reply(msg):
         return notice(NoticeKind.AUTO_REPLY, [])

@@ -30,6 +30,7 @@ from .classify import COMPLAINT, HARD, classify
 from .receipts import receipts_for
 from .settings import SECTION, BounceSettings
 from .store import BounceConfig, BounceStore
+from .verp import verp_message_pk
 
 if TYPE_CHECKING:
     from mailproxy_core import MailProxy
@@ -182,7 +183,13 @@ class BounceMailboxHandler:
                     continue
                 receipts.extend(
                     receipts_for(
-                        notice, mailbox_key=key, uidvalidity=status.uidvalidity, uid=message.uid
+                        notice,
+                        mailbox_key=key,
+                        uidvalidity=status.uidvalidity,
+                        uid=message.uid,
+                        message_pk=verp_message_pk(notice.delivered_to, config.return_path)
+                        if self.settings.verp
+                        else None,
                     )
                 )
             if receipts:

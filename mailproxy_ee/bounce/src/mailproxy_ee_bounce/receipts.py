@@ -15,13 +15,15 @@ def receipts_for(
     mailbox_key: str,
     uidvalidity: int,
     uid: int,
+    message_pk: int | None = None,
 ) -> list[Receipt]:
     """One ``bounce`` receipt per bounce or complaint of the notice.
 
     De-duplication: the notice's own Message-ID, else its place in the mailbox
     (``mailbox|uidvalidity|uid``), plus the recipient, so that each recipient of a multi-recipient
-    report is one event and re-reading the notice adds none. Correlation: the original's
-    Message-ID, else its ``X-Genro-Mail-ID`` together with the bounced recipient.
+    report is one event and re-reading the notice adds none. Correlation: ``message_pk`` when a
+    VERP return path named it, else the original's Message-ID, else its ``X-Genro-Mail-ID``
+    together with the bounced recipient.
     """
     source = notice.notice_message_id or f"{mailbox_key}|{uidvalidity}|{uid}"
     receipts = []
@@ -44,6 +46,7 @@ def receipts_for(
                 dedup_key=f"{source}|{bounce.recipient or '-'}",
                 description=bounce.reason,
                 metadata={str(k): v for k, v in metadata.items()},
+                message_pk=message_pk,
                 message_id_header=notice.original_message_id,
                 client_message_id=notice.original_mail_id,
                 recipient=bounce.recipient,

@@ -17,6 +17,7 @@ from mailproxy_core import MailproxyError, PluginError, current_kernel
 
 from .settings import SECTION, BounceSettings
 from .store import BounceStore
+from .verp import verp_address
 
 if TYPE_CHECKING:
     from mailproxy_core import MailProxy
@@ -32,6 +33,15 @@ class BounceRuntime:
         self.settings = settings
         self.store = BounceStore(mp)
         self.return_path: str | None = None
+        """The configured return path while the mailbox is enabled, else None."""
+
+    def envelope_sender(self, message_pk: int) -> str | None:
+        """The envelope sender of a message without its own return path (VERP when on)."""
+        if not self.return_path:
+            return None
+        if self.settings.verp:
+            return verp_address(self.return_path, message_pk)
+        return self.return_path
 
     async def refresh(self) -> None:
         """Read the stored configuration: the return path applies while the mailbox is enabled."""

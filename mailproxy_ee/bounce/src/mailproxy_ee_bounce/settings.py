@@ -56,6 +56,14 @@ class BounceSettings(BaseModel):
             "is read within a second or two instead of at the next poll."
         ),
     )
+    verp: bool = Field(
+        default=False,
+        description=(
+            "Give each message its own return path `<local>+m<id>@<domain>` derived from the "
+            "configured return path, so that reports correlate even when the reporting server "
+            "strips the original. The bounce mailbox must accept sub-addresses (`local+tag@`)."
+        ),
+    )
     config_refresh: float = Field(
         default=5.0,
         gt=0,
