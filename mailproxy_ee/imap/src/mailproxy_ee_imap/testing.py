@@ -59,6 +59,8 @@ state_dir = {dir}/run
 ssl = {ssl}
 {ssl_files}disable_plaintext_auth = no
 auth_mechanisms = plain login
+# tests log in with wrong passwords on purpose: answer at once, no growing penalty
+auth_failure_delay = 0
 log_path = {dir}/dovecot.log
 default_internal_user = {user}
 default_internal_group = {group}
@@ -85,6 +87,9 @@ service imap-login {{
 }}
 service anvil {{
   chroot =
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
 }}
 """
 
