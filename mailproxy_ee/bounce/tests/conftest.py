@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,9 +23,10 @@ def bounce_section() -> dict[str, Any]:
 
 
 @pytest.fixture
-def mp_settings(tmp_path: Path, bounce_section: dict[str, Any]) -> Settings:
+def mp_settings(db_url: str, bounce_section: dict[str, Any]) -> Settings:
+    """Every test runs on SQLite and on PostgreSQL (its own schema)."""
     return Settings.from_values(
-        db=str(tmp_path / "mailproxy.db"),
+        db=db_url,
         api_token="test-admin-token",
         encryption_key=ENCRYPTION_KEY,
         test_mode=True,
