@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from mailproxy_core import MailproxyError, MetaKey
 from mailproxy_ee_imap import ImapError, ImapMailbox, ImapSettings
 
-from .classify import COMPLAINT, HARD, classify
+from .classify import COMPLAINT, HARD, Notice, classify
 from .receipts import receipts_for
 from .settings import SECTION, BounceSettings
 from .store import BounceConfig, BounceStore
@@ -169,9 +169,10 @@ class BounceMailboxHandler:
         for start in range(0, len(uids), batch_size):
             batch = uids[start : start + batch_size]
             messages = await box.fetch(batch)
+            # parsing is CPU work (about a millisecond a notice): keep the event loop free
+            notices = await asyncio.to_thread(_classify_all, [m.raw for m in messages])
             receipts = []
-            for message in messages:
-                notice = classify(message.raw)
+            for message, notice in zip(messages, notices, strict=True):
                 if not notice.bounces:
                     log.info(
                         "bounce mailbox %s: UID %s is %s, not a bounce; skipped",
@@ -222,7 +223,7 @@ class BounceMailboxHandler:
                 and recipient
                 and result.tenant_id
             ):
-                await self.store.suppress(
+                await self.store.add_suppression(
                     result.tenant_id,
                     recipient,
                     "complaint" if bounce_type == COMPLAINT else "hard_bounce",
@@ -273,3 +274,7 @@ class BounceMailboxHandler:
             except ImapError as exc:
                 log.debug("bounce mailbox IDLE: %s", exc)
                 await asyncio.sleep(self._interval)
+
+
+def _classify_all(raws: list[bytes]) -> list[Notice]:
+    return [classify(raw) for raw in raws]

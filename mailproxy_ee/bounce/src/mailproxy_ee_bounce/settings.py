@@ -40,7 +40,7 @@ class BounceSettings(BaseModel):
         description="Limit for one IMAP operation (connect, login, search, fetch, store).",
     )
     fetch_batch: int = Field(
-        default=20,
+        default=50,
         ge=1,
         le=1000,
         description=(

@@ -168,13 +168,24 @@ class BounceStore:
     async def suppress(
         self, tenant_id: str, address: str, reason: str, bounce_code: str | None
     ) -> Suppression:
-        """Add an address to a tenant's list; an address already there keeps its entry."""
+        """Add an address to a tenant's list and return its entry; an address already there
+        keeps its entry."""
         address = normalize_address(address)
+        await self.add_suppression(tenant_id, address, reason, bounce_code)
+        entry = await self.suppression(tenant_id, address)
+        assert entry is not None
+        return entry
+
+    async def add_suppression(
+        self, tenant_id: str, address: str, reason: str, bounce_code: str | None
+    ) -> None:
+        """Add an address to a tenant's list (one statement); one already there keeps its
+        entry."""
         await self.mp.data.upsert(
             suppressions,
             {
                 "tenant_id": tenant_id,
-                "address": address,
+                "address": normalize_address(address),
                 "reason": reason,
                 "bounce_code": bounce_code,
                 "created_ts": int(time.time()),
@@ -182,9 +193,6 @@ class BounceStore:
             key=["tenant_id", "address"],
             update=[],
         )
-        entry = await self.suppression(tenant_id, address)
-        assert entry is not None
-        return entry
 
     async def suppression(self, tenant_id: str, address: str) -> Suppression | None:
         """One entry, or None."""
