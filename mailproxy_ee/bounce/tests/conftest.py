@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from mailproxy_core import Settings
+from mailproxy_core.testing.fakes import TenantTokenPlugin
+from mailproxy_core.testing.plugin import admin_token_plugins
 from mailproxy_ee_imap.testing import dovecot, imap_mailbox  # noqa: F401  (fixtures)
 from mailproxy_reporter_http.testing import ClientApp
 
@@ -32,6 +34,12 @@ def mp_settings(db_url: str, bounce_section: dict[str, Any]) -> Settings:
         test_mode=True,
         plugin_sections={"ee_bounce": bounce_section, "reporter_http": {"timeout": 5.0}},
     )
+
+
+@pytest.fixture
+def mp_extra_plugins() -> dict[str, object]:
+    """The admin token, and ``tenant-token:<id>`` keys for ``mp_client.as_tenant(id)``."""
+    return {**admin_token_plugins(), "tenant_tokens": TenantTokenPlugin()}
 
 
 @pytest.fixture

@@ -183,3 +183,22 @@ async def test_suppressions_list_checks_its_paging_and_tenant(mp_client: ApiClie
     assert (await mp_client.get("/suppressions/list", tenant_id="acme", limit=0)).status == 422
     assert (await mp_client.get("/suppressions/list", tenant_id="acme", offset=-1)).status == 422
     assert (await mp_client.get("/suppressions/list")).status == 422  # the admin names a tenant
+
+
+async def test_tenant_keys_manage_their_own_list_only_and_not_the_mailbox(
+    mp_client: ApiClient,
+) -> None:
+    for tenant in ("acme", "globex"):
+        assert (await mp_client.post("/tenants/add", json={"id": tenant})).status == 200
+    acme = mp_client.as_tenant("acme")
+    added = await acme.post("/suppressions/add", json={"address": "x@example.test"})
+    assert added.status == 200, added.json
+    assert [e["address"] for e in (await acme.get("/suppressions/list")).json] == ["x@example.test"]
+    other = await acme.post(
+        "/suppressions/add", json={"tenant_id": "globex", "address": "y@example.test"}
+    )
+    assert other.status == 403
+    assert (await acme.get("/suppressions/list", tenant_id="globex")).status == 403
+    assert (await acme.get("/instance/get_bounce_config")).status == 403
+    assert (await acme.post("/instance/set_bounce_config", json={})).status == 403
+    assert (await acme.post("/instance/reload_bounce", json={})).status == 403
