@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from mailproxy_core import MailproxyError, MetaKey
+from mailproxy_core import MailproxyError, MetaKey, ReceiptOutcome, ReceiptResult
 from mailproxy_ee_imap import ImapError, ImapMailbox, ImapSettings
 
 from .classify import COMPLAINT, HARD, Notice, classify
@@ -199,20 +199,23 @@ class BounceMailboxHandler:
             await self.store.save_position(key, status.uidvalidity, batch[-1])
             await box.mark_seen(batch)
 
-    async def _after_recording(self, results: Sequence[Any]) -> None:
-        """Log what matched nothing; suppress hard-bounced and complaining recipients."""
+    async def _after_recording(self, results: Sequence[ReceiptResult]) -> None:
+        """Log what matched nothing; suppress hard-bounced and complaining recipients (one
+        transaction for the batch)."""
+        suppress: list[tuple[str, str, str, Any]] = []
         for result in results:
             receipt = result.receipt
             metadata = receipt.metadata
-            outcome = str(result.outcome)
-            if outcome != "recorded":
-                level = logging.DEBUG if outcome == "duplicate" else logging.INFO
+            if result.outcome != ReceiptOutcome.RECORDED:
+                level = (
+                    logging.DEBUG if result.outcome == ReceiptOutcome.DUPLICATE else logging.INFO
+                )
                 log.log(
                     level,
                     "bounce for %s (%s): %s",
                     metadata.get(MetaKey.RECIPIENT),
                     receipt.message_id_header or receipt.client_message_id,
-                    outcome,
+                    result.outcome.value,
                 )
                 continue
             bounce_type = metadata.get(MetaKey.BOUNCE_TYPE)
@@ -223,12 +226,14 @@ class BounceMailboxHandler:
                 and recipient
                 and result.tenant_id
             ):
-                await self.store.add_suppression(
-                    result.tenant_id,
-                    recipient,
-                    "complaint" if bounce_type == COMPLAINT else "hard_bounce",
-                    metadata.get(MetaKey.BOUNCE_CODE),
+                reason = "complaint" if bounce_type == COMPLAINT else "hard_bounce"
+                suppress.append(
+                    (result.tenant_id, recipient, reason, metadata.get(MetaKey.BOUNCE_CODE))
                 )
+        if suppress:
+            async with self.mp.data.transaction():
+                for tenant_id, recipient, reason, code in suppress:
+                    await self.store.add_suppression(tenant_id, recipient, reason, code)
 
     async def _disconnect(self) -> None:
         box, self._box, self._box_settings = self._box, None, None
