@@ -96,6 +96,7 @@ class BounceMailboxHandler:
                 await self._read(config, imap)
             except (ImapError, MailproxyError) as exc:
                 await self._disconnect()
+                await self._stop_watcher()  # started again by the next successful poll
                 text = str(exc)
                 await self.store.save_poll_result(ok=False, error=text)
                 log.warning("bounce mailbox: %s", text)

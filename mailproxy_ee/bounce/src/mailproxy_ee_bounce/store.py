@@ -123,8 +123,8 @@ class BounceStore:
         return BounceConfig.from_row(row)
 
     async def save_config(self, fields: Mapping[str, Any]) -> None:
-        """Store the given configuration fields (others keep their value); a change of server,
-        user or folder voids the saved mailbox position."""
+        """Store the given configuration fields (others keep their value). The reader notices a
+        changed server, user or folder by its mailbox key and reads that mailbox from the start."""
         values = {k: v for k, v in fields.items() if k in CONFIG_FIELDS}
         values["id"] = CONFIG_ID
         values["updated_ts"] = int(time.time())
