@@ -6,6 +6,8 @@ PLUGIN_DIRS := $(sort $(wildcard plugins/*))
 # Enterprise distributions: every mailproxy_ee/<name>/ with a pyproject.toml, as they appear.
 EE_DIRS := $(sort $(patsubst %/pyproject.toml,%,$(wildcard mailproxy_ee/*/pyproject.toml)))
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+SRC_DIRS := $(foreach p,$(PLUGIN_DIRS) $(EE_DIRS),$(p)/src)
+SPACE := $(subst ,, )
 
 .PHONY: install install-test test-deps serve test lint format bench clean
 
@@ -57,7 +59,9 @@ test: install-test test-deps
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy mailproxy_core $(foreach p,$(PLUGIN_DIRS) $(EE_DIRS),$(p)/src)
+	# every src/ on MYPYPATH: an EE distribution imported by another (mailproxy_ee_imap) is then
+	# known by its import name, not also as mailproxy_ee.<dir>.src.<name>
+	MYPYPATH=$(subst $(SPACE),:,$(SRC_DIRS)) $(BIN)/mypy mailproxy_core $(SRC_DIRS)
 
 format: install-test
 	$(BIN)/ruff check --fix .

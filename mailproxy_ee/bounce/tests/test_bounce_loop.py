@@ -68,7 +68,7 @@ async def test_verp_return_path_correlates_a_notice_without_the_original(
     smtp = await smtp_server()
     await setup_tenant(mp_client, smtp)
     await configure(mp_client, imap_mailbox)
-    sent = await send(mp_client, mp_kernel, smtp, "m1", [RCPT])
+    sent = await send(mp_client, smtp, "m1", [RCPT])
     pk = (await history(mp_client, "acme", "m1"))["pk"]
     local, domain = RETURN_PATH.split("@")
     assert sent.mail_from == f"{local}+m{pk}@{domain}"
@@ -88,7 +88,7 @@ async def test_idle_reads_a_new_notice_without_being_asked(
     smtp = await smtp_server()
     await setup_tenant(mp_client, smtp)
     await configure(mp_client, imap_mailbox)  # asks for a poll, which starts the IDLE watcher
-    sent = await send(mp_client, mp_kernel, smtp, "m1", [RCPT])
+    sent = await send(mp_client, smtp, "m1", [RCPT])
     for _ in range(100):
         status = mp_kernel.receipt_handler_status("ee_bounce")
         if status is not None and status.last_poll_ts is not None:
@@ -119,7 +119,7 @@ async def test_two_serve_processes_on_one_database_read_the_mailbox_in_one_only(
         smtp = await smtp_server()
         await setup_tenant(a, smtp)
         await configure(a, imap_mailbox, return_path="")
-        sent = await send(a, kernel_of(first), smtp, "m1", [RCPT])
+        sent = await send(a, smtp, "m1", [RCPT])
         imap_mailbox.append(plain_notice("bounces@example.test", RCPT).replace(
             b"Subject:", f"In-Reply-To: {sent.message_id}\r\nSubject:".encode()
         ))  # fmt: skip

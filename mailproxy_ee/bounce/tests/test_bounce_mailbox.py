@@ -51,11 +51,9 @@ async def test_notices_become_bounce_events_reported_to_the_client_app(
     app = client_app()
     await setup_tenant(mp_client, smtp, client_url=app.url)
     await configure(mp_client, imap_mailbox)
-    sent = await send(mp_client, mp_kernel, smtp, "order-1", [RCPT])
+    sent = await send(mp_client, smtp, "order-1", [RCPT])
     assert sent.mail_from == RETURN_PATH  # the bounce return path is the envelope sender
-    own = await send(
-        mp_client, mp_kernel, smtp, "order-2", [RCPT], return_path="own@acme-shop.example"
-    )
+    own = await send(mp_client, smtp, "order-2", [RCPT], return_path="own@acme-shop.example")
     assert own.mail_from == "own@acme-shop.example"  # a message's own return path wins
     imap_mailbox.append(notice("bounces/postfix_550_511_user_unknown.eml", sent))
     await poll(mp_kernel)
@@ -96,7 +94,7 @@ async def test_every_shared_sample_gives_its_expected_event(
     sent = {}
     # every message first: a hard bounce read meanwhile would suppress RCPT for the next ones
     for i, name in enumerate(sorted(SHARED)):
-        sent[name] = await send(mp_client, mp_kernel, smtp, f"m{i}", [RCPT])
+        sent[name] = await send(mp_client, smtp, f"m{i}", [RCPT])
     imap_mailbox.append([notice(name, sent[name]) for name in sorted(SHARED)])
     await poll(mp_kernel)
     for name, expected in SHARED.items():
@@ -129,7 +127,7 @@ async def test_rereading_the_mailbox_adds_no_second_event(
     smtp = await smtp_server()
     await setup_tenant(mp_client, smtp)
     await configure(mp_client, imap_mailbox)
-    sent = await send(mp_client, mp_kernel, smtp, "order-1", [RCPT])
+    sent = await send(mp_client, smtp, "order-1", [RCPT])
     no_id = notice("own/yahoo_style_no_message_id.eml", sent)
     imap_mailbox.append([notice("bounces/gmail_550_511_with_original.eml", sent), no_id])
     await poll(mp_kernel)
@@ -151,9 +149,9 @@ async def test_unrelated_mail_and_mail_for_deleted_tenants_never_block_the_bounc
     await setup_tenant(mp_client, smtp)
     await setup_tenant(mp_client, smtp, tenant_id="gone")
     await configure(mp_client, imap_mailbox)
-    doomed = await send(mp_client, mp_kernel, smtp, "old-1", [RCPT], tenant_id="gone")
+    doomed = await send(mp_client, smtp, "old-1", [RCPT], tenant_id="gone")
     assert (await mp_client.post("/tenants/delete", json={"tenant_id": "gone"})).status == 200
-    sent = await send(mp_client, mp_kernel, smtp, "order-1", [RCPT])
+    sent = await send(mp_client, smtp, "order-1", [RCPT])
     imap_mailbox.append(
         [
             notice("own/unrelated_newsletter.eml", sent),
@@ -181,7 +179,7 @@ async def test_hard_bounce_suppresses_the_recipient_until_deleted(
     smtp = await smtp_server()
     await setup_tenant(mp_client, smtp)
     await configure(mp_client, imap_mailbox)
-    first = await send(mp_client, mp_kernel, smtp, "m1", [RCPT])
+    first = await send(mp_client, smtp, "m1", [RCPT])
     imap_mailbox.append(notice("bounces/postfix_550_511_user_unknown.eml", first))
     await poll(mp_kernel)
     [entry] = (await mp_client.get("/suppressions/list", tenant_id="acme")).json
@@ -189,7 +187,7 @@ async def test_hard_bounce_suppresses_the_recipient_until_deleted(
         RCPT, "hard_bounce", "5.1.1",
     )  # fmt: skip
 
-    second = await send(mp_client, mp_kernel, smtp, "m2", [RCPT, OTHER])
+    second = await send(mp_client, smtp, "m2", [RCPT, OTHER])
     assert second.rcpt_tos == [OTHER]  # sent without the suppressed recipient
     [sent_event] = [
         e for e in (await history(mp_client, "acme", "m2"))["history"] if e["event_type"] == "sent"
@@ -214,7 +212,7 @@ async def test_hard_bounce_suppresses_the_recipient_until_deleted(
         "/suppressions/delete", json={"tenant_id": "acme", "address": RCPT}
     )
     assert removed.json["removed"] == 1
-    again = await send(mp_client, mp_kernel, smtp, "m4", [RCPT, OTHER])
+    again = await send(mp_client, smtp, "m4", [RCPT, OTHER])
     assert sorted(again.rcpt_tos) == sorted([RCPT, OTHER])
 
 
@@ -227,8 +225,8 @@ async def test_soft_bounces_suppress_nothing_and_complaints_do(
     smtp = await smtp_server()
     await setup_tenant(mp_client, smtp)
     await configure(mp_client, imap_mailbox)
-    soft = await send(mp_client, mp_kernel, smtp, "m1", [RCPT])
-    complained = await send(mp_client, mp_kernel, smtp, "m2", [OTHER])
+    soft = await send(mp_client, smtp, "m1", [RCPT])
+    complained = await send(mp_client, smtp, "m2", [OTHER])
     imap_mailbox.append(
         [
             notice("bounces/exim_452_422_mailbox_full.eml", soft),
@@ -284,7 +282,7 @@ async def test_disabled_mailbox_is_not_read_and_return_path_not_used(
     smtp = await smtp_server()
     await setup_tenant(mp_client, smtp)
     await configure(mp_client, imap_mailbox, enabled=False)
-    sent = await send(mp_client, mp_kernel, smtp, "m1", [RCPT])
+    sent = await send(mp_client, smtp, "m1", [RCPT])
     assert sent.mail_from == "orders@acme-shop.example"
     imap_mailbox.append(notice("bounces/postfix_550_511_user_unknown.eml", sent))
     await poll(mp_kernel)
@@ -303,8 +301,8 @@ async def test_a_changed_folder_is_read_from_its_start(
     first = TestMailbox(dovecot, "mailbox", dovecot.new_folder())
     second = TestMailbox(dovecot, "mailbox", dovecot.new_folder())
     await configure(mp_client, first)
-    a = await send(mp_client, mp_kernel, smtp, "a", [RCPT])
-    b = await send(mp_client, mp_kernel, smtp, "b", [RCPT])
+    a = await send(mp_client, smtp, "a", [RCPT])
+    b = await send(mp_client, smtp, "b", [RCPT])
     first.append([notice("own/unrelated_newsletter.eml", a)] * 3)
     first.append(notice("bounces/postfix_550_511_user_unknown.eml", a))
     await poll(mp_kernel)

@@ -38,10 +38,10 @@ async def test_hard_bounce_is_recorded_but_suppresses_nobody(
     smtp = await smtp_server()
     await setup_tenant(mp_client, smtp)
     await configure(mp_client, imap_mailbox)
-    sent = await send(mp_client, mp_kernel, smtp, "m1", [RCPT])
+    sent = await send(mp_client, smtp, "m1", [RCPT])
     imap_mailbox.append(fill_placeholders(SAMPLE.read_bytes(), sent, rcpt=RCPT))
     await poll(mp_kernel)
     assert len(bounces_of(await history(mp_client, "acme", "m1"))) == 1
     assert (await mp_client.get("/suppressions/list", tenant_id="acme")).json == []
-    again = await send(mp_client, mp_kernel, smtp, "m2", [RCPT])
+    again = await send(mp_client, smtp, "m2", [RCPT])
     assert again.rcpt_tos == [RCPT]

@@ -1,6 +1,8 @@
 """Helpers for tests of the bounce plugin (and of plugins that build on it).
 
-They drive a test instance through its API (``mailproxy_core.testing.client.ApiClient``): set up
+They drive a test instance through its API (any client with ``get(path, **query)`` and
+``post(path, json=...)`` answering objects with ``status`` and ``json``, such as the kernel's test
+``ApiClient``): set up
 a tenant with an SMTP account pointing at an ``smtp_server`` sink, configure the bounce mailbox
 on a ``mailproxy_ee_imap.testing`` Dovecot folder, send a message and read it back as the sink
 received it, fill the placeholders of sample notices, poll the mailbox once, and read a
@@ -9,6 +11,7 @@ message's ``bounce`` events.
 
 from __future__ import annotations
 
+import asyncio
 import email
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,8 +20,10 @@ from .handler import BounceMailboxHandler
 
 if TYPE_CHECKING:
     from mailproxy_core import MailProxy
-    from mailproxy_core.testing.client import ApiClient
     from mailproxy_ee_imap.testing import TestMailbox
+
+ApiClient = Any
+"""An API client of a test instance (see the module docstring)."""
 
 RETURN_PATH = "bounces@mail.acme-shop.example"
 """The return path the helpers configure."""
@@ -85,16 +90,16 @@ async def configure(client: ApiClient, box: TestMailbox, **extra: Any) -> None:
 
 async def send(
     client: ApiClient,
-    mp: MailProxy,
     smtp: Any,
     msg_id: str,
     to: list[str],
     tenant_id: str = "acme",
+    *,
+    within: float = 30.0,
     **fields: Any,
 ) -> Sent:
-    """Queue a message through account ``smtp``, dispatch it, and return what the sink got."""
-    from mailproxy_core.testing.dispatch import dispatch_now
-
+    """Queue a message through account ``smtp``, have it sent (``instance/run_now``) and return
+    what the sink got."""
     message = {
         "id": msg_id,
         "tenant_id": tenant_id,
@@ -105,11 +110,13 @@ async def send(
         "body": "hello",
         **fields,
     }
+    before = len(smtp.handler.messages)  # before queueing: a pending run_now may send at once
     response = await client.post("/messages/add", json=message)
     assert response.status == 200, response.json
-    before = len(smtp.handler.messages)
-    await dispatch_now(mp)
-    assert len(smtp.handler.messages) == before + 1, "the message was not sent"
+    status = await dispatch(client, tenant_id, msg_id, within=within)
+    assert status == "sent" and len(smtp.handler.messages) == before + 1, (
+        f"the message was not sent: {status}"
+    )
     received = smtp.handler.messages[-1]
     parsed = email.message_from_bytes(received.content)
     return Sent(
@@ -119,6 +126,21 @@ async def send(
         received.mail_from,
         list(received.rcpt_tos),
     )
+
+
+async def dispatch(client: ApiClient, tenant_id: str, msg_id: str, *, within: float = 30.0) -> str:
+    """Ask for an immediate send round until the message is ``sent`` or in ``error``; its status
+    (``pending``/``deferred``/``sending`` when ``within`` seconds were not enough)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        await client.post("/instance/run_now", json={})
+        response = await client.get("/messages/get", tenant_id=tenant_id, message_id=msg_id)
+        assert response.status == 200, response.json
+        status = str(response.json["status"])
+        if status in ("sent", "error") or loop.time() > deadline:
+            return status
+        await asyncio.sleep(0.02)
 
 
 async def history(client: ApiClient, tenant_id: str, msg_id: str) -> dict[str, Any]:
