@@ -26,6 +26,7 @@ from mailproxy_ee_bounce.testing import (
 from mailproxy_ee_imap.testing import TestMailbox
 
 RCPT = "jane.doe@example.test"
+OTHER = "sam.lee@example.test"
 ENCRYPTION_KEY = base64.b64encode(bytes(range(32))).decode()
 
 
@@ -94,10 +95,15 @@ async def test_idle_reads_a_new_notice_without_being_asked(
         if status is not None and status.last_poll_ts is not None:
             break
         await asyncio.sleep(0.05)
-    await asyncio.sleep(0.5)  # the watcher connects and enters IDLE
     imap_mailbox.append(plain_notice(sent.mail_from, RCPT))
     [event] = await wait_for_bounces(mp_client, "m1", ask=False, within=10)
     assert event["metadata"]["recipient"] == RCPT
+    # the watcher is in IDLE by now: the next notice is announced by the server's push
+    second = await send(mp_client, smtp, "m2", [OTHER])
+    await asyncio.sleep(0.5)
+    imap_mailbox.append(plain_notice(second.mail_from, OTHER))
+    [event] = await wait_for_bounces(mp_client, "m2", ask=False, within=10)
+    assert event["metadata"]["recipient"] == OTHER
 
 
 async def test_two_serve_processes_on_one_database_read_the_mailbox_in_one_only(

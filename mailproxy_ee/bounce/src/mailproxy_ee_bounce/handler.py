@@ -63,6 +63,7 @@ class BounceMailboxHandler:
         self._watcher: asyncio.Task[None] | None = None
         self._watch_settings: ImapSettings | None = None
         self._last_poll = 0.0
+        self._read_uidnext: int | None = None  # UIDNEXT when the last poll selected the folder
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -154,6 +155,7 @@ class BounceMailboxHandler:
             await self._disconnect()
             box, _ = await self._connected(config, imap)
             status = await box.select()
+        self._read_uidnext = status.uidnext
         key = imap.mailbox_key
         last_uid = config.last_uid
         if config.mailbox_key != key or config.uidvalidity != status.uidvalidity:
@@ -271,9 +273,12 @@ class BounceMailboxHandler:
         while self._watch_wanted():
             try:
                 async with ImapMailbox(imap) as box:
-                    await box.select()
+                    status = await box.select()
                     if not box.supports_idle:
                         return
+                    if status.uidnext is None or status.uidnext != self._read_uidnext:
+                        # mail arrived between the last poll and this IDLE: IDLE would not tell
+                        self.mp.request_receipt_poll(HANDLER_NAME)
                     while self._watch_wanted():
                         if await box.idle(min(IDLE_ROUND, max(self._interval, 1.0) * 5)):
                             self.mp.request_receipt_poll(HANDLER_NAME)
