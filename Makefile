@@ -7,13 +7,16 @@ CLIENT_DIR := clients/mailproxy-client
 # Enterprise distributions: every mailproxy_ee/<name>/ with a pyproject.toml, as they appear.
 EE_DIRS := $(sort $(patsubst %/pyproject.toml,%,$(wildcard mailproxy_ee/*/pyproject.toml)))
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+SRC_DIRS := $(foreach p,$(PLUGIN_DIRS) $(EE_DIRS),$(p)/src)
+SPACE := $(subst ,, )
 
 .PHONY: install install-test emulators test-deps serve test lint format bench client clean
 
-# System packages the tests drive as real peers: Debian's chromium (the /docs browser test).
+# System packages the tests drive as real peers: Debian's chromium (the /docs browser test) and
+# dovecot-imapd (the private IMAP server of the enterprise bounce and PEC tests).
 # Installed with apt-get when missing and we may (root or sudo); otherwise the tests that need
 # them are skipped, and pytest -rs says why.
-SYSTEM_TEST_PACKAGES := chromium
+SYSTEM_TEST_PACKAGES := chromium dovecot-imapd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
 $(BIN)/python:
@@ -68,7 +71,9 @@ test: install-test test-deps
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy mailproxy_core mailproxy_cli $(CLIENT_DIR)/src $(foreach p,$(PLUGIN_DIRS) $(EE_DIRS),$(p)/src)
+	# every src/ on MYPYPATH: an EE distribution imported by another (mailproxy_ee_imap) is then
+	# known by its import name, not also as mailproxy_ee.<dir>.src.<name>
+	MYPYPATH=$(subst $(SPACE),:,$(SRC_DIRS)) $(BIN)/mypy mailproxy_core mailproxy_cli $(CLIENT_DIR)/src $(SRC_DIRS)
 
 format: install-test
 	$(BIN)/ruff check --fix .
