@@ -1,0 +1,1 @@
+"""Fixtures of the ``ee_pec`` plugin tests."""
