@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PLUGIN_DIRS := $(sort $(wildcard plugins/*))
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: install install-test serve test lint format bench clean
+.PHONY: install install-test test-deps serve test lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,19 @@ $(VENV)/.installed-test: $(VENV)/.installed
 install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
+
+# System packages the tests talk to over loopback (Debian/Ubuntu): Dovecot for the IMAP tests.
+# Installs only what is missing; needs root (or sudo) the first time.
+TEST_DEB_PACKAGES := dovecot-imapd
+test-deps:
+	@missing=""; for p in $(TEST_DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  echo "installing:$$missing"; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
+	fi
 
 serve: install
 	$(BIN)/mail-proxy serve
