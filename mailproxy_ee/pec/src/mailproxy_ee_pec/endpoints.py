@@ -44,7 +44,9 @@ def pec_fields(mailbox: PecMailbox | None, account: Mapping[str, Any]) -> dict[s
     }
 
 
-async def extend_accounts(mp: MailProxy, views: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+async def extend_accounts(
+    mp: MailProxy, views: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     """View extension of ``accounts``: the PEC fields of each account object of a response."""
     found = await PecStore(mp).mailboxes_by_pk([str(v["pk"]) for v in views if v.get("pk")])
     return [pec_fields(found.get(str(view.get("pk"))), view) for view in views]
@@ -122,7 +124,9 @@ class PecAccountsEndpoint(Endpoint):
             )
         folder = (imap_folder or "").strip()
         if not folder:
-            errors.append({"field": "imap_folder", "message": "must not be empty", "type": "missing"})
+            errors.append(
+                {"field": "imap_folder", "message": "must not be empty", "type": "missing"}
+            )
         if errors:
             names = ", ".join(e["field"] for e in errors)
             raise InvalidInput(f"invalid PEC account fields: {names}", errors=errors)

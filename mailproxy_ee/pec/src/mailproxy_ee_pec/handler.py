@@ -22,7 +22,7 @@ import time
 from typing import TYPE_CHECKING
 
 from mailproxy_core import EventType, MailproxyError, MetaKey, Receipt, ReceiptOutcome
-from mailproxy_ee_imap import FetchedMessage, ImapMailbox, ImapSettings
+from mailproxy_ee_imap import FetchedMessage, ImapError, ImapMailbox, ImapSettings
 
 from .parser import ParsedPecMail, PecKind, parse_pec_mail
 from .store import PecMailbox, PecStore
@@ -72,11 +72,14 @@ class PecReceiptHandler:
                 raise
             except Exception as exc:  # isolated per mailbox, shown as its last_error
                 text = _safe_text(exc, self._password_or_none(mailbox))
-                log.warning(
+                expected = isinstance(exc, ImapError | MailboxError | OSError)
+                log.log(
+                    logging.WARNING if expected else logging.ERROR,
                     "PEC mailbox of account %s/%s failed: %s",
                     mailbox.tenant_id,
                     mailbox.account_id,
                     text,
+                    exc_info=not expected,
                     extra={"tenant_id": mailbox.tenant_id, "account_id": mailbox.account_id},
                 )
                 await self.store.poll_failed(mailbox.account_pk, text)
@@ -90,14 +93,21 @@ class PecReceiptHandler:
         async with ImapMailbox(settings) as imap:
             status = await imap.select()
             last_uid = mailbox.last_uid
-            if mailbox.mailbox_key != settings.mailbox_key or mailbox.uidvalidity != status.uidvalidity:
-                await self.store.start_over(mailbox.account_pk, settings.mailbox_key, status.uidvalidity)
+            if (
+                mailbox.mailbox_key != settings.mailbox_key
+                or mailbox.uidvalidity != status.uidvalidity
+            ):
+                await self.store.start_over(
+                    mailbox.account_pk, settings.mailbox_key, status.uidvalidity
+                )
                 last_uid = 0
             uids = await imap.uids_after(last_uid)
             for start in range(0, len(uids), self.settings.fetch_batch):
                 batch = uids[start : start + self.settings.fetch_batch]
                 fetched = await imap.fetch(batch)
-                recorded += await self._record(mailbox, settings.mailbox_key, status.uidvalidity, fetched)
+                recorded += await self._record(
+                    mailbox, settings.mailbox_key, status.uidvalidity, fetched
+                )
                 await imap.mark_seen(batch)
                 await self.store.advance(mailbox.account_pk, status.uidvalidity, batch[-1])
         return recorded

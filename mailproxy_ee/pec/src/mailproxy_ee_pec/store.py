@@ -76,7 +76,9 @@ class PecStore:
 
     async def mailboxes(self, tenant_id: str | None = None) -> list[PecMailbox]:
         """Every PEC mailbox (of one tenant), ordered by tenant then account id."""
-        query = sa.select(pec_accounts).order_by(pec_accounts.c.tenant_id, pec_accounts.c.account_id)
+        query = sa.select(pec_accounts).order_by(
+            pec_accounts.c.tenant_id, pec_accounts.c.account_id
+        )
         if tenant_id is not None:
             query = query.where(pec_accounts.c.tenant_id == tenant_id)
         return [PecMailbox.from_row(row) for row in await self.mp.data.fetch_all(query)]
