@@ -27,7 +27,15 @@ async def _tenant(client: ApiClient, tenant_id: str) -> None:
 
 
 async def _add_pec(client: ApiClient, **fields: Any) -> Any:
-    body = {"tenant_id": "acme", "id": "pec1", **SMTP, "imap_host": "imap.pec.example", **fields}
+    body = {
+        "tenant_id": "acme",
+        "id": "pec1",
+        **SMTP,
+        "imap_host": "imap.pec.example",
+        "imap_user": "box",
+        "imap_password": "imap-pass",
+        **fields,
+    }
     return await client.post("/accounts/add_pec", json=body)
 
 
@@ -45,7 +53,11 @@ async def test_add_pec_answers_the_account_object_with_its_pec_fields(
 ) -> None:
     await _tenant(mp_client, "acme")
     response = await _add_pec(
-        mp_client, user="amministrazione@pec.acme.example", password="smtp-secret-1"
+        mp_client,
+        user="amministrazione@pec.acme.example",
+        password="smtp-secret-1",
+        imap_user=None,
+        imap_password=None,
     )
     assert response.status == 200, response.body
     body = response.body
@@ -86,6 +98,8 @@ async def test_invalid_fields_store_nothing(mp_client: ApiClient) -> None:
         ({"imap_port": 70000}, "imap_port"),
         ({"imap_folder": ""}, "imap_folder"),
         ({"port": 0}, "port"),  # a sending field: checked by the kernel, in the same call
+        ({"imap_user": None}, "imap_user"),  # no user to default to
+        ({"imap_password": ""}, "imap_password"),
     ):
         response = await _add_pec(mp_client, **fields)
         assert response.status == 422, (fields, response.body)
@@ -141,12 +155,13 @@ async def test_list_pec_and_get_pec_ids_are_ordered_and_scoped(mp_client: ApiCli
     assert (await tenant.get("/accounts/get_pec_ids")).body == ["b1"]
     assert (await tenant.get("/accounts/list_pec", tenant_id="acme")).status == 403
     created = await tenant.post(
-        "/accounts/add_pec", json={"id": "b2", **SMTP, "imap_host": "imap.beta.example"}
+        "/accounts/add_pec",
+        json={"id": "b2", **SMTP, "imap_host": "imap.beta.example", "user": "u", "password": "p"},
     )
     assert created.status == 200 and created.body["tenant_id"] == "beta"
     other = await tenant.post(
         "/accounts/add_pec",
-        json={"tenant_id": "acme", "id": "x", **SMTP, "imap_host": "imap.example"},
+        json={"tenant_id": "acme", "id": "x", **SMTP, "imap_host": "i.example", "user": "u"},
     )
     assert other.status == 403
 

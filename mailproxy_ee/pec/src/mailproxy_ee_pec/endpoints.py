@@ -127,6 +127,22 @@ class PecAccountsEndpoint(Endpoint):
             errors.append(
                 {"field": "imap_folder", "message": "must not be empty", "type": "missing"}
             )
+        if not _blank_to_none(imap_user) and not _blank_to_none(user):
+            errors.append(
+                {
+                    "field": "imap_user",
+                    "message": "required when user is not given",
+                    "type": "missing",
+                }
+            )
+        if not _blank_to_none(imap_password) and not _blank_to_none(password):
+            errors.append(
+                {
+                    "field": "imap_password",
+                    "message": "required when password is not given",
+                    "type": "missing",
+                }
+            )
         if errors:
             names = ", ".join(e["field"] for e in errors)
             raise InvalidInput(f"invalid PEC account fields: {names}", errors=errors)
