@@ -66,6 +66,7 @@ from .specs import (
     SettingsSpec,
     StorageBackendSpec,
     TransportSpec,
+    ViewExtensionSpec,
 )
 
 __all__ = [
@@ -121,6 +122,7 @@ __all__ = [
     "TransientSendError",
     "Transport",
     "TransportSpec",
+    "ViewExtensionSpec",
     "admin_only",
     "any_principal",
     "current_kernel",

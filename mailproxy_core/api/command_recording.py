@@ -47,6 +47,7 @@ from quart.wrappers.response import DataBody
 
 from ..crypto import MASK, is_secret_key
 from ..entities.secrets import CONFIG_SECRET_KEYS
+from ..logs import principal_label
 
 if TYPE_CHECKING:
     from ..kernel import MailProxy
@@ -94,8 +95,12 @@ def install_command_recording(app: Quart, mp: MailProxy) -> None:
 async def _record(mp: MailProxy, route: str, response: Response) -> None:
     principal: Principal | None = g.get("principal")
     _, entity, method = [*route.split(":", 2), "", ""][:3]
-    raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
-    body, payload_json = masked_payload(raw)
+    if response.status_code == 413:
+        # The body was refused unread: record the call without it.
+        body, payload_json = None, None
+    else:
+        raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
+        body, payload_json = masked_payload(raw)
     await mp.repos.command_log.record(
         endpoint=f"POST {request.path}",
         tenant_id=attributed_tenant(entity, method, body, principal),
@@ -188,9 +193,7 @@ def _is_id(value: Any) -> bool:
 
 
 def _principal_label(principal: Principal | None) -> str | None:
-    if principal is None:
-        return None
-    return "admin" if principal.is_admin else f"tenant:{principal.tenant_id}"
+    return None if principal is None else principal_label(principal)
 
 
 async def _response_summary(response: Response) -> Any:
