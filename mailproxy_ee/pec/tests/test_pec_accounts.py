@@ -23,7 +23,7 @@ def _tenant_keys(register_plugin: Any) -> None:
 
 async def _tenant(client: ApiClient, tenant_id: str) -> None:
     response = await client.post("/tenants/add", id=tenant_id)
-    assert response.status == 200, response.body
+    assert response.status == 200, response.json
 
 
 async def _add_pec(client: ApiClient, **fields: Any) -> Any:
@@ -59,8 +59,8 @@ async def test_add_pec_answers_the_account_object_with_its_pec_fields(
         imap_user=None,
         imap_password=None,
     )
-    assert response.status == 200, response.body
-    body = response.body
+    assert response.status == 200, response.json
+    body = response.json
     assert body["id"] == "pec1" and body["tenant_id"] == "acme" and body["host"] == SMTP["host"]
     assert body["pec"] is True
     assert (body["imap_host"], body["imap_port"], body["imap_ssl"], body["imap_folder"]) == (
@@ -81,13 +81,17 @@ async def test_the_imap_password_is_stored_encrypted_and_never_returned(
 ) -> None:
     await _tenant(mp_client, "acme")
     response = await _add_pec(mp_client, imap_user="box", imap_password="imap-secret-2")
-    assert response.status == 200, response.body
-    assert response.body["imap_user"] == "box" and response.body["has_imap_password"] is True
+    assert response.status == 200, response.json
+    assert response.json["imap_user"] == "box" and response.json["has_imap_password"] is True
     stored = await mp_kernel.data.fetch_val(sa.select(pec_accounts.c.imap_password))
     assert stored and stored.startswith("ENC:") and "imap-secret-2" not in stored
-    for path in ("/accounts/get", "/accounts/list", "/accounts/list_pec"):
-        listed = await mp_client.get(path, tenant_id="acme", account_id="pec1")
-        assert listed.status == 200 and "imap-secret-2" not in str(listed.body)
+    for path, extra in (
+        ("/accounts/get", {"account_id": "pec1"}),
+        ("/accounts/list", {}),
+        ("/accounts/list_pec", {}),
+    ):
+        listed = await mp_client.get(path, tenant_id="acme", **extra)
+        assert listed.status == 200 and "imap-secret-2" not in str(listed.json)
 
 
 async def test_invalid_fields_store_nothing(mp_client: ApiClient) -> None:
@@ -102,30 +106,30 @@ async def test_invalid_fields_store_nothing(mp_client: ApiClient) -> None:
         ({"imap_password": ""}, "imap_password"),
     ):
         response = await _add_pec(mp_client, **fields)
-        assert response.status == 422, (fields, response.body)
-        assert bad in str(response.body)
+        assert response.status == 422, (fields, response.json)
+        assert bad in str(response.json)
     missing = await mp_client.post("/accounts/add_pec", json={"tenant_id": "acme", "id": "x"})
-    assert missing.status == 422 and "imap_host" in str(missing.body)
-    assert (await mp_client.get("/accounts/list", tenant_id="acme")).body == []
-    assert (await mp_client.get("/accounts/get_pec_ids", tenant_id="acme")).body == []
+    assert missing.status == 422 and "imap_host" in str(missing.json)
+    assert (await mp_client.get("/accounts/list", tenant_id="acme")).json == []
+    assert (await mp_client.get("/accounts/get_pec_ids", tenant_id="acme")).json == []
 
 
 async def test_add_pec_is_an_upsert_and_accounts_add_keeps_the_imap_settings(
     mp_client: ApiClient,
 ) -> None:
     await _tenant(mp_client, "acme")
-    first = (await _add_pec(mp_client, imap_folder="Ricevute")).body
-    second = (await _add_pec(mp_client, imap_port=143, imap_ssl=False, imap_folder="Ricevute")).body
+    first = (await _add_pec(mp_client, imap_folder="Ricevute")).json
+    second = (await _add_pec(mp_client, imap_port=143, imap_ssl=False, imap_folder="Ricevute")).json
     assert second["pk"] == first["pk"]
     assert (second["imap_port"], second["imap_ssl"]) == (143, False)
     plain = await mp_client.post(
         "/accounts/add",
         json={"tenant_id": "acme", "id": "pec1", "host": "smtp2.example", "port": 25},
     )
-    assert plain.status == 200, plain.body
-    assert plain.body["pec"] is True and plain.body["host"] == "smtp2.example"
-    assert plain.body["imap_folder"] == "Ricevute" and plain.body["imap_port"] == 143
-    got = (await mp_client.get("/accounts/get", tenant_id="acme", account_id="pec1")).body
+    assert plain.status == 200, plain.json
+    assert plain.json["pec"] is True and plain.json["host"] == "smtp2.example"
+    assert plain.json["imap_folder"] == "Ricevute" and plain.json["imap_port"] == 143
+    got = (await mp_client.get("/accounts/get", tenant_id="acme", account_id="pec1")).json
     assert got["pec"] is True and got["imap_host"] == "imap.pec.example"
 
 
@@ -137,28 +141,28 @@ async def test_list_pec_and_get_pec_ids_are_ordered_and_scoped(mp_client: ApiCli
     await _add_pec(mp_client, tenant_id="acme", id="a1")
     await mp_client.post("/accounts/add", json={"tenant_id": "acme", "id": "plain", **SMTP})
 
-    everything = (await mp_client.get("/accounts/list_pec")).body
+    everything = (await mp_client.get("/accounts/list_pec")).json
     assert [(a["tenant_id"], a["id"]) for a in everything] == [
         ("acme", "a1"),
         ("acme", "z9"),
         ("beta", "b1"),
     ]
     assert all(a["pec"] is True for a in everything)
-    assert (await mp_client.get("/accounts/get_pec_ids", tenant_id="acme")).body == ["a1", "z9"]
-    listed = (await mp_client.get("/accounts/list", tenant_id="acme")).body
+    assert (await mp_client.get("/accounts/get_pec_ids", tenant_id="acme")).json == ["a1", "z9"]
+    listed = (await mp_client.get("/accounts/list", tenant_id="acme")).json
     assert {a["id"]: a["pec"] for a in listed} == {"a1": True, "plain": False, "z9": True}
     assert "imap_host" not in next(a for a in listed if a["id"] == "plain")
 
     tenant = mp_client.as_tenant("beta")
-    own = (await tenant.get("/accounts/list_pec")).body
+    own = (await tenant.get("/accounts/list_pec")).json
     assert [a["id"] for a in own] == ["b1"]
-    assert (await tenant.get("/accounts/get_pec_ids")).body == ["b1"]
+    assert (await tenant.get("/accounts/get_pec_ids")).json == ["b1"]
     assert (await tenant.get("/accounts/list_pec", tenant_id="acme")).status == 403
     created = await tenant.post(
         "/accounts/add_pec",
         json={"id": "b2", **SMTP, "imap_host": "imap.beta.example", "user": "u", "password": "p"},
     )
-    assert created.status == 200 and created.body["tenant_id"] == "beta"
+    assert created.status == 200 and created.json["tenant_id"] == "beta"
     other = await tenant.post(
         "/accounts/add_pec",
         json={"tenant_id": "acme", "id": "x", **SMTP, "imap_host": "i.example", "user": "u"},
@@ -183,9 +187,9 @@ async def test_deleting_the_account_or_the_tenant_removes_the_imap_settings(
     assert (await mp_client.post("/tenants/delete", json={"tenant_id": "beta"})).status == 200
     rows = await mp_kernel.data.fetch_all(sa.select(pec_accounts.c.account_id))
     assert [r["account_id"] for r in rows] == ["two"]
-    assert (await mp_client.get("/accounts/get_pec_ids", tenant_id="acme")).body == ["two"]
+    assert (await mp_client.get("/accounts/get_pec_ids", tenant_id="acme")).json == ["two"]
 
 
 async def test_unknown_tenant_is_404(mp_client: ApiClient) -> None:
     response = await _add_pec(mp_client, tenant_id="nobody")
-    assert response.status == 404, response.body
+    assert response.status == 404, response.json

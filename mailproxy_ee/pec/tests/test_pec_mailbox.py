@@ -67,7 +67,7 @@ async def _pec_tenant(
             "imap_folder": folder,
         },
     )
-    assert response.status == 200, response.body
+    assert response.status == 200, response.json
     return folder
 
 
@@ -86,7 +86,7 @@ async def _send(
             "body": "in allegato la fattura",
         },
     )
-    assert response.status == 200, response.body
+    assert response.status == 200, response.json
     before = len(smtp.handler.messages)
     await dispatch_now(mp)
     assert len(smtp.handler.messages) == before + 1
@@ -98,8 +98,8 @@ async def _history(mp_client: ApiClient, sent: Sent) -> list[dict[str, Any]]:
     response = await mp_client.get(
         "/messages/get", tenant_id=sent.tenant_id, message_id=sent.id, include_history=True
     )
-    assert response.status == 200, response.body
-    return [e for e in response.body["history"] if e["event_type"].startswith("pec_")]
+    assert response.status == 200, response.json
+    return [e for e in response.json["history"] if e["event_type"].startswith("pec_")]
 
 
 async def _poll(mp: MailProxy) -> None:
@@ -185,7 +185,7 @@ async def test_receipts_become_events_in_mailbox_order_and_reach_the_client_app(
     assert row is not None and row["last_uid"] == len(incoming)
     assert row["last_error"] is None and row["last_poll_ts"]
 
-    listed = (await mp_client.get("/accounts/list_pec", tenant_id="acme")).body
+    listed = (await mp_client.get("/accounts/list_pec", tenant_id="acme")).json
     assert listed[0]["last_poll_ts"] == row["last_poll_ts"] and listed[0]["last_error"] is None
 
     entries = await _reported(app, 4, mp_client)
@@ -234,10 +234,10 @@ async def test_a_failing_mailbox_never_stops_the_others(
     await _poll(mp_kernel)
 
     assert [e["event_type"] for e in await _history(mp_client, sent)] == ["pec_acceptance"]
-    broken = (await mp_client.get("/accounts/list_pec", tenant_id="broken")).body[0]
+    broken = (await mp_client.get("/accounts/list_pec", tenant_id="broken")).json[0]
     assert broken["last_error"] and "wrong-pass-77" not in broken["last_error"]
     assert broken["last_poll_ts"] is None
-    fine = (await mp_client.get("/accounts/list_pec", tenant_id="fine")).body[0]
+    fine = (await mp_client.get("/accounts/list_pec", tenant_id="fine")).json[0]
     assert fine["last_error"] is None and fine["last_poll_ts"]
 
     # fixed: the next round reads it and clears last_error
@@ -258,7 +258,7 @@ async def test_a_failing_mailbox_never_stops_the_others(
         },
     )
     await _poll(mp_kernel)
-    repaired = (await mp_client.get("/accounts/list_pec", tenant_id="broken")).body[0]
+    repaired = (await mp_client.get("/accounts/list_pec", tenant_id="broken")).json[0]
     assert repaired["last_error"] is None and repaired["last_poll_ts"]
 
 
