@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,9 +25,10 @@ def pec_sections() -> dict[str, Any]:
 
 
 @pytest.fixture
-def mp_settings(tmp_path: Path, pec_sections: dict[str, Any]) -> Settings:
+def mp_settings(db_url: str, pec_sections: dict[str, Any]) -> Settings:
+    """An instance on SQLite and on PostgreSQL (a private schema), with an encryption key."""
     return Settings.from_values(
-        db=str(tmp_path / "mailproxy.db"),
+        db=db_url,
         api_token="test-admin-token",
         encryption_key=ENCRYPTION_KEY,
         test_mode=True,

@@ -370,3 +370,22 @@ async def test_messages_of_ordinary_accounts_never_time_out(
 async def test_a_zero_timeout_is_off(mp_kernel: MailProxy) -> None:
     off = PecSettings(acceptance_timeout=0)
     assert await record_timeouts(mp_kernel, off, now=int(time.time()) + 10**9) == 0
+
+
+async def test_run_now_makes_the_kernel_poll_the_pec_mailboxes(
+    mp_client: ApiClient, mp_kernel: MailProxy, smtp_server: Any, dovecot: DovecotServer
+) -> None:
+    smtp = await smtp_server()
+    folder = await _pec_tenant(mp_client, smtp, dovecot, tenant_id="acme", user="user1")
+    sent = await _send(mp_client, mp_kernel, smtp, "acme", "m1", [RCPT])
+    dovecot.append(
+        pec_receipt(receipt="accettazione", msgid=sent.message_id, recipient=RCPT), folder, "user1"
+    )
+    assert (await mp_client.post("/instance/run_now", json={})).status == 200
+    for _ in range(200):
+        if await _history(mp_client, sent):
+            break
+        await asyncio.sleep(0.05)
+    assert [e["event_type"] for e in await _history(mp_client, sent)] == ["pec_acceptance"]
+    status = mp_kernel.receipt_handler_status("pec")
+    assert status is not None and status.last_error is None

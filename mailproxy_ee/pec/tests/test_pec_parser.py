@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from mailproxy_core import EventType
 from mailproxy_ee_pec.parser import (
     EVENT_BY_RECEIPT,
     PEC_ACCEPTANCE,
@@ -357,6 +358,9 @@ def test_non_pec_mail_is_not_pec(raw: bytes) -> None:
 
 
 def test_event_values_are_the_kernel_wire_names() -> None:
-    assert {PEC_ACCEPTANCE, PEC_DELIVERY, PEC_ERROR} == {
-        e for e in EVENT_BY_RECEIPT.values() if e is not None
+    assert {e for e in EVENT_BY_RECEIPT.values() if e is not None} == {
+        EventType.PEC_ACCEPTANCE,
+        EventType.PEC_DELIVERY,
+        EventType.PEC_ERROR,
     }
+    assert (PEC_ACCEPTANCE, PEC_DELIVERY) == ("pec_acceptance", "pec_delivery")

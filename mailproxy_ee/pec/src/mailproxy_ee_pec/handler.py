@@ -21,7 +21,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from mailproxy_core import EventType, MailproxyError, MetaKey, Receipt, ReceiptOutcome
+from mailproxy_core import EventType, MailproxyError, Receipt, ReceiptOutcome
 from mailproxy_ee_imap import FetchedMessage, ImapError, ImapMailbox, ImapSettings
 
 from .parser import ParsedPecMail, PecKind, parse_pec_mail
@@ -149,21 +149,11 @@ class PecReceiptHandler:
             return None
         if parsed.reference_message_id is None:
             return None
-        metadata = {
-            MetaKey.RECEIPT.value: parsed.receipt,
-            MetaKey.RECIPIENT.value: parsed.recipient,
-            MetaKey.PROVIDER.value: parsed.provider,
-            MetaKey.PEC_ID.value: parsed.pec_id,
-        }
-        if parsed.receipt_ts is not None:
-            metadata[MetaKey.RECEIPT_TS.value] = parsed.receipt_ts
-        if parsed.reason:
-            metadata[MetaKey.REASON.value] = parsed.reason
         return Receipt(
             event_type=parsed.event,
             dedup_key=parsed.message_id or uid_key,
             description=parsed.description,
-            metadata=metadata,
+            metadata=parsed.metadata,
             message_id_header=parsed.reference_message_id,
             tenant_id=mailbox.tenant_id,
         )

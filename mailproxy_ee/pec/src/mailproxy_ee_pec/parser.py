@@ -18,7 +18,8 @@ Transport envelopes (``X-Trasporto`` without ``X-Ricevuta``: ``POSTA CERTIFICATA
 it is parsed with ``defusedxml`` (the standard library's parser with entity declarations and
 external references refused), and only up to ``MAX_DATICERT_BYTES``.
 
-The parser is pure: bytes in, a ``ParsedPecMail`` out, no I/O.
+The parser is pure: bytes in, a ``ParsedPecMail`` out, no I/O. Event types and metadata keys
+are the kernel's constants (``EventType``, ``MetaKey``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from xml.etree.ElementTree import Element
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
+from mailproxy_core import EventType, MetaKey
+
 __all__ = [
     "EVENT_BY_RECEIPT",
     "MAX_DATICERT_BYTES",
@@ -50,10 +53,10 @@ __all__ = [
     "parse_pec_mail",
 ]
 
-PEC_ACCEPTANCE = "pec_acceptance"
-PEC_DELIVERY = "pec_delivery"
-PEC_ERROR = "pec_error"
-PEC_TIMEOUT = "pec_timeout"
+PEC_ACCEPTANCE = EventType.PEC_ACCEPTANCE.value
+PEC_DELIVERY = EventType.PEC_DELIVERY.value
+PEC_ERROR = EventType.PEC_ERROR.value
+PEC_TIMEOUT = EventType.PEC_TIMEOUT.value
 
 EVENT_BY_RECEIPT: dict[str, str | None] = {
     "accettazione": PEC_ACCEPTANCE,
@@ -154,15 +157,15 @@ class ParsedPecMail:
     def metadata(self) -> dict[str, Any]:
         """The event's ``metadata``: receipt, recipient, provider, pec_id, receipt_ts?, reason?."""
         meta: dict[str, Any] = {
-            "receipt": self.receipt,
-            "recipient": self.recipient,
-            "provider": self.provider,
-            "pec_id": self.pec_id,
+            MetaKey.RECEIPT.value: self.receipt,
+            MetaKey.RECIPIENT.value: self.recipient,
+            MetaKey.PROVIDER.value: self.provider,
+            MetaKey.PEC_ID.value: self.pec_id,
         }
         if self.receipt_ts is not None:
-            meta["receipt_ts"] = self.receipt_ts
+            meta[MetaKey.RECEIPT_TS.value] = self.receipt_ts
         if self.reason:
-            meta["reason"] = self.reason
+            meta[MetaKey.REASON.value] = self.reason
         return meta
 
 
