@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from mailproxy_core import POST, Endpoint, InvalidInput, NotFound, PluginError, tenant_scoped
 
 from .store import PecMailbox, PecStore
+from .timeouts import forget_pec_accounts
 
 if TYPE_CHECKING:
     from mailproxy_core import MailProxy
@@ -175,6 +176,7 @@ class PecAccountsEndpoint(Endpoint):
                 imap_password=_blank_to_none(imap_password),
                 imap_folder=folder,
             )
+        forget_pec_accounts(self.mp)
         return await self._account_object(tenant_id, account.id)
 
     @tenant_scoped

@@ -13,15 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from typing import TYPE_CHECKING
 
-from mailproxy_core import EventType, Message, Receipt, ReceiptOutcome
+from mailproxy_core import EventType, MailProxy, Message, Receipt, ReceiptOutcome
 
 from .store import PecStore
 
 if TYPE_CHECKING:
-    from mailproxy_core import MailProxy
-
     from .settings import PecSettings
 
 log = logging.getLogger(__name__)
@@ -32,15 +31,43 @@ TIMEOUT_DEDUP_KEY = "pec_timeout"
 MAX_CHECK_INTERVAL = 60.0
 
 
+PEC_ACCOUNTS_TTL = 5.0
+"""Seconds the list of PEC accounts is reused by ``remember_sent`` before it is read again."""
+
+_pec_accounts: weakref.WeakKeyDictionary[MailProxy, tuple[float, dict[tuple[str, str], str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def forget_pec_accounts(mp: MailProxy) -> None:
+    """PEC accounts changed in this process: the next ``remember_sent`` reads them again."""
+    _pec_accounts.pop(mp, None)
+
+
+async def _pec_account_pks(mp: MailProxy) -> dict[tuple[str, str], str]:
+    # Every sent message asks; reading the (small) list at most every few seconds keeps the
+    # send path of tenants without PEC free of an extra query per message.
+    now = time.monotonic()
+    cached = _pec_accounts.get(mp)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    pks = {(m.tenant_id, m.account_id): m.account_pk for m in await PecStore(mp).mailboxes()}
+    _pec_accounts[mp] = (now + PEC_ACCOUNTS_TTL, pks)
+    return pks
+
+
 async def remember_sent(mp: MailProxy, message: Message) -> None:
-    """Remember ``message`` when its account is a PEC account (called once it is sent)."""
+    """Remember ``message`` when its account is a PEC account (called once it is sent).
+
+    An account made a PEC account in another process is known here within
+    ``PEC_ACCOUNTS_TTL`` seconds.
+    """
     if message.account_id is None:
         return
-    store = PecStore(mp)
-    mailbox = await store.mailbox(message.tenant_id, message.account_id)
-    if mailbox is None:
+    account_pk = (await _pec_account_pks(mp)).get((message.tenant_id, message.account_id))
+    if account_pk is None:
         return
-    await store.track_sent(message.pk, mailbox.account_pk, message.tenant_id, int(time.time()))
+    await PecStore(mp).track_sent(message.pk, account_pk, message.tenant_id, int(time.time()))
 
 
 async def record_timeouts(mp: MailProxy, settings: PecSettings, now: int | None = None) -> int:
