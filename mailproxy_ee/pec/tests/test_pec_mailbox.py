@@ -389,3 +389,45 @@ async def test_run_now_makes_the_kernel_poll_the_pec_mailboxes(
     assert [e["event_type"] for e in await _history(mp_client, sent)] == ["pec_acceptance"]
     status = mp_kernel.receipt_handler_status("pec")
     assert status is not None and status.last_error is None
+
+
+async def test_changing_the_folder_starts_over_without_duplicate_events(
+    mp_client: ApiClient, mp_kernel: MailProxy, smtp_server: Any, dovecot: DovecotServer
+) -> None:
+    smtp = await smtp_server()
+    folder = await _pec_tenant(mp_client, smtp, dovecot, tenant_id="acme", user="user2")
+    sent = await _send(mp_client, mp_kernel, smtp, "acme", "m1", [RCPT])
+    acceptance = pec_receipt(receipt="accettazione", msgid=sent.message_id, recipient=RCPT)
+    dovecot.append(acceptance, folder, "user2")
+    await _poll(mp_kernel)
+    before = await mp_kernel.data.fetch_one(sa.select(pec_accounts))
+    assert before is not None and before["last_uid"] == 1
+
+    moved = dovecot.new_folder("user2")  # the same receipt, then a new one, in another folder
+    delivery = pec_receipt(receipt="avvenuta-consegna", msgid=sent.message_id, recipient=RCPT)
+    dovecot.append([acceptance, delivery], moved, "user2")
+    body = (await mp_client.get("/accounts/get", tenant_id="acme", account_id="pec")).json
+    changed = await mp_client.post(
+        "/accounts/add_pec",
+        json={
+            "tenant_id": "acme",
+            "id": "pec",
+            "host": "127.0.0.1",
+            "port": smtp.port,
+            "use_tls": False,
+            "imap_host": body["imap_host"],
+            "imap_port": body["imap_port"],
+            "imap_ssl": False,
+            "imap_user": "user2",
+            "imap_password": dovecot.users["user2"],
+            "imap_folder": moved,
+        },
+    )
+    assert changed.status == 200, changed.json
+    await _poll(mp_kernel)
+    assert [e["event_type"] for e in await _history(mp_client, sent)] == [
+        "pec_acceptance",
+        "pec_delivery",
+    ]
+    after = await mp_kernel.data.fetch_one(sa.select(pec_accounts))
+    assert after is not None and after["last_uid"] == 2 and moved in after["mailbox_key"]
