@@ -3,8 +3,8 @@
 The kernel's receipt loop calls :meth:`PecReceiptHandler.poll` every ``poll_interval`` seconds
 (and at once on ``instance/run_now``), in one process only. Each round reads the list of PEC
 accounts afresh, so accounts added, changed or deleted take effect from the next round, and
-polls their mailboxes one after the other; a mailbox that fails records its ``last_error`` and
-the round goes on with the next one.
+polls their mailboxes (a few at a time); a mailbox that fails records its ``last_error`` and
+never stops the others.
 
 Per mailbox: SELECT the folder; when the server, user or folder differ from those of the saved
 state, or UIDVALIDITY changed, start over from UID 0. Then, a batch at a time and in UID order
@@ -64,27 +64,39 @@ class PecReceiptHandler:
         return self.settings.poll_interval
 
     async def poll(self) -> None:
-        """One round over every PEC mailbox; a failing mailbox never stops the others."""
-        for mailbox in await self.store.mailboxes():
-            try:
-                await self.poll_mailbox(mailbox)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # isolated per mailbox, shown as its last_error
-                text = _safe_text(exc, self._password_or_none(mailbox))
-                expected = isinstance(exc, ImapError | MailboxError | OSError)
-                log.log(
-                    logging.WARNING if expected else logging.ERROR,
-                    "PEC mailbox of account %s/%s failed: %s",
-                    mailbox.tenant_id,
-                    mailbox.account_id,
-                    text,
-                    exc_info=not expected,
-                    extra={"tenant_id": mailbox.tenant_id, "account_id": mailbox.account_id},
-                )
-                await self.store.poll_failed(mailbox.account_pk, text)
-            else:
-                await self.store.poll_succeeded(mailbox.account_pk, int(time.time()))
+        """One round over every PEC mailbox; a failing mailbox never stops the others.
+
+        Up to ``settings.concurrent_mailboxes`` mailboxes are read at the same time, so a few
+        unreachable servers (each waiting out its timeout) do not hold up the rest.
+        """
+        gate = asyncio.Semaphore(self.settings.concurrent_mailboxes)
+
+        async def one(mailbox: PecMailbox) -> None:
+            async with gate:
+                await self._poll_isolated(mailbox)
+
+        await asyncio.gather(*(one(m) for m in await self.store.mailboxes()))
+
+    async def _poll_isolated(self, mailbox: PecMailbox) -> None:
+        try:
+            await self.poll_mailbox(mailbox)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # isolated per mailbox, shown as its last_error
+            text = _safe_text(exc, self._password_or_none(mailbox))
+            expected = isinstance(exc, ImapError | MailboxError | OSError)
+            log.log(
+                logging.WARNING if expected else logging.ERROR,
+                "PEC mailbox of account %s/%s failed: %s",
+                mailbox.tenant_id,
+                mailbox.account_id,
+                text,
+                exc_info=not expected,
+                extra={"tenant_id": mailbox.tenant_id, "account_id": mailbox.account_id},
+            )
+            await self.store.poll_failed(mailbox.account_pk, text)
+        else:
+            await self.store.poll_succeeded(mailbox.account_pk, int(time.time()))
 
     async def poll_mailbox(self, mailbox: PecMailbox) -> int:
         """Read one mailbox's new messages; return how many events were recorded."""

@@ -36,6 +36,14 @@ class PecSettings(BaseModel):
         gt=0,
         description="Limit for one IMAP operation (connect, login, search, fetch) of a poll.",
     )
+    concurrent_mailboxes: int = Field(
+        default=4,
+        ge=1,
+        le=100,
+        description=(
+            "PEC mailboxes read at the same time in one round (each mailbox is read in order)."
+        ),
+    )
     fetch_batch: int = Field(
         default=20,
         ge=1,
