@@ -364,3 +364,26 @@ def test_event_values_are_the_kernel_wire_names() -> None:
         EventType.PEC_ERROR,
     }
     assert (PEC_ACCEPTANCE, PEC_DELIVERY) == ("pec_acceptance", "pec_delivery")
+
+
+@pytest.mark.parametrize("variant", ["completa", "breve", "sintetica"])
+def test_every_delivery_receipt_variant_is_a_delivery(variant: str) -> None:
+    # completa: the original attached as postacert.eml; breve: the original with its
+    # attachments replaced by their hashes; sintetica: daticert.xml only.
+    original = (
+        f"From: a@pec.acme.example\r\nTo: {RCPT}\r\nMessage-ID: {MSGID}\r\nSubject: Fattura\r\n"
+        "\r\nbody\r\n"
+    ).encode()
+    raw = pec_receipt(
+        receipt="avvenuta-consegna",
+        msgid=MSGID,
+        recipient=RCPT,
+        x_tipo_ricevuta=variant,
+        postacert=None if variant == "sintetica" else original,
+    )
+    parsed = parse_pec_mail(raw)
+    assert (parsed.event, parsed.recipient, parsed.reference_message_id) == (
+        PEC_DELIVERY,
+        RCPT,
+        MSGID,
+    )
