@@ -19,9 +19,13 @@ ENCRYPTION_KEY = base64.b64encode(bytes(range(32))).decode()
 
 
 @pytest.fixture
-def pec_sections() -> dict[str, Any]:
-    """``[plugins.ee_pec]`` of the test instance; override or update it in a test module."""
-    return {"poll_interval": 60, "acceptance_timeout": 0}
+def pec_sections(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """``[plugins.ee_pec]`` of the test instance (a test may pass its own, ``indirect=True``).
+
+    By default the ``pec_timeout`` task is off: tests call ``record_timeouts`` themselves.
+    """
+    default: dict[str, Any] = {"poll_interval": 60, "acceptance_timeout": 0}
+    return dict(getattr(request, "param", default))
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from mailproxy_core import MailProxy
@@ -431,3 +432,22 @@ async def test_changing_the_folder_starts_over_without_duplicate_events(
     ]
     after = await mp_kernel.data.fetch_one(sa.select(pec_accounts))
     assert after is not None and after["last_uid"] == 2 and moved in after["mailbox_key"]
+
+
+@pytest.mark.parametrize(
+    "pec_sections", [{"poll_interval": 0.2, "acceptance_timeout": 1}], indirect=True
+)
+async def test_the_background_task_records_pec_timeout(
+    mp_client: ApiClient, mp_kernel: MailProxy, smtp_server: Any, dovecot: DovecotServer
+) -> None:
+    smtp = await smtp_server()
+    await _pec_tenant(mp_client, smtp, dovecot, tenant_id="acme", user="user3")
+    sent = await _send(mp_client, mp_kernel, smtp, "acme", "m1", [RCPT])
+    for _ in range(100):
+        if await _history(mp_client, sent):
+            break
+        await asyncio.sleep(0.1)
+    events = await _history(mp_client, sent)
+    assert [(e["event_type"], e["metadata"]["timeout"]) for e in events] == [("pec_timeout", 1)]
+    await asyncio.sleep(0.5)  # more rounds of the task add nothing
+    assert len(await _history(mp_client, sent)) == 1
