@@ -18,7 +18,7 @@ from mailproxy_core import MailProxy
 from mailproxy_core.testing.client import ApiClient
 from mailproxy_core.testing.dispatch import dispatch_now
 from mailproxy_ee_imap.testing import DovecotServer
-from mailproxy_ee_pec import PecReceiptHandler, PecSettings, record_timeouts
+from mailproxy_ee_pec import PecReceiptHandler, PecSettings, idle, record_timeouts
 from mailproxy_ee_pec.tables import pec_accounts
 from mailproxy_ee_pec.testing import pec_receipt
 
@@ -451,3 +451,22 @@ async def test_the_background_task_records_pec_timeout(
     assert [(e["event_type"], e["metadata"]["timeout"]) for e in events] == [("pec_timeout", 1)]
     await asyncio.sleep(0.5)  # more rounds of the task add nothing
     assert len(await _history(mp_client, sent)) == 1
+
+
+async def test_idle_reads_a_new_receipt_without_waiting_for_the_next_round(
+    mp_client: ApiClient, mp_kernel: MailProxy, smtp_server: Any, dovecot: DovecotServer
+) -> None:
+    # poll_interval is 60 s and the instance is in test mode (no timed polls at all): only the
+    # IDLE watcher's request can make the handler poll.
+    smtp = await smtp_server()
+    folder = await _pec_tenant(mp_client, smtp, dovecot, tenant_id="acme", user="user4")
+    sent = await _send(mp_client, mp_kernel, smtp, "acme", "m1", [RCPT])
+    await asyncio.sleep(idle.RESYNC_SECONDS + 1)  # the watcher has connected and is in IDLE
+    dovecot.append(
+        pec_receipt(receipt="accettazione", msgid=sent.message_id, recipient=RCPT), folder, "user4"
+    )
+    for _ in range(100):
+        if await _history(mp_client, sent):
+            break
+        await asyncio.sleep(0.1)
+    assert [e["event_type"] for e in await _history(mp_client, sent)] == ["pec_acceptance"]

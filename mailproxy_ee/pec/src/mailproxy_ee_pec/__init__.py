@@ -22,6 +22,7 @@ from mailproxy_core import (
 
 from .endpoints import PecAccountsEndpoint, extend_accounts
 from .handler import HANDLER_NAME, PecReceiptHandler
+from .idle import run_idle_watchers
 from .parser import ParsedPecMail, PecKind, parse_pec_mail
 from .settings import PecSettings
 from .tables import MIGRATIONS
@@ -75,8 +76,11 @@ def mailproxy_register_receipt_handlers() -> list[ReceiptHandlerSpec]:
 
 @hookimpl
 def mailproxy_register_background_tasks() -> list[BackgroundTaskSpec]:
-    """The ``pec_timeout`` check."""
-    return [BackgroundTaskSpec("ee_pec_timeouts", run_timeouts)]
+    """The ``pec_timeout`` check, and the IMAP IDLE watchers of the PEC mailboxes."""
+    return [
+        BackgroundTaskSpec("ee_pec_timeouts", run_timeouts),
+        BackgroundTaskSpec("ee_pec_idle", run_idle_watchers),
+    ]
 
 
 @hookimpl

@@ -100,7 +100,7 @@ class PecReceiptHandler:
 
     async def poll_mailbox(self, mailbox: PecMailbox) -> int:
         """Read one mailbox's new messages; return how many events were recorded."""
-        settings = await self._imap_settings(mailbox)
+        settings = await self.imap_settings(mailbox)
         recorded = 0
         async with ImapMailbox(settings) as imap:
             status = await imap.select()
@@ -170,7 +170,8 @@ class PecReceiptHandler:
             tenant_id=mailbox.tenant_id,
         )
 
-    async def _imap_settings(self, mailbox: PecMailbox) -> ImapSettings:
+    async def imap_settings(self, mailbox: PecMailbox) -> ImapSettings:
+        """How to reach the mailbox: its own login, else the sending account's."""
         user = mailbox.imap_user
         password = self._password(mailbox)
         if user is None or password is None:
