@@ -7,7 +7,7 @@ PLUGIN_DIRS := $(sort $(wildcard plugins/*))
 EE_DIRS := $(sort $(patsubst %/pyproject.toml,%,$(wildcard mailproxy_ee/*/pyproject.toml)))
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: install install-test test-deps serve test lint format bench clean
+.PHONY: install install-test emulators test-deps serve test lint format bench clean
 
 # System packages the tests drive as real peers: Debian's chromium (the /docs browser test) and
 # dovecot-imapd (the IMAP tests of the EE plugins).
@@ -26,12 +26,23 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml $(wildcard plugins/*/pyproject.
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -e '.[test,lint]'
+	$(PIP) install -e '.[test,lint]' $(foreach p,$(EE_DIRS),-e '$(p)[test]')
 	@touch $@
+
+# Test emulators that do not come from PyPI: Azurite (Azure Blob) from npm, pinned to the last
+# release that runs on Node.js 20. Without node/npm the Azure tests skip, saying why.
+AZURITE_VERSION := 3.35.0
+$(VENV)/azurite/.installed-$(AZURITE_VERSION): | $(BIN)/python
+	@if command -v npm >/dev/null 2>&1; then \
+		npm install --prefix $(VENV)/azurite --no-audit --no-fund --loglevel=error \
+			azurite@$(AZURITE_VERSION) && touch $@; \
+	else echo "npm not found: Azurite not installed, the Azure Blob tests will skip"; fi
+
+emulators: $(VENV)/azurite/.installed-$(AZURITE_VERSION)
 
 install: $(VENV)/.installed
 
-install-test: $(VENV)/.installed-test
+install-test: $(VENV)/.installed-test emulators
 
 test-deps:
 	@missing=""; for p in $(SYSTEM_TEST_PACKAGES); do \
