@@ -81,6 +81,8 @@ async def _watch(mp: MailProxy, settings: ImapSettings, retry_after: float) -> N
                 if not imap.supports_idle:
                     return  # polling only
                 await imap.select()
+                # Mail that arrived between the last poll and this IDLE is never announced.
+                mp.request_receipt_poll(HANDLER_NAME)
                 while True:
                     if await imap.idle(IDLE_SECONDS):
                         mp.request_receipt_poll(HANDLER_NAME)
