@@ -124,6 +124,7 @@ async def run_worker(mp: MailProxy, *, stop: asyncio.Event | None = None) -> Non
     remove = _install_signal_handlers(stop)
     try:
         await mp.start("worker")
+        log.info("worker started: dispatching until SIGTERM or SIGINT")
         try:
             await stop.wait()
         finally:

@@ -164,8 +164,15 @@ def test_worker_runs_until_sigterm(tmp_path, serve_env):
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)
-    assert proc.poll() is None, proc.communicate()
+    # Wait until it says it is running (its signal handlers are installed by then), however long
+    # the start takes on a loaded machine.
+    assert proc.stderr is not None
+    seen = []
+    while "worker started" not in "".join(seen[-1:]):
+        line = proc.stderr.readline()
+        assert line, f"the worker exited before starting: {''.join(seen)}"
+        seen.append(line)
+    assert proc.poll() is None
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=15)
     assert proc.returncode == 0

@@ -13,8 +13,6 @@ from mailproxy_core import Settings
 from mailproxy_ee_imap.testing import dovecot, imap_mailbox  # noqa: F401  (fixtures)
 from mailproxy_reporter_http.testing import ClientApp
 
-pytest_plugins = ["mailproxy_core.testing.plugin"]
-
 ENCRYPTION_KEY = base64.b64encode(bytes(range(32))).decode()
 
 
