@@ -146,7 +146,8 @@ def mask_secret_values(value: Any) -> tuple[Any, bool]:
         changed = False
         result: dict[Any, Any] = {}
         for key, item in value.items():
-            if item is not None and isinstance(key, str) and _is_secret(key):
+            flag = item is None or isinstance(item, bool)  # "no secret" / has_credentials: true
+            if not flag and isinstance(key, str) and _is_secret(key):
                 result[key] = MASK
                 changed = True
             else:
