@@ -166,6 +166,11 @@ async def store_account(
                 errors.add(field, f"required for the {fields.transport} transport", "missing")
     options = fields.options or {}
     errors.extend(secret_value_errors(options, "options"))
+    check_options = getattr(mp.transports.get(fields.transport), "check_options", None)
+    if check_options is not None:
+        for problem in check_options(options):
+            key, _, what = problem.partition(": ")
+            errors.add(f"options.{key}", what or problem)
     errors.raise_if_any()
     secret = blank_to_none(fields.password)
     row, created = await mp.repos.accounts.upsert(
