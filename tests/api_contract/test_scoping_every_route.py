@@ -17,6 +17,7 @@ Rows of routes that plugins add (``plugin=...``) apply only when that plugin is 
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -175,6 +176,15 @@ async def new_account_body(world: World, tenant: str, kind: Kind) -> Params:
     return {"id": world.unique("new-acct"), "tenant_id": tenant, "transport": "null"}
 
 
+async def new_pec_account_body(world: World, tenant: str, kind: Kind) -> Params:
+    return {
+        **await new_account_body(world, tenant, kind),
+        "imap_host": "imap.pec.example",
+        "imap_user": "box",
+        "imap_password": "imap-secret",
+    }
+
+
 async def new_mount_body(world: World, tenant: str, kind: Kind) -> Params:
     return {"tenant_id": tenant, "name": world.unique("NEW"), "protocol": "fake"}
 
@@ -271,7 +281,7 @@ async def foreign_pk_untouched(body: Any, params: Params, world: World) -> str |
         return "deleting another tenant's message must answer false"
     listed = (await world.admin.get("/messages/list", tenant_id=OTHER)).json
     pks = {entry["pk"] for entry in listed}
-    return None if params["message_pk"] in pks else "another tenant's message was deleted"
+    return None if str(params["message_pk"]) in pks else "another tenant's message was deleted"
 
 
 async def foreign_ids_untouched(body: Any, params: Params, world: World) -> str | None:
@@ -313,6 +323,11 @@ def detail_is(text: str) -> Check:
 OK = Expect(200)
 FORBIDDEN = Expect(403)
 NOT_FOUND = Expect(404)
+EE_INSTALLED = any(
+    ep.name.startswith("ee_") for ep in importlib.metadata.entry_points(group="mailproxy")
+)
+UPGRADE_TO_EE = OK if EE_INSTALLED else Expect(409)
+"""``instance/upgrade_to_ee`` confirms an installed EE plugin, else 409 naming what to install."""
 PUBLIC = Expect(200)
 
 # --- the table ---------------------------------------------------------------------------------
@@ -341,6 +356,7 @@ TABLE: tuple[Row, ...] = (
     Row("GET", "/instance/status", fixed(), OK, OK, None),
     Row("GET", "/instance/get", fixed(), OK, OK, None),
     Row("POST", "/instance/update", fixed(name="contract"), OK, FORBIDDEN, None),
+    Row("POST", "/instance/upgrade_to_ee", fixed(), UPGRADE_TO_EE, FORBIDDEN, None),
     Row("GET", "/instance/plugins", fixed(), OK, FORBIDDEN, None),
     Row("POST", "/instance/suspend", of_tenant(batch_code="b9"), OK, FORBIDDEN, FORBIDDEN),
     Row("POST", "/instance/activate", of_tenant(batch_code="b9"), OK, FORBIDDEN, FORBIDDEN),
@@ -417,6 +433,10 @@ TABLE: tuple[Row, ...] = (
             404, still_there("/accounts/get", tenant_id=OTHER, account_id="=account_id")
         ),
     ),
+    # EE ee_pec: PEC accounts are accounts, scoped like them
+    Row("POST", "/accounts/add_pec", new_pec_account_body, OK, OK, FORBIDDEN, plugin="ee_pec"),
+    Row("GET", "/accounts/list_pec", of_tenant(), OK, OK, FORBIDDEN, plugin="ee_pec"),
+    Row("GET", "/accounts/get_pec_ids", of_tenant(), OK, OK, FORBIDDEN, plugin="ee_pec"),
     # messages
     Row(
         "POST",
@@ -477,6 +497,7 @@ TABLE: tuple[Row, ...] = (
         foreign_expect=Expect(200, foreign_ids_not_requeued),
     ),
     Row("POST", "/messages/cleanup", of_tenant(), OK, OK, FORBIDDEN),
+    Row("GET", "/messages/cleanup", of_tenant(), OK, OK, FORBIDDEN),
     Row(
         "GET",
         "/messages/count_active",
