@@ -356,6 +356,60 @@ class MessagesRepo:
                 if count < _DELETE_CHUNK:
                     return removed
 
+    async def search(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: str | None = None,
+        text: str | None = None,
+        client_id: str | None = None,
+        batch_code: str | None = None,
+        created_from: int | None = None,
+        created_to: int | None = None,
+        before_pk: int | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """One page of messages, newest first, for keyset pagination (dashboard search).
+
+        Every filter is optional and they combine: ``tenant_id``, ``status``, ``client_id``
+        and ``batch_code`` match exactly, ``created_from``/``created_to`` bound ``created_at``
+        (unix seconds, inclusive), ``text`` is a case-insensitive substring of the stored
+        payload (the caller checks in which field it occurs). ``before_pk`` is the cursor: only
+        messages with a smaller pk, so the next page is ``before_pk=<last pk of this page>``.
+        The ``(tenant_id, pk)`` and ``(tenant_id, status, pk)`` indexes serve the order.
+        """
+        query = _select_messages()
+        if tenant_id is not None:
+            query = query.where(messages.c.tenant_id == tenant_id)
+        if status is not None:
+            query = query.where(messages.c.status == status)
+        if client_id is not None:
+            query = query.where(messages.c.id == client_id)
+        if batch_code is not None:
+            query = query.where(messages.c.batch_code == batch_code)
+        if created_from is not None:
+            query = query.where(messages.c.created_at >= created_from)
+        if created_to is not None:
+            query = query.where(messages.c.created_at <= created_to)
+        if before_pk is not None:
+            query = query.where(messages.c.pk < before_pk)
+        if text:
+            escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(
+                sa.func.lower(sa.cast(messages.c.payload, sa.Text)).like(
+                    f"%{escaped}%", escape="\\"
+                )
+            )
+        query = query.order_by(messages.c.pk.desc()).limit(limit)
+        return [_decode(row) for row in await self._db.fetch_all(query)]
+
+    async def status_counts(self, tenant_id: str | None = None) -> dict[str, int]:
+        """Messages per status, of one tenant or (``None``) of every tenant."""
+        query = sa.select(messages.c.status, sa.func.count().label("n")).group_by(messages.c.status)
+        if tenant_id is not None:
+            query = query.where(messages.c.tenant_id == tenant_id)
+        return {row["status"]: int(row["n"]) for row in await self._db.fetch_all(query)}
+
     # Last in the class: below it, ``list`` would name this method in annotations.
     async def list(
         self,
