@@ -22,6 +22,8 @@ from mailproxy_core.testing.plugin import ADMIN_TOKEN
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
+pytestmark = pytest.mark.requires_plugins("smtp")
+
 
 def chromium_path() -> str | None:
     return os.environ.get("MAILPROXY_TEST_CHROMIUM") or shutil.which("chromium")

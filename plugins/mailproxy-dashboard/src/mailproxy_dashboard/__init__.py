@@ -8,11 +8,11 @@ the plugin's README). Settings live in ``[plugins.dashboard]`` (``DashboardSetti
 
 from __future__ import annotations
 
-from mailproxy_core import RouteSpec, SettingsSpec, hookimpl
+from mailproxy_core import MailProxy, RouteSpec, SettingsSpec, hookimpl
 
 from .pages import DashboardPage, PageContext
 from .settings import SETTINGS_SECTION, DashboardSettings
-from .views import build_blueprint
+from .views import build_blueprint, prepare
 
 __version__ = "0.1.0"
 
@@ -30,3 +30,9 @@ def mailproxy_register_routes() -> list[RouteSpec]:
     """Everything under ``/ui/``; the dashboard checks its own sessions, so the API token
     middleware lets these paths through."""
     return [RouteSpec("dashboard", build_blueprint(), public_paths=("/ui/",))]
+
+
+@hookimpl
+def mailproxy_startup(mp: MailProxy) -> None:
+    """Collect the extra pages of other plugins; an invalid registration stops the start."""
+    prepare(mp)

@@ -9,6 +9,7 @@ otherwise), and every request re-checks the session's credential with the auth c
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any
@@ -55,17 +56,23 @@ class DashboardState:
         self.pages = collect_pages(sorted(plugins, key=lambda item: item[0]))
 
 
-_STATES: dict[int, DashboardState] = {}
+_STATES: weakref.WeakKeyDictionary[MailProxy, DashboardState] = weakref.WeakKeyDictionary()
+
+
+def prepare(mp: MailProxy) -> DashboardState:
+    """Build the dashboard's state for ``mp`` (at startup, so a bad extra page stops it).
+
+    Raises:
+        PluginError: an extra page registration is invalid (see ``pages.collect_pages``).
+    """
+    _STATES[mp] = DashboardState(mp)
+    return _STATES[mp]
 
 
 def state() -> DashboardState:
+    """The dashboard's state of the app serving this request."""
     mp = current_kernel()
-    found = _STATES.get(id(mp))
-    if found is None or getattr(found, "_mp", None) is not mp:
-        found = DashboardState(mp)
-        found._mp = mp  # type: ignore[attr-defined]
-        _STATES[id(mp)] = found
-    return found
+    return _STATES.get(mp) or prepare(mp)
 
 
 def signed_in(view: View) -> View:
