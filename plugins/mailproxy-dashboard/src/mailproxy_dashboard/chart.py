@@ -30,7 +30,11 @@ def _when(message: Mapping[str, Any], status: str) -> int | None:
     text = message.get("updated_at")
     if not text:
         return None
-    return int(datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp())
+    # The API writes UTC as "YYYY-MM-DD HH:MM:SS", without a zone.
+    moment = datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp())
 
 
 def minute_chart(messages: Iterable[Mapping[str, Any]], now: int) -> Chart:
