@@ -312,16 +312,18 @@ class MailProxy:
         created_to: int | None = None,
         before_pk: int | None = None,
         limit: int = 50,
-    ) -> list[dict[str, Any]]:
-        """A page of messages newest first, as the API's message objects (keyset pagination).
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """A page of messages newest first, as the API's message objects, and the next cursor.
 
         Filters combine; ``text`` is a case-insensitive substring of the stored message (the
-        caller narrows it to a field); ``before_pk`` is the pk of the last message of the
-        previous page. The caller is responsible for scoping ``tenant_id`` to its principal.
+        caller narrows it to a field) looked for in the 5,000 newest messages passing the other
+        filters per call, so a page costs the same on any queue size. Pass the returned cursor
+        as ``before_pk`` for the next page; ``None`` means there is none. The caller is
+        responsible for scoping ``tenant_id`` to its principal.
         """
         from .entities.message_views import message_object
 
-        rows = await self.repos.messages.search(
+        rows, cursor = await self.repos.messages.search(
             tenant_id=tenant_id,
             status=status,
             text=text,
@@ -332,7 +334,7 @@ class MailProxy:
             before_pk=before_pk,
             limit=limit,
         )
-        return [dict(message_object(row)) for row in rows]
+        return [dict(message_object(row)) for row in rows], cursor
 
     def directory_changed(self) -> None:
         """Tenants, accounts or storages changed: drop the dispatcher's caches and wake it."""

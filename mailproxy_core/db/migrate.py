@@ -141,7 +141,7 @@ def core_migrations() -> list[MigrationSpec]:
         MigrationSpec(
             CORE_COMPONENT,
             5,
-            "index ix_messages_tenant_pk: a tenant's messages newest first (message search)",
+            "indexes ix_messages_tenant_pk, ix_messages_tenant_batch: message search pages",
             _core_v5,
         ),
     ]

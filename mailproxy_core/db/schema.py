@@ -167,8 +167,9 @@ messages = sa.Table(
     # Core v4: receipts are matched by the Message-ID sent, and by client id across tenants.
     sa.Index("ix_messages_message_id_header", "message_id_header"),
     sa.Index("ix_messages_id", "id"),
-    # Core v5: a tenant's messages newest first (keyset pages of the dashboard's search).
+    # Core v5: a tenant's messages newest first, all or of one batch (keyset search pages).
     sa.Index("ix_messages_tenant_pk", "tenant_id", "pk"),
+    sa.Index("ix_messages_tenant_batch", "tenant_id", "batch_code", "pk"),
     sqlite_autoincrement=True,
 )
 
@@ -317,7 +318,7 @@ CORE_V4_INDEXES: tuple[str, ...] = (
 )
 """Indexes core migration v4 adds to v1 tables."""
 
-CORE_V5_INDEXES: tuple[str, ...] = ("ix_messages_tenant_pk",)
+CORE_V5_INDEXES: tuple[str, ...] = ("ix_messages_tenant_pk", "ix_messages_tenant_batch")
 """Indexes core migration v5 adds to v1 tables (all on ``messages``)."""
 
 

@@ -40,28 +40,46 @@ async def test_search_pages_newest_first_without_gaps(
     seen: list[str] = []
     before = None
     while True:
-        page = await mp_kernel.search_messages(tenant_id="acme", before_pk=before, limit=3)
-        if not page:
-            break
+        page, cursor = await mp_kernel.search_messages(tenant_id="acme", before_pk=before, limit=3)
         seen += [message["id"] for message in page]
-        before = int(page[-1]["pk"])
+        if cursor is None:
+            break
+        assert cursor == int(page[-1]["pk"])
+        before = cursor
     assert seen == [f"acme-{n}" for n in reversed(range(7))]
+
+
+async def _ids(mp: MailProxy, **filters: Any) -> list[str]:
+    page, _ = await mp.search_messages(**filters)
+    return [message["id"] for message in page]
 
 
 async def test_search_filters_combine(mp_client: ApiClient, mp_kernel: MailProxy) -> None:
     await _setup(mp_client)
-    by_recipient = await mp_kernel.search_messages(text="USER3@example.org")
-    assert sorted(m["id"] for m in by_recipient) == ["acme-3", "globex-3"]
-    scoped = await mp_kernel.search_messages(tenant_id="globex", text="user3@")
-    assert [m["id"] for m in scoped] == ["globex-3"]
-    batch = await mp_kernel.search_messages(tenant_id="acme", batch_code="spring")
-    assert [m["id"] for m in batch] == ["acme-5", "acme-3", "acme-1"]
-    assert [m["id"] for m in await mp_kernel.search_messages(client_id="acme-2")] == ["acme-2"]
+    assert sorted(await _ids(mp_kernel, text="USER3@example.org")) == ["acme-3", "globex-3"]
+    assert await _ids(mp_kernel, tenant_id="globex", text="user3@") == ["globex-3"]
+    batch = await _ids(mp_kernel, tenant_id="acme", batch_code="spring")
+    assert batch == ["acme-5", "acme-3", "acme-1"]
+    assert await _ids(mp_kernel, client_id="acme-2") == ["acme-2"]
     # LIKE wildcards in the text are matched literally
-    assert len(await mp_kernel.search_messages(text="100%")) == 14
-    assert await mp_kernel.search_messages(text="1_0") == []
-    assert await mp_kernel.search_messages(status="sent") == []
-    assert await mp_kernel.search_messages(created_to=0) == []
+    assert len(await _ids(mp_kernel, text="100%")) == 14
+    assert await _ids(mp_kernel, text="1_0") == []
+    assert await _ids(mp_kernel, status="sent") == []
+    assert await _ids(mp_kernel, created_to=0) == []
+
+
+async def test_text_search_reads_a_bounded_window_and_continues_below_it(
+    mp_client: ApiClient, mp_kernel: MailProxy
+) -> None:
+    await _setup(mp_client)
+    search = mp_kernel.repos.messages.search
+    # acme-1 is the 6th newest of acme: a window of 3 does not reach it, the cursor goes on
+    rows, cursor = await search(tenant_id="acme", text="user1@", text_window=3)
+    assert rows == [] and cursor is not None
+    rows, cursor = await search(tenant_id="acme", text="user1@", text_window=3, before_pk=cursor)
+    assert [row["id"] for row in rows] == ["acme-1"] and cursor is not None
+    rows, cursor = await search(tenant_id="acme", text="user1@", text_window=3, before_pk=cursor)
+    assert rows == [] and cursor is None
 
 
 async def test_status_counts_per_tenant(mp_client: ApiClient, mp_kernel: MailProxy) -> None:

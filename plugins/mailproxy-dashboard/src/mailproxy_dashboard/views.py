@@ -238,7 +238,7 @@ def build_blueprint() -> Blueprint:
         for row in sync["tenants"]:
             row_counts = await mp.status_counts(row["id"])
             tenants.append({**row, "counts": row_counts})
-        recent = await mp.search_messages(tenant_id=tenant_scope, limit=500)
+        recent, _ = await mp.search_messages(tenant_id=tenant_scope, limit=500)
         chart = minute_chart(recent, int(time.time()))
         status = await call(mp, principal, "instance", "status")
         return await _page(
@@ -262,13 +262,11 @@ def build_blueprint() -> Blueprint:
             tenant_id = principal.tenant_id if not principal.is_admin else (form.tenant_id or None)
             filters = form.kernel_filters()
             size = state().settings.page_size
-            scanned = await mp.search_messages(tenant_id=tenant_id, limit=size, **filters)
+            scanned, cursor = await mp.search_messages(tenant_id=tenant_id, limit=size, **filters)
         except MailproxyError as error:
             return await _error_page(error)
         found = [message for message in scanned if form.keeps(message)]
-        next_query = None
-        if len(scanned) == size:
-            next_query = urlencode(form.query(before=scanned[-1]["pk"]))
+        next_query = None if cursor is None else urlencode(form.query(before=str(cursor)))
         template = "messages_rows.html" if request.headers.get("HX-Request") else "messages.html"
         return await _page(
             template, form=form, messages=found, next_query=next_query, statuses=STATUSES
