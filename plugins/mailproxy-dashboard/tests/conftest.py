@@ -28,6 +28,9 @@ from mailproxy_core.testing.fakes import TenantTokenPlugin
 from mailproxy_core.testing.plugin import ADMIN_TOKEN, admin_token_plugins
 from mailproxy_core.testing.smtp import ScriptedServer
 
+BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+"""What a browser's Accept header says: error pages come as HTML, not JSON."""
+
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -56,12 +59,13 @@ class UiClient:
         self.csrf = found.group(1)
 
     async def get(self, path: str, **kwargs: Any) -> tuple[int, str]:
+        kwargs["headers"] = {**BROWSER, **kwargs.get("headers", {})}
         response = await self.client.get(path, **kwargs)
         return response.status_code, await response.get_data(as_text=True)
 
     async def post(self, path: str, csrf: str | None = None, **form: str) -> Any:
         data = {"csrf_token": self.csrf if csrf is None else csrf, **form}
-        return await self.client.post(path, form=data)
+        return await self.client.post(path, form=data, headers=BROWSER)
 
 
 @pytest.fixture

@@ -120,3 +120,15 @@ async def test_a_revoked_credential_ends_the_session_on_its_next_request(
         assert (await client.client.get("/ui/")).status_code == 302
     finally:
         mp_kernel.auth = original
+
+
+async def test_api_clients_get_json_errors_from_ui_forms(
+    ui: Callable[[], Any], admin_token: str
+) -> None:
+    client = ui()
+    response = await client.client.post(
+        "/ui/reports/run", headers={"X-API-Token": admin_token}, form={"csrf_token": "x"}
+    )
+    assert response.status_code == 403
+    body = await response.get_json()
+    assert body["code"] == "forbidden" and "security token" in body["detail"]

@@ -8,6 +8,7 @@ otherwise), and every request re-checks the session's credential with the auth c
 
 from __future__ import annotations
 
+import json
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -103,7 +104,22 @@ def signed_in(view: View) -> View:
     return wrapper
 
 
+def _wants_html() -> bool:
+    """Browsers (and htmx) get error pages; API clients probing ``/ui/`` get JSON errors."""
+    return "text/html" in request.headers.get("Accept", "") or bool(
+        request.headers.get("HX-Request")
+    )
+
+
+def _json_error(status: int, code: str, text: str) -> Response:
+    return Response(
+        json.dumps({"detail": text, "code": code}), status=status, content_type="application/json"
+    )
+
+
 async def _forbidden(session: Session | None, text: str) -> Response:
+    if not _wants_html():
+        return _json_error(403, "forbidden", text)
     body = await render_template("error.html", status=403, text=text, **_layout(session))
     return Response(body, status=403, content_type="text/html; charset=utf-8")
 
@@ -130,6 +146,8 @@ async def _page(template: str, http_status: int = 200, **values: Any) -> Respons
 
 async def _error_page(error: MailproxyError) -> Response:
     status = int(getattr(error, "status", 400) or 400)
+    if not _wants_html():
+        return _json_error(status, str(getattr(error, "code", "error")), str(error))
     return await _page("error.html", http_status=status, status=status, text=str(error))
 
 
