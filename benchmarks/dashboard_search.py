@@ -26,10 +26,10 @@ from typing import Any
 
 from mailproxy_core import Settings
 from mailproxy_core.app import create_app
+from mailproxy_core.testing.db import drop_schema, postgres_server_url, url_with_schema
 
 TOKEN = "bench-dashboard-token-0123456789"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def message(n: int, tenants: int) -> dict[str, Any]:
@@ -127,13 +127,18 @@ async def run(db: str, args: argparse.Namespace) -> list[tuple[str, float, float
 async def main(args: argparse.Namespace) -> int:
     worst = 0.0
     for database in args.db.split(","):
-        with tempfile.TemporaryDirectory() as tmp:
-            if database == "sqlite":
-                db = str(Path(tmp) / "bench.db")
-            else:
-                db = f"{args.pg_url}?schema=bench_ui_{uuid.uuid4().hex[:8]}"
-            print(f"== {database}: {args.messages:,} messages, {args.tenants} tenants", flush=True)
-            rows = await run(db, args)
+        print(f"== {database}: {args.messages:,} messages, {args.tenants} tenants", flush=True)
+        if database == "sqlite":
+            with tempfile.TemporaryDirectory(prefix="mp-bench-") as tmp:
+                rows = await run(str(Path(tmp) / "bench.db"), args)
+        elif database == "postgresql":
+            schema = f"mp_bench_ui_{uuid.uuid4().hex[:12]}"
+            try:
+                rows = await run(url_with_schema(args.pg_url, schema), args)
+            finally:
+                await drop_schema(args.pg_url, schema)
+        else:
+            raise SystemExit(f"unknown database {database!r}: use sqlite and/or postgresql")
         print(f"  {'search':32} {'p50 ms':>8} {'p95 ms':>8}")
         for name, p50, p95 in rows:
             print(f"  {name:32} {p50:8.1f} {p95:8.1f}")
@@ -148,7 +153,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tenants", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--db", default="sqlite")
-    parser.add_argument("--pg-url", default=PG_URL)
+    parser.add_argument("--pg-url", default=postgres_server_url())
     return parser.parse_args()
 
 
