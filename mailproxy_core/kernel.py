@@ -316,7 +316,7 @@ class MailProxy:
         """A page of messages newest first, as the API's message objects, and the next cursor.
 
         Filters combine; ``text`` is a case-insensitive substring of the stored message (the
-        caller narrows it to a field) looked for in the 5,000 newest messages passing the other
+        caller narrows it to a field) looked for in the 2,000 newest messages passing the other
         filters per call, so a page costs the same on any queue size. Pass the returned cursor
         as ``before_pk`` for the next page; ``None`` means there is none. The caller is
         responsible for scoping ``tenant_id`` to its principal.

@@ -368,7 +368,7 @@ class MessagesRepo:
         created_to: int | None = None,
         before_pk: int | None = None,
         limit: int = 50,
-        text_window: int = 5000,
+        text_window: int = 2000,
     ) -> tuple[list[dict[str, Any]], int | None]:
         """One page of messages, newest first, and the cursor of the next page (or ``None``).
 
