@@ -329,6 +329,7 @@ EE_INSTALLED = any(
 UPGRADE_TO_EE = OK if EE_INSTALLED else Expect(409)
 """``instance/upgrade_to_ee`` confirms an installed EE plugin, else 409 naming what to install."""
 PUBLIC = Expect(200)
+SIGN_IN = Expect(302)
 
 # --- the table ---------------------------------------------------------------------------------
 
@@ -351,6 +352,41 @@ TABLE: tuple[Row, ...] = (
         None,
         anon=NOT_FOUND,
         plugin="storage_local",
+    ),
+    # The dashboard: its own sign-in and sessions, so an API token opens nothing. Pages redirect
+    # to the sign-in form, forms without a session and its CSRF token are refused with 403.
+    *(
+        Row("GET", path, fixed(), SIGN_IN, SIGN_IN, None, anon=SIGN_IN, plugin="dashboard")
+        for path in (
+            "/ui/",
+            "/ui/messages",
+            "/ui/messages/<tenant_id>/<path:message_id>",
+            "/ui/tenants",
+            "/ui/reports",
+            "/ui/plugins",
+            "/ui/x/<name>",
+        )
+    ),
+    Row("GET", "/ui/login", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC, plugin="dashboard"),
+    Row(
+        "GET",
+        "/ui/static/<path:filename>",
+        fixed(),
+        NOT_FOUND,
+        NOT_FOUND,
+        None,
+        anon=NOT_FOUND,
+        plugin="dashboard",
+    ),
+    *(
+        Row("POST", path, fixed(), FORBIDDEN, FORBIDDEN, None, anon=FORBIDDEN, plugin="dashboard")
+        for path in (
+            "/ui/login",
+            "/ui/logout",
+            "/ui/messages/<tenant_id>/<path:message_id>/<action>",
+            "/ui/reports/run",
+            "/ui/x/<name>",
+        )
     ),
     # instance
     Row("GET", "/instance/status", fixed(), OK, OK, None),
