@@ -6,7 +6,7 @@ Plugins import only names exported here (a test checks it with ``ast``); everyth
 
 from __future__ import annotations
 
-from .api.auth import extract_token
+from .api.auth import RouteInfo, extract_token, route_info
 from .api.endpoint import POST, Endpoint, admin_only, any_principal, public, tenant_scoped
 from .crypto import SecretBox, hash_token, mask_secrets, new_token, verify_token
 from .errors import (
@@ -106,6 +106,7 @@ __all__ = [
     "ReportAck",
     "Reporter",
     "ReporterSpec",
+    "RouteInfo",
     "RouteSpec",
     "SecretBox",
     "SendError",
@@ -130,6 +131,7 @@ __all__ = [
     "mask_secrets",
     "new_token",
     "public",
+    "route_info",
     "tenant_scoped",
     "verify_token",
 ]

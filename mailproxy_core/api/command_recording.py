@@ -10,7 +10,8 @@ the trail shows who purged and when.
 An entry holds:
 
 * ``endpoint`` — ``"POST /tenants/add"``;
-* ``principal`` — ``"admin"`` or ``"tenant:<id>"``;
+* ``principal`` — ``"admin"``, or ``"tenant:<id>"``, or ``"tenant:<id>/<name>"`` when the
+  tenant's credentials have a name of their own (an EE API key's name; never the key);
 * ``tenant_id`` — a tenant caller's own tenant; for the admin the body's ``tenant_id``, else the
   ``id`` of ``tenants/add``, else the one tenant all entries of a ``messages/add_batch`` name;
   else ``None``;
@@ -190,7 +191,12 @@ def _is_id(value: Any) -> bool:
 def _principal_label(principal: Principal | None) -> str | None:
     if principal is None:
         return None
-    return "admin" if principal.is_admin else f"tenant:{principal.tenant_id}"
+    if principal.is_admin:
+        return "admin"
+    label = f"tenant:{principal.tenant_id}"
+    if principal.name and principal.name != principal.tenant_id:
+        label += f"/{principal.name}"
+    return label
 
 
 async def _response_summary(response: Response) -> Any:

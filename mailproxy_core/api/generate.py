@@ -38,6 +38,7 @@ from werkzeug.exceptions import BadRequest
 
 from ..errors import AuthError, Forbidden, InvalidInput
 from ..models import Principal
+from .auth import ROUTES_KEY, RouteInfo
 from .endpoint import CHECKS_OWN_VALUES_ATTR, Endpoint, MethodInfo, Scope, collect_methods
 from .errors import field_errors, install_error_handlers, invalid_input
 from .input_guard import unstorable_values
@@ -82,12 +83,21 @@ def build_api(
     install_error_handlers(app)
     install_openapi(app)
     public = frozenset(public_paths)
+    routes: dict[str, RouteInfo] = app.extensions.setdefault(ROUTES_KEY, {})
     for info in methods:
         view = _make_view(info, kernel, authenticate, public)
         document_operation(view, info, public=info.scope is Scope.PUBLIC or info.path in public)
+        endpoint_name = f"mailproxy_api:{info.entity}:{info.name}"
+        routes[endpoint_name] = RouteInfo(
+            entity=info.entity,
+            method=info.name,
+            http_method=info.http_method,
+            path=info.path,
+            scope=str(info.scope),
+        )
         app.add_url_rule(
             info.path,
-            endpoint=f"mailproxy_api:{info.entity}:{info.name}",
+            endpoint=endpoint_name,
             view_func=view,
             methods=[info.http_method],
         )
