@@ -66,6 +66,7 @@ from .specs import (
     SettingsSpec,
     StorageBackendSpec,
     TransportSpec,
+    ViewExtensionSpec,
 )
 
 __all__ = [
@@ -122,6 +123,7 @@ __all__ = [
     "TransientSendError",
     "Transport",
     "TransportSpec",
+    "ViewExtensionSpec",
     "admin_only",
     "any_principal",
     "current_kernel",

@@ -20,7 +20,9 @@ from .kernel import APP_KEY, MailProxy, Role, build_kernel
 from .models import Principal
 from .settings import Settings, load_settings
 
-PUBLIC_PATHS: frozenset[str] = frozenset({"/health", "/metrics", "/openapi.json", "/docs"})
+PUBLIC_PATHS: frozenset[str] = frozenset(
+    {"/health", "/metrics", "/openapi.json", "/docs", "/docs/assets/"}
+)
 """Paths that answer without credentials (API.md §1)."""
 
 
@@ -42,6 +44,7 @@ def create_app(
     app = Quart("mailproxy", static_folder=None)
     app.extensions[APP_KEY] = mp
     app.config["JSON_SORT_KEYS"] = False
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     install_error_handlers(app)
 
     public = set(PUBLIC_PATHS)

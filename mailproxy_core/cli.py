@@ -110,7 +110,7 @@ config_option = click.option(
 def serve(config: str | None, host: str | None, port: int | None) -> None:
     """Run the API, the dispatcher and the background loops."""
     from .app import create_app, kernel_of
-    from .server import serve_app
+    from .server import PortUnavailable, serve_app
 
     settings = _settings(config, host=host, port=port)
     try:
@@ -118,12 +118,21 @@ def serve(config: str | None, host: str | None, port: int | None) -> None:
     except MailproxyError as err:
         _fail(err)
     kernel_of(app).announce = click.echo
-    click.echo(f"mail-proxy listening on http://{settings.host}:{settings.port}", err=True)
-    _run(
-        lambda: serve_app(
-            app, host=settings.host, port=settings.port, drain_timeout=settings.drain_timeout
+    try:
+        asyncio.run(
+            serve_app(
+                app,
+                host=settings.host,
+                port=settings.port,
+                drain_timeout=settings.drain_timeout,
+                announce=lambda line: click.echo(line, err=True),
+            )
         )
-    )
+    except PortUnavailable as err:  # a runtime condition, not a usage error: exit 1
+        click.echo(f"mail-proxy: {err.detail}", err=True)
+        sys.exit(1)
+    except MailproxyError as err:
+        _fail(err)
 
 
 @main.command()

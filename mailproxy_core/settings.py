@@ -168,6 +168,11 @@ class Settings(BaseModel):
         5.0, ge=0, description="seconds in-flight sends may take to finish on shutdown"
     )
     max_batch_messages: int = Field(1000, ge=1, description="most messages in one add_batch call")
+    max_request_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        description="largest request body accepted, in bytes; larger bodies get 413",
+    )
     max_concurrency: int = Field(10, ge=1, description="in-flight sends per process")
     max_per_account: int = Field(3, ge=1, description="in-flight sends per account")
     batch_size: int = Field(50, ge=1, description="messages claimed per dispatcher round")

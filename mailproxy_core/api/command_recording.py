@@ -95,8 +95,12 @@ def install_command_recording(app: Quart, mp: MailProxy) -> None:
 async def _record(mp: MailProxy, route: str, response: Response) -> None:
     principal: Principal | None = g.get("principal")
     _, entity, method = [*route.split(":", 2), "", ""][:3]
-    raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
-    body, payload_json = masked_payload(raw)
+    if response.status_code == 413:
+        # The body was refused unread: record the call without it.
+        body, payload_json = None, None
+    else:
+        raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
+        body, payload_json = masked_payload(raw)
     await mp.repos.command_log.record(
         endpoint=f"POST {request.path}",
         tenant_id=attributed_tenant(entity, method, body, principal),

@@ -76,6 +76,21 @@ def POST(func: F) -> F:
 
 
 CHECKS_OWN_VALUES_ATTR = "_mailproxy_checks_own_values"
+DOCUMENTED_BODY_ATTR = "_mailproxy_documented_body"
+
+
+def documented_body(model: type[BaseModel]) -> Callable[[F], F]:
+    """Document the JSON body of a method by ``model`` in OpenAPI (documentation only).
+
+    For methods that check their body themselves (``messages/add`` takes ``**message``), so
+    that the OpenAPI document still lists every field with its type and description.
+    """
+
+    def decorate(func: F) -> F:
+        setattr(func, DOCUMENTED_BODY_ATTR, model)
+        return func
+
+    return decorate
 
 
 def checks_own_values(func: F) -> F:
@@ -205,6 +220,7 @@ class MethodInfo:
     endpoint: type[Endpoint]
     returns: Any = Any
     accepts_extra: bool = False
+    documented_body: type[BaseModel] | None = None
 
     @property
     def qualname(self) -> str:
@@ -320,6 +336,7 @@ def describe_endpoint(entity: str, cls: type[Endpoint]) -> list[MethodInfo]:
                 endpoint=cls,
                 returns=hints.get("return", Any),
                 accepts_extra=accepts_extra,
+                documented_body=getattr(func, DOCUMENTED_BODY_ATTR, None),
             )
         )
     return infos

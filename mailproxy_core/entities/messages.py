@@ -11,10 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.endpoint import POST, Endpoint, any_principal, checks_own_values, tenant_scoped
+from ..api.endpoint import (
+    POST,
+    Endpoint,
+    any_principal,
+    checks_own_values,
+    documented_body,
+    tenant_scoped,
+)
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..models import MessageStatus
 from .message_queue import enqueue
+from .message_schema import MessageBatch, MessageSpec
 from .message_validation import (
     DEFAULT_PRIORITY,
     MAX_UNIX_SECONDS,
@@ -41,6 +49,7 @@ class MessagesEndpoint(Endpoint):
     @POST
     @any_principal
     @checks_own_values
+    @documented_body(MessageBatch)
     async def add_batch(
         self, messages: list[Any], default_priority: int | str | None = None
     ) -> dict[str, Any]:
@@ -78,6 +87,7 @@ class MessagesEndpoint(Endpoint):
     @POST
     @any_principal
     @checks_own_values
+    @documented_body(MessageSpec)
     async def add(self, **message: Any) -> dict[str, Any]:
         """Queue one message; the body is the message itself (fields of API.md §4).
 
@@ -173,6 +183,37 @@ class MessagesEndpoint(Endpoint):
             "removed": len(removed),
             "not_found": [sendable(i) for i in unique if i not in found],
             "in_flight": in_flight,
+        }
+
+    @POST
+    @tenant_scoped
+    @checks_own_values
+    async def retry(self, tenant_id: str, ids: list[str]) -> dict[str, Any]:
+        """Send failed (``error``) and ``deferred`` messages again, now, with fresh retries.
+
+        Each one goes back to ``pending`` with its attempts reset, and its history gets a
+        ``requeued`` event naming who asked. Messages that are ``pending``, ``sending`` or
+        ``sent`` are left alone and listed in ``skipped`` with their status as reason; nothing
+        is deleted. Ids that match no message are listed in ``not_found``.
+
+        Args:
+            tenant_id: the tenant whose messages to retry.
+            ids: client message ids.
+        """
+        await self._require_tenant(tenant_id)
+        unique = list(dict.fromkeys(ids))
+        findable = [i for i in unique if is_storable(i)]
+        principal = self.require_principal()
+        who = "the admin" if principal.is_admin else f"tenant key {principal.name or tenant_id}"
+        outcome = await self.mp.repos.messages.requeue(tenant_id, findable, requested_by=who)
+        if outcome.requeued:
+            self.mp.wake_dispatcher()
+        known = {*outcome.requeued, *(s["id"] for s in outcome.skipped)}
+        return {
+            "ok": True,
+            "requeued": len(outcome.requeued),
+            "not_found": [sendable(i) for i in unique if i not in known],
+            "skipped": outcome.skipped,
         }
 
     @POST

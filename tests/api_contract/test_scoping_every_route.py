@@ -313,6 +313,12 @@ async def foreign_ids_untouched(body: Any, params: Params, world: World) -> str 
     return None if exists else "another tenant's message was deleted"
 
 
+async def foreign_ids_not_requeued(body: Any, params: Params, world: World) -> str | None:
+    if body.get("requeued") != 0 or body.get("not_found") != params["ids"]:
+        return "another tenant's ids must be reported not_found and requeued: 0"
+    return None
+
+
 async def rejected_other_tenant(body: Any, params: Params, world: World) -> str | None:
     message_id = params["messages"][0]["id"]
     expected = {
@@ -348,6 +354,8 @@ TABLE: tuple[Row, ...] = (
     Row("GET", "/instance/health", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC),
     Row("GET", "/openapi.json", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC),
     Row("GET", "/docs", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC),
+    # The Swagger UI files of /docs: public, and only the listed files (anything else: 404).
+    Row("GET", "/docs/assets/<name>", fixed(), NOT_FOUND, NOT_FOUND, None, anon=NOT_FOUND),
     Row("GET", "/metrics", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC, plugin="metrics"),
     # Signed download links: public by prefix, the token is the authorisation (a bogus one: 404).
     Row(
@@ -488,6 +496,16 @@ TABLE: tuple[Row, ...] = (
         FORBIDDEN,
         foreign=foreign_message_ids,
         foreign_expect=Expect(200, foreign_ids_untouched),
+    ),
+    Row(
+        "POST",
+        "/messages/retry",
+        new_message_ids,
+        Expect(200, fields_are(ok=True, requeued=0, not_found=[])),
+        Expect(200, fields_are(ok=True, requeued=0, not_found=[])),
+        FORBIDDEN,
+        foreign=foreign_message_ids,
+        foreign_expect=Expect(200, foreign_ids_not_requeued),
     ),
     Row("POST", "/messages/cleanup", of_tenant(), OK, OK, FORBIDDEN),
     Row(
