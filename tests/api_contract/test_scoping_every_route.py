@@ -799,9 +799,10 @@ def scope_allows(row: Row, scope: str) -> bool:
 
 
 def scoped_expectation(row: Row, scope: str) -> Expect:
-    """The row's ``own`` answer where the scope allows it (or where the route refuses every
-    tenant anyway); else 403 naming the narrowest scope that would allow it."""
-    if scope_allows(row, scope) or row.own.status in (401, 403):
+    """The row's ``own`` answer where the scope allows it (or where the route is public, or
+    refuses every tenant anyway); else 403 naming the narrowest scope that would allow it."""
+    public = row.anon.status != 401
+    if public or scope_allows(row, scope) or row.own.status in (401, 403):
         return row.own
     is_read = row.method == "GET" and row.route not in WRITES_BY_GET
     needed = "send" if row.route in SEND_WRITES else "read" if is_read else "manage"
