@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PLUGIN_DIRS := $(sort $(wildcard plugins/*))
+# Enterprise distributions: every mailproxy_ee/<name>/ with a pyproject.toml, as they appear.
+EE_DIRS := $(sort $(patsubst %/pyproject.toml,%,$(wildcard mailproxy_ee/*/pyproject.toml)))
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
 .PHONY: install install-test test-deps serve test lint format bench clean
@@ -17,8 +19,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip setuptools wheel
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml $(wildcard plugins/*/pyproject.toml)
-	$(PIP) install -e . $(foreach p,$(PLUGIN_DIRS),-e $(p))
+$(VENV)/.installed: $(BIN)/python pyproject.toml $(wildcard plugins/*/pyproject.toml) \
+		$(wildcard mailproxy_ee/*/pyproject.toml)
+	$(PIP) install -e . $(foreach p,$(PLUGIN_DIRS) $(EE_DIRS),-e $(p))
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
@@ -53,7 +56,7 @@ test: install-test test-deps
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy mailproxy_core $(foreach p,$(PLUGIN_DIRS),$(p)/src)
+	$(BIN)/mypy mailproxy_core $(foreach p,$(PLUGIN_DIRS) $(EE_DIRS),$(p)/src)
 
 format: install-test
 	$(BIN)/ruff check --fix .

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .api.auth import RouteInfo, extract_token, route_info
 from .api.endpoint import POST, Endpoint, admin_only, any_principal, public, tenant_scoped
 from .crypto import SecretBox, hash_token, mask_secrets, new_token, verify_token
+from .db.plugin_data import PluginData
 from .errors import (
     AttachmentError,
     AuthError,
@@ -24,6 +25,7 @@ from .errors import (
     SendError,
     TransientSendError,
 )
+from .events import EventType, MetaKey
 from .kernel import MailProxy, current_kernel
 from .models import (
     PRIORITY_LABELS,
@@ -36,8 +38,12 @@ from .models import (
     Message,
     Principal,
     Receipt,
+    ReceiptHandlerStatus,
+    ReceiptOutcome,
+    ReceiptResult,
     ReportAck,
     SendResult,
+    SentMessage,
     StorageMount,
     Tenant,
 )
@@ -88,22 +94,28 @@ __all__ = [
     "EndpointSpec",
     "Envelope",
     "ErrorClass",
+    "EventType",
     "Forbidden",
     "GuardVerdict",
     "InvalidInput",
     "MailProxy",
     "MailproxyError",
     "Message",
+    "MetaKey",
     "MigrationContext",
     "MigrationSpec",
     "NotFound",
     "PermanentSendError",
+    "PluginData",
     "PluginError",
     "Principal",
     "RateLimitedError",
     "Receipt",
     "ReceiptHandler",
     "ReceiptHandlerSpec",
+    "ReceiptHandlerStatus",
+    "ReceiptOutcome",
+    "ReceiptResult",
     "ReportAck",
     "Reporter",
     "ReporterSpec",
@@ -114,6 +126,7 @@ __all__ = [
     "SendGuard",
     "SendGuardSpec",
     "SendResult",
+    "SentMessage",
     "Settings",
     "SettingsSpec",
     "StorageBackend",

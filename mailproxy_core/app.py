@@ -17,6 +17,7 @@ from .api.errors import install_error_handlers
 from .api.generate import build_api
 from .errors import AuthError
 from .kernel import APP_KEY, MailProxy, Role, build_kernel
+from .logs import install_access_log
 from .models import Principal
 from .settings import Settings, load_settings
 
@@ -68,6 +69,7 @@ def create_app(
         public_paths=public,
     )
     install_command_recording(app, mp)
+    install_access_log(app)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -19,6 +18,7 @@ import click
 
 from .errors import MailproxyError
 from .kernel import MailProxy, build_kernel, build_plugins
+from .logs import configure_logging
 from .settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -27,11 +27,7 @@ LOCAL_COMMANDS = ("serve", "worker", "migrate", "plugins", "token")
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings)
 
 
 def _fail(err: MailproxyError) -> None:

@@ -14,7 +14,7 @@ import importlib.metadata
 import inspect
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import httpx
@@ -24,9 +24,20 @@ from .api.auth import AuthChain
 from .crypto import SecretBox, secret_box_from_settings
 from .db.engine import Database
 from .db.migrate import apply_migrations
+from .db.plugin_data import PluginData
 from .db.repos import Repos
 from .errors import ConfigurationError, PluginError
-from .models import Account, StorageMount, Tenant
+from .message_ids import message_id_of
+from .models import (
+    Account,
+    Message,
+    Receipt,
+    ReceiptHandlerStatus,
+    ReceiptResult,
+    SentMessage,
+    StorageMount,
+    Tenant,
+)
 from .plugins.calls import HookCalls
 from .plugins.loader import Discovery, PluginInfo, discover_plugins
 from .plugins.manager import build_plugin_manager, hooks_of
@@ -45,11 +56,15 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("null", "mailproxy_core.builtin.null_transport"),
     ("base64", "mailproxy_core.builtin.base64_fetcher"),
     ("none_reporter", "mailproxy_core.builtin.none_reporter"),
+    ("outcome_log", "mailproxy_core.builtin.outcome_log"),
 )
 """Plugins shipped inside the kernel, registered through the same path as any other."""
 
 DISPATCH_CHANNEL = "mailproxy_dispatch"
 """The notification channel that wakes dispatchers in other processes."""
+
+RECEIPT_CHANNEL = "mailproxy_receipts"
+"""The notification channel that asks other processes' receipt loops to poll now."""
 
 ESSENTIAL_BUILTINS = frozenset({"core", "defaults"})
 """Built-ins that cannot be disabled: without them there is no schema and no API."""
@@ -133,6 +148,9 @@ class MailProxy:
         self.dispatcher: Any = None
         self._run_now_requested = False
         self.report_requests: set[str | None] = set()
+        self.data = PluginData(self.db)
+        """The data facade for plugins' own tables (``db/plugin_data.py``)."""
+        self.receipt_loop: Any = None
 
     # -- what plugins read ---------------------------------------------------------------------
 
@@ -293,6 +311,74 @@ class MailProxy:
         """Whether ``run_now`` was asked since the last call (the dispatcher's test mode)."""
         requested, self._run_now_requested = self._run_now_requested, False
         return requested
+
+    # -- receipts and Message-IDs ----------------------------------------------------------------
+
+    async def record_receipts(self, receipts: Sequence[Receipt]) -> list[ReceiptResult]:
+        """Record receipts (bounces, PEC receipts) as events of the messages they are about.
+
+        In the order given and in one transaction: each receipt is correlated to a message
+        (see ``Receipt``), appended to its history once per ``dedup_key`` without changing its
+        status, and reported like any other event; ``mailproxy_receipt_received`` is emitted
+        for each recorded one after the commit. Returns one ``ReceiptResult`` per receipt
+        (``recorded``, ``duplicate``, ``unmatched`` or ``ambiguous``), so a handler can
+        acknowledge its source only once the events are durable. Call it outside your own
+        ``data.transaction()``, or the events become durable only when that one commits.
+        """
+        from .dispatch.receipt_recording import record_receipts
+
+        return await record_receipts(self, receipts)
+
+    async def find_messages(
+        self,
+        *,
+        message_id_header: str | None = None,
+        client_message_id: str | None = None,
+        tenant_id: str | None = None,
+        account_id: str | None = None,
+        recipient: str | None = None,
+        limit: int = 10,
+    ) -> list[SentMessage]:
+        """Messages by the Message-ID they were sent with (with or without ``<>``) and/or by
+        client id, optionally of one tenant (and account) and sent to ``recipient``; oldest
+        first, at most ``limit``. Raises ``ValueError`` when neither id is given."""
+        from .dispatch.receipt_recording import find_messages
+
+        return await find_messages(
+            self,
+            message_id_header=message_id_header,
+            client_message_id=client_message_id,
+            tenant_id=tenant_id,
+            account_id=account_id,
+            recipient=recipient,
+            limit=limit,
+        )
+
+    def message_id_header(self, message: Message) -> str:
+        """The Message-ID ``message`` is (or was) sent with, identical on every attempt."""
+        return message_id_of(message)
+
+    def receipt_handler_status(self, name: str) -> ReceiptHandlerStatus | None:
+        """The state of receipt handler ``name``: last successful poll, last error, and whether
+        this process polls it; ``None`` for a name no plugin registered.
+
+        Read from the lease row every few seconds by each ``serve`` process, so it is current
+        in every process; where no receipt loop runs (``worker``, local commands) only the name
+        is known.
+        """
+        loop = self.receipt_loop
+        if loop is not None:
+            return loop.status(name)
+        if name in self.registry.receipt_handlers:
+            return ReceiptHandlerStatus(name)
+        return None
+
+    def request_receipt_poll(self, name: str | None = None) -> None:
+        """Poll receipt handler ``name`` (every handler when ``None``) at once, in whichever
+        ``serve`` process holds it (a plugin calls it after a configuration change)."""
+        if self.receipt_loop is not None:
+            self.receipt_loop.request(name)
+        self.db.notify_soon(RECEIPT_CHANNEL, name or "*")
 
     @staticmethod
     def _announce_to_log(text: str) -> None:

@@ -113,6 +113,9 @@ class Message:
     smtp_ts: int | None = None
     created_at: int = 0
     updated_at: int = 0
+    message_id_header: str | None = None
+    """The Message-ID stored at enqueue (the client's ``message_id``, else generated); every
+    attempt sends it (``MailProxy.message_id_header``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,12 +204,88 @@ class ReportAck:
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """Something learnt after sending (bounce, PEC receipt), correlated to a message."""
+    """Something learnt about a message after it was sent (a bounce, a PEC receipt), handed to
+    ``MailProxy.record_receipts`` by a receipt handler.
+
+    ``event_type`` is an ``EventType`` value; ``dedup_key`` identifies the receipt among the
+    message's events: the incoming mail's Message-ID, or ``"<mailbox>|<uidvalidity>|<uid>"``
+    when it has none (one incoming mail that yields several receipts for the same message must
+    give each its own key, e.g. by appending the recipient). A receipt recorded once is never
+    recorded again for that message. ``event_ts`` is unix seconds (``None``: now).
+
+    Correlation, first that matches wins: ``message_pk``; ``message_id_header`` (the Message-ID
+    the service sent, with or without ``<>``); ``client_message_id`` (the client's message id,
+    ``X-Genro-Mail-ID``), which counts only when exactly one candidate remains, narrowed by
+    ``recipient`` to the sent messages that went to that address. ``tenant_id`` and
+    ``account_id`` restrict the candidates to one tenant (and one of its accounts).
+    """
 
     event_type: str
-    event_ts: int
+    dedup_key: str
     description: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    event_ts: int | None = None
+    message_pk: int | None = None
+    message_id_header: str | None = None
+    client_message_id: str | None = None
+    recipient: str | None = None
+    tenant_id: str | None = None
+    account_id: str | None = None
+
+
+class ReceiptOutcome(enum.StrEnum):
+    """What ``record_receipts`` did with one receipt."""
+
+    RECORDED = "recorded"
+    """A new event was appended to the message's history (committed)."""
+    DUPLICATE = "duplicate"
+    """The message already has an event with this ``dedup_key``; nothing was added."""
+    UNMATCHED = "unmatched"
+    """No message matches the receipt; nothing was added."""
+    AMBIGUOUS = "ambiguous"
+    """Several messages match and nothing tells them apart; nothing was added."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptResult:
+    """The outcome of one receipt, with the message it was matched to (when it was)."""
+
+    receipt: Receipt
+    outcome: ReceiptOutcome
+    message_pk: int | None = None
     tenant_id: str | None = None
     message_id: str | None = None
-    message_id_header: str | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
+    """The client's id of the matched message."""
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """A message as ``MailProxy.find_messages`` returns it (for receipt correlation).
+
+    ``recipients`` are the bare addresses of To, Cc and Bcc; ``sent_ts`` is when it was sent
+    (``None`` until then).
+    """
+
+    pk: int
+    tenant_id: str
+    id: str
+    account_id: str | None
+    status: MessageStatus
+    message_id_header: str | None
+    recipients: tuple[str, ...] = ()
+    sent_ts: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptHandlerStatus:
+    """The state of one receipt handler as every process sees it.
+
+    ``last_poll_ts`` is when its last successful poll ended (unix seconds), ``last_error`` the
+    text of its last failure (``None`` once a poll succeeds), ``polling`` whether *this*
+    process holds the handler's lease and polls it.
+    """
+
+    name: str
+    last_poll_ts: float | None = None
+    last_error: str | None = None
+    polling: bool = False

@@ -18,7 +18,6 @@ from .models import (
     GuardVerdict,
     Message,
     Principal,
-    Receipt,
     ReportAck,
     SendResult,
     Tenant,
@@ -81,9 +80,24 @@ class Reporter(Protocol):
 
 @runtime_checkable
 class ReceiptHandler(Protocol):
-    """Collects receipts (bounces, PEC receipts) from wherever they arrive."""
+    """Reads receipts (bounces, PEC receipts) from wherever they arrive and records them.
 
-    async def poll(self) -> Sequence[Receipt]: ...
+    The kernel's receipt loop calls ``poll()`` in one ``serve`` process at a time, every
+    ``poll_interval`` seconds (read before every round, so a change applies without a restart)
+    and at once when asked (``MailProxy.request_receipt_poll``, ``instance/run_now``). A poll
+    reads its source, hands ``Receipt`` objects to ``await mp.record_receipts(...)`` and
+    acknowledges at the source (advances its UID, flags ``\\Seen``) only what came back
+    ``recorded``, ``duplicate``, ``unmatched`` or ``ambiguous``, i.e. once it is durable. It
+    reports a failure by raising: the loop logs it, shows it as the handler's ``last_error``
+    and tries again next round. An optional ``aclose()`` (sync or async) is called at shutdown.
+    """
+
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between the end of one poll and the start of the next."""
+        ...
+
+    async def poll(self) -> None: ...
 
 
 @runtime_checkable

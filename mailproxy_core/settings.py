@@ -180,6 +180,14 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="root log level"
     )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="log lines as text, or one JSON object per line (log shippers)"
+    )
+    access_log: bool = Field(
+        True,
+        description="log one line per API request (method, path, status, duration, caller)",
+        json_schema_extra=_accepts("1/0 or true/false"),
+    )
     plugin_sections: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="raw [plugins.<name>] / MAILPROXY_<NAME>__* settings"
     )

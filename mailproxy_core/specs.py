@@ -101,7 +101,13 @@ class ReporterSpec:
 
 @dataclass(frozen=True, slots=True)
 class ReceiptHandlerSpec:
-    """A receipt source polled by the receipt loop every ``interval`` seconds."""
+    """A receipt source (bounce mailbox, PEC mailboxes) polled by the kernel's receipt loop.
+
+    ``factory(mp)`` builds the handler once, at startup of a ``serve`` process. The loop polls
+    it every ``handler.poll_interval`` seconds; ``interval`` is only the fallback for a handler
+    without that attribute. ``name`` names the handler's lease and status
+    (``MailProxy.receipt_handler_status``).
+    """
 
     name: str
     factory: Callable[[MailProxy], ReceiptHandler]

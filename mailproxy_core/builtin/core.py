@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..db.migrate import core_migrations
 from ..dispatch.dispatcher import run_dispatcher
+from ..dispatch.receipts import run_receipts
 from ..dispatch.reporting import run_reporting
 from ..dispatch.retention import run_retention
 from ..entities.accounts import AccountsEndpoint
@@ -41,4 +42,5 @@ def mailproxy_register_background_tasks() -> list[BackgroundTaskSpec]:
         BackgroundTaskSpec("dispatcher", run_dispatcher, dispatch_only=True),
         BackgroundTaskSpec("reporting", run_reporting),
         BackgroundTaskSpec("report_retention", run_retention),
+        BackgroundTaskSpec("receipts", run_receipts),
     ]

@@ -193,6 +193,27 @@ class Database:
         """
         await self._db.execute(statement, _values(values))
 
+    async def execute_count(
+        self, statement: Statement, values: Mapping[str, Any] | None = None
+    ) -> int:
+        """Run one statement for its effect; return how many rows it inserted, changed or
+        deleted (0 for other statements)."""
+        if self.dialect == "sqlite":
+            # changes() counts the last statement of this connection: keep both on one.
+            async with self.transaction():
+                await self._db.execute(statement, _values(values))
+                return int(await self._db.fetch_val("SELECT changes()") or 0)
+        # asyncpg reports the count only in the command status ("UPDATE 3"), which
+        # ``databases`` drops; run the compiled statement on the task's raw connection.
+        async with self._db.connection() as connection:
+            query = connection._build_query(statement, _values(values))
+            backend: Any = connection._connection
+            sql, args, _columns = backend._compile(query)
+            async with connection._query_lock:
+                status = await backend.raw_connection.execute(sql, *args)
+        last = str(status).rsplit(" ", 1)[-1]
+        return int(last) if last.isdigit() else 0
+
     async def execute_many(self, statement: Statement, values: Sequence[Mapping[str, Any]]) -> None:
         """Run one statement once per set of values (slow: one round trip each, DESIGN.md §9).
 

@@ -17,20 +17,26 @@ lock and then checks again whether the step is recorded, so every step runs exac
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from ..errors import ConfigurationError, PluginError
+from ..message_ids import derived_message_id
 from ..protocols import MigrationContext
 from ..specs import MigrationSpec
 from . import schema
 from .engine import Database
+from .jsontext import decode_json
 from .repos.instance import default_instance_row
 
 log = logging.getLogger(__name__)
@@ -74,12 +80,33 @@ class _StepContext:
         """Run one statement (SQLAlchemy expression, DDL element or SQL text)."""
         await self._db.execute(statement, values)
 
+    async def fetch_all(
+        self, statement: Any, values: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows of a query, in the step's transaction (core steps that transform data)."""
+        return await self._db.fetch_all(statement, values)
+
     async def create_tables(self, *tables: Table) -> None:
-        """``CREATE TABLE`` each table, then ``CREATE INDEX`` each of its indexes."""
+        """``CREATE TABLE`` each table, then ``CREATE INDEX`` each of its indexes.
+
+        A plugin's tables may live in a ``MetaData`` of their own and still reference core rows
+        by name (``ForeignKey("tenants.id", ondelete="CASCADE")``): the core tables are made
+        known to that ``MetaData`` (for reference only; they are not created again).
+        """
+        for table in tables:
+            _know_core_tables(table.metadata)
         for table in tables:
             await self._db.execute(CreateTable(table))
             for index in sorted(table.indexes, key=lambda ix: str(ix.name)):
                 await self._db.execute(CreateIndex(index))
+
+
+def _know_core_tables(meta: sa.MetaData) -> None:
+    if meta is schema.metadata:
+        return
+    for table in schema.metadata.sorted_tables:
+        if table.name not in meta.tables:
+            table.to_metadata(meta)
 
 
 def core_migrations() -> list[MigrationSpec]:
@@ -104,11 +131,18 @@ def core_migrations() -> list[MigrationSpec]:
             "core table rate_counters: rate-limit windows shared by every worker",
             _core_v3,
         ),
+        MigrationSpec(
+            CORE_COMPONENT,
+            4,
+            "receipts: messages.message_id_header (filled for existing messages), "
+            "message_events.dedup_key, their indexes, core table receipt_leases",
+            _core_v4,
+        ),
     ]
 
 
 async def _core_v1(ctx: MigrationContext) -> None:
-    await ctx.create_tables(*schema.CORE_TABLES)
+    await ctx.create_tables(*_v1_tables())
     await ctx.execute(schema.instance.insert().values(**default_instance_row(int(time.time()))))
 
 
@@ -118,6 +152,104 @@ async def _core_v2(ctx: MigrationContext) -> None:
 
 async def _core_v3(ctx: MigrationContext) -> None:
     await ctx.create_tables(*schema.CORE_V3_TABLES)
+
+
+async def _core_v4(ctx: MigrationContext) -> None:
+    for table_name, columns in schema.CORE_V4_COLUMNS.items():
+        table = schema.metadata.tables[table_name]
+        for name in columns:
+            column_type = table.c[name].type.compile(dialect=_dialect(ctx.dialect))
+            await ctx.execute(f"ALTER TABLE {table_name} ADD COLUMN {name} {column_type}")
+    assert isinstance(ctx, _StepContext)
+    await _fill_message_id_headers(ctx)
+    for table_name in schema.CORE_V4_COLUMNS:
+        for index in schema.metadata.tables[table_name].indexes:
+            if index.name in schema.CORE_V4_INDEXES:
+                await ctx.execute(CreateIndex(index))
+    await ctx.create_tables(*schema.CORE_V4_TABLES)
+
+
+BACKFILL_CHUNK = 1000
+"""Messages per statement when core v4 fills ``message_id_header``."""
+
+
+async def _fill_message_id_headers(ctx: _StepContext) -> None:
+    """Give every existing message the Message-ID its attempts sent so far (or would have):
+    the client's own, else the one derived from the queue row, so retries keep it."""
+    messages = schema.messages
+    page = (
+        sa.select(messages.c.pk, messages.c.tenant_id, messages.c.id, messages.c.payload)
+        .order_by(messages.c.pk)
+        .limit(BACKFILL_CHUNK)
+    )
+    update = _fill_sql(ctx.dialect)
+    after = 0
+    while rows := await ctx.fetch_all(page.where(messages.c.pk > after)):
+        values = [
+            [
+                int(row["pk"]),
+                derived_message_id(
+                    int(row["pk"]), row["tenant_id"], row["id"], decode_json(row["payload"], {})
+                ),
+            ]
+            for row in rows
+        ]
+        await ctx.execute(update, {"rows": json.dumps(values, ensure_ascii=False)})
+        after = int(rows[-1]["pk"])
+
+
+def _fill_sql(dialect: str) -> str:
+    if dialect == "sqlite":
+        return (
+            "UPDATE messages SET message_id_header = (SELECT json_extract(value, '$[1]') "
+            "FROM json_each(:rows) WHERE json_extract(value, '$[0]') = messages.pk) "
+            "WHERE pk IN (SELECT json_extract(value, '$[0]') FROM json_each(:rows))"
+        )
+    return (
+        "UPDATE messages SET message_id_header = v.header FROM (SELECT CAST(r->>0 AS bigint) "
+        "AS pk, r->>1 AS header FROM json_array_elements(CAST(:rows AS json)) AS r) AS v "
+        "WHERE messages.pk = v.pk"
+    )
+
+
+def _dialect(name: str) -> sa.engine.Dialect:
+    return sqlite_dialect.dialect() if name == "sqlite" else pg_dialect.dialect()
+
+
+def _v1_tables() -> tuple[Table, ...]:
+    """The core tables as core v1 created them: without what v4 added (``schema.py``)."""
+    meta = sa.MetaData(naming_convention=schema.NAMING_CONVENTION)
+    later_indexes = set(schema.CORE_V4_INDEXES)
+    tables: list[Table] = []
+    for table in schema.CORE_TABLES:
+        later_columns = set(schema.CORE_V4_COLUMNS.get(table.name, ()))
+        if not later_columns:
+            tables.append(table.to_metadata(meta))
+            continue
+        items: list[Any] = [c._copy() for c in table.columns if c.name not in later_columns]
+        items += [
+            sa.UniqueConstraint(*(c.name for c in constraint.columns), name=constraint.name)
+            for constraint in table.constraints
+            if isinstance(constraint, sa.UniqueConstraint)
+            # a column's own ``unique=True`` is copied with the column
+            and not (len(constraint.columns) == 1 and next(iter(constraint.columns)).unique)
+        ]
+        items += [
+            sa.ForeignKeyConstraint(
+                [element.parent.name for element in fk.elements],
+                [element.target_fullname for element in fk.elements],
+                ondelete=fk.ondelete,
+            )
+            for fk in sorted(table.foreign_key_constraints, key=lambda fk: str(fk.name))
+        ]
+        items += [
+            sa.Index(index.name, *(c.name for c in index.columns), unique=index.unique,
+                     **index.dialect_kwargs)
+            for index in table.indexes
+            if index.name not in later_indexes
+        ]  # fmt: skip
+        tables.append(sa.Table(table.name, meta, *items, **table.dialect_kwargs))
+    return tuple(tables)
 
 
 async def apply_migrations(db: Database, specs: Iterable[MigrationSpec]) -> list[MigrationSpec]:

@@ -3,9 +3,11 @@
 These definitions are the *current* shape of the core schema; repositories build their queries
 from them, and the core migrations (``migrate.py``) create them: v1 the tables of
 ``CORE_TABLES``, v2 those of ``CORE_V2_TABLES`` (``tenant_sync_state``), v3 those of
-``CORE_V3_TABLES`` (``rate_counters``). Any later change to a table here must ship as a new
-core migration step that performs it on existing databases, and v1 must then create the v1 shape
-explicitly; ``tests/db/test_db_schema.py`` compares the migrated
+``CORE_V3_TABLES`` (``rate_counters``), v4 adds the columns of ``CORE_V4_COLUMNS`` and the
+indexes of ``CORE_V4_INDEXES`` to v1 tables and creates ``CORE_V4_TABLES`` (``receipt_leases``).
+Any later change to a table here must ship as a new core migration step that performs it on
+existing databases, and v1 must then create the v1 shape explicitly (it leaves the v4 additions
+out); ``tests/db/test_db_schema.py`` compares the migrated
 database with these definitions and fails on drift in either direction.
 
 Portable choices, identical on SQLite and PostgreSQL:
@@ -139,6 +141,9 @@ messages = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("smtp_ts", Timestamp),
     *_timestamps(),
+    # Core v4: the Message-ID every attempt sends (NULL only in rows of databases older than v4
+    # that the migration could not have seen: never, it fills every row).
+    sa.Column("message_id_header", sa.Text),
     sa.UniqueConstraint("tenant_id", "id"),
     # The claim: ready rows in (priority, pk) order, next_attempt_ts filtered from the index.
     sa.Index(
@@ -158,6 +163,9 @@ messages = sa.Table(
         sqlite_where=sa.text(_LEASED_SQL),
     ),
     sa.Index("ix_messages_account_pk", "account_pk"),
+    # Core v4: receipts are matched by the Message-ID sent, and by client id across tenants.
+    sa.Index("ix_messages_message_id_header", "message_id_header"),
+    sa.Index("ix_messages_id", "id"),
     sqlite_autoincrement=True,
 )
 
@@ -178,8 +186,13 @@ message_events = sa.Table(
     sa.Column("description", sa.Text),
     sa.Column("metadata", JsonText),
     sa.Column("reported_ts", Timestamp),
+    # Core v4: a receipt's key (its incoming Message-ID, or mailbox|uidvalidity|uid); NULL for
+    # the events the dispatcher writes. Unique per message, so a receipt read twice adds one
+    # event (NULLs never collide).
+    sa.Column("dedup_key", sa.Text),
     sa.Index("ix_message_events_unreported", "tenant_id", "reported_ts", "id"),
     sa.Index("ix_message_events_message", "message_pk", "id"),
+    sa.Index("ix_message_events_dedup", "message_pk", "dedup_key", unique=True),
     sqlite_autoincrement=True,
 )
 
@@ -271,6 +284,35 @@ rate_counters = sa.Table(
 
 CORE_V3_TABLES: tuple[sa.Table, ...] = (rate_counters,)
 """The tables core migration v3 creates."""
+
+# Core v4. One row per receipt handler: which process polls it (a lease, taken over when it
+# expires) and the outcome of its last poll, readable from every process.
+receipt_leases = sa.Table(
+    "receipt_leases",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("owner", sa.Text),
+    sa.Column("lease_until", Timestamp),
+    sa.Column("last_poll_ts", Timestamp),
+    sa.Column("last_error", sa.Text),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+CORE_V4_TABLES: tuple[sa.Table, ...] = (receipt_leases,)
+"""The tables core migration v4 creates."""
+
+CORE_V4_COLUMNS: dict[str, tuple[str, ...]] = {
+    "messages": ("message_id_header",),
+    "message_events": ("dedup_key",),
+}
+"""Columns core migration v4 adds to v1 tables (v1 creates the tables without them)."""
+
+CORE_V4_INDEXES: tuple[str, ...] = (
+    "ix_messages_message_id_header",
+    "ix_messages_id",
+    "ix_message_events_dedup",
+)
+"""Indexes core migration v4 adds to v1 tables."""
 
 
 def plugin_metadata() -> sa.MetaData:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..db.repos.queue import Outcome
 from ..errors import AttachmentError, MailproxyError, PermanentSendError, RateLimitedError
+from ..events import EventType, MetaKey
 from ..models import Account, Envelope, ErrorClass, Message, SendResult
 from .attachments import FetchedAttachments, fetch_attachments
 from .compose import compose, envelope_recipients, serialize
@@ -33,10 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-SUPPRESSED = "suppressed"
-"""The ``sent`` event's metadata key listing recipients a send guard dropped, and the prefix of
-the ``error`` of a message whose every recipient was dropped."""
 
 COMPOSE_IN_THREAD_BYTES = 256 * 1024
 """Messages larger than this are composed in a worker thread, off the event loop."""
@@ -85,7 +82,7 @@ async def attempt_delivery(mp: MailProxy, message: Message, directory: Directory
         recipients = envelope_recipients(message.payload)
         suppressed = [address for address in recipients if address.lower() in drop]
         if suppressed and len(suppressed) == len(recipients):
-            text = f"{SUPPRESSED}: {', '.join(suppressed)}"
+            text = f"{MetaKey.SUPPRESSED}: {', '.join(suppressed)}"
             return Attempt(_error(message, now, text, attempted=False))
 
     slots = limit_slots(account, tenant)
@@ -111,12 +108,12 @@ async def attempt_delivery(mp: MailProxy, message: Message, directory: Directory
     if result.refused:
         metadata["refused"] = dict(result.refused)
     if suppressed:
-        metadata[SUPPRESSED] = suppressed
+        metadata[MetaKey.SUPPRESSED] = suppressed
     outcome = Outcome(
         pk=message.pk,
         tenant_id=message.tenant_id,
         status="sent",
-        event_type="sent",
+        event_type=EventType.SENT,
         description=result.response or None,
         now=int(time.time()),
         metadata=metadata or None,
@@ -204,7 +201,7 @@ def _failed(mp: MailProxy, message: Message, now: int, error: BaseException) -> 
         pk=message.pk,
         tenant_id=message.tenant_id,
         status="deferred",
-        event_type="deferred",
+        event_type=EventType.DEFERRED,
         description=text,
         now=now,
         next_attempt_ts=now + max(0, round(delay)),
@@ -219,7 +216,7 @@ def _error(
         pk=message.pk,
         tenant_id=message.tenant_id,
         status="error",
-        event_type="error",
+        event_type=EventType.ERROR,
         description=text,
         now=now,
         attempted=attempted,
@@ -232,7 +229,7 @@ def _defer(message: Message, now: int, reason: str, until: int) -> Outcome:
         pk=message.pk,
         tenant_id=message.tenant_id,
         status="deferred",
-        event_type="deferred",
+        event_type=EventType.DEFERRED,
         description=reason,
         now=now,
         next_attempt_ts=until,

@@ -4,17 +4,15 @@ The payload is the message exactly as the client submitted it (API.md §4). Comp
 CPU; the dispatcher runs it in a worker thread when the message is large, so a 20 MB attachment
 never stalls the event loop.
 
-Every outgoing mail carries ``Date``, a ``Message-ID`` that is the same on every attempt (derived
-from the queue row, or the client's own ``message_id``) and ``X-Genro-Mail-ID: <client id>`` for
-bounce correlation (DESIGN.md §6).
+Every outgoing mail carries ``Date``, a ``Message-ID`` that is the same on every attempt (the
+one stored when the message was queued: the client's own ``message_id``, else generated) and
+``X-Genro-Mail-ID: <client id>`` for bounce correlation (DESIGN.md §6).
 """
 
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import mimetypes
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.headerregistry import BaseHeader, HeaderRegistry
@@ -22,6 +20,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from typing import Any
 
+from ..message_ids import message_id_of
 from ..models import Envelope, Message
 
 MAIL_ID_HEADER = "X-Genro-Mail-ID"
@@ -46,8 +45,6 @@ RESERVED_HEADERS = frozenset(
         "Return-Path",
     )
 )
-
-_MESSAGE_ID = re.compile(r"^<[^<>\s@]+@[^<>\s@]+>$")
 
 
 class RepeatedHeaderCache(HeaderRegistry):
@@ -107,19 +104,9 @@ def addr_spec(address: str) -> str:
     return email.utils.parseaddr(address)[1]
 
 
-def message_id_for(message: Message, sender: str) -> str:
-    """The ``Message-ID`` of ``message``: the client's own, else one derived from the queue row.
-
-    Derived ids are deterministic (tenant, client id and queue pk), so every retry of a message
-    carries the same id and receivers can de-duplicate an at-least-once redelivery.
-    """
-    own = message.payload.get("message_id")
-    if isinstance(own, str) and own.strip():
-        own = own.strip()
-        return own if _MESSAGE_ID.match(own) else f"<{own.strip('<>')}>"
-    domain = addr_spec(sender).rpartition("@")[2] or "mail-proxy.invalid"
-    digest = hashlib.sha256(f"{message.tenant_id}\0{message.id}\0{message.pk}".encode()).hexdigest()
-    return f"<mp.{message.pk}.{digest[:20]}@{domain}>"
+def message_id_for(message: Message) -> str:
+    """The ``Message-ID`` of ``message``: the one stored when it was queued."""
+    return message_id_of(message)
 
 
 def envelope_recipients(payload: Mapping[str, Any]) -> tuple[str, ...]:
@@ -188,7 +175,7 @@ def compose(
         mime["Reply-To"] = ", ".join(reply_to)
     mime["Subject"] = str(payload.get("subject") or "")
     mime["Date"] = email.utils.formatdate(localtime=False, usegmt=True)
-    message_id = message_id_for(message, sender)
+    message_id = message_id_for(message)
     mime["Message-ID"] = message_id
     mime[MAIL_ID_HEADER] = message.id
     for name, value in _custom_headers(payload.get("headers")):

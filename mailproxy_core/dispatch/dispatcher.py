@@ -68,6 +68,7 @@ def message_from_row(row: dict[str, Any]) -> Message:
         last_error=row["last_error"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        message_id_header=row.get("message_id_header"),
     )
 
 

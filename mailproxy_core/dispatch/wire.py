@@ -89,7 +89,7 @@ def compose_wire(
     cc = split_addresses(payload.get("cc"))
     bcc = split_addresses(payload.get("bcc"))
     reply_to = split_addresses(payload.get("reply_to"))
-    message_id = message_id_for(message, sender)
+    message_id = message_id_for(message)
 
     head: list[str] = [_address_header("From", [sender] if sender else [])]
     if to:

@@ -11,8 +11,8 @@ Order of the checks (the first failure is the reason):
 1. ``id`` (``Missing 'id' field``), then the identity fields ``tenant_id`` and ``account_id``;
 2. (database) tenant, then account — see ``message_queue.py``;
 3. unknown fields (``unknown field '<f>'`` with a did-you-mean hint), then the other required
-   fields: ``from`` (or ``from_addr``), ``to``, ``subject``, ``body`` (not
-   required when ``html`` is given: an HTML-only message);
+   fields: ``from`` (or ``from_addr``, not both), ``to``, ``subject``, ``body`` (not required
+   when ``html`` is given: an HTML-only message);
 4. ``priority``, then the addresses (``from``/``from_addr``, ``return_path``, ``to``, ``cc``,
    ``bcc``, ``reply_to``), then the other fields (``subject``, ``body``, ``html``,
    ``message_id``, ``batch_code``, ``content_type``, ``headers``), then ``attachments``, then
@@ -246,6 +246,8 @@ class MessageChecker:
         reason = unknown_field(entry, MESSAGE_FIELDS)
         if reason is not None:
             return reason
+        if entry.get("from") is not None and entry.get("from_addr") is not None:
+            return invalid("from_addr", "give the sender as 'from' or as 'from_addr', not both")
         sender = "from" if entry.get("from") is not None else "from_addr"
         if entry.get(sender) is None:
             return missing("from")

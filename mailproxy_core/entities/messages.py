@@ -2,7 +2,8 @@
 
 Scoping: tenant keys see and change only their own tenant's messages. Reads and tenant-wide
 writes are ``@tenant_scoped``; ``add``/``add_batch`` carry the tenant inside each message, and
-``delete``/``count_active`` take no tenant, so those scope themselves (``@any_principal``).
+``delete``/``count_active`` take no tenant and ``list`` may omit it (the admin's view of the
+whole queue), so those scope themselves (``@any_principal``).
 Another tenant's message is reported exactly like a missing one, never as forbidden, so a
 tenant key cannot learn what other tenants have queued.
 """
@@ -14,6 +15,7 @@ from typing import Any
 from ..api.endpoint import (
     POST,
     Endpoint,
+    also_get,
     any_principal,
     checks_own_values,
     documented_body,
@@ -31,7 +33,7 @@ from .message_validation import (
     sendable,
     shown,
 )
-from .message_views import message_object
+from .message_views import MessageObject, message_object
 
 MAX_LIST_LIMIT = 10_000
 MAX_PK = 2**63 - 1
@@ -92,9 +94,10 @@ class MessagesEndpoint(Endpoint):
         """Queue one message; the body is the message itself (fields of API.md §4).
 
         Required: ``id``, ``tenant_id`` (tenant keys may omit it), ``account_id``, ``from`` (or
-        ``from_addr``), ``to``, ``subject`` and ``body`` (or ``html``). Answers ``{"id", "pk"}``;
-        a message that would be rejected in a batch is answered 422 with the reason as
-        ``detail`` (code ``message_rejected``). A tenant key naming another tenant gets 403.
+        ``from_addr``, not both), ``to``, ``subject`` and ``body`` (or ``html``). Answers
+        ``{"id", "pk"}``; a message that would be rejected in a batch is answered 422 with the
+        reason as ``detail`` (code ``message_rejected``). A tenant key naming another tenant
+        gets 403.
         """
         principal = self.require_principal()
         tenant_id = message.get("tenant_id")
@@ -111,13 +114,13 @@ class MessagesEndpoint(Endpoint):
         if result.rejected:
             raise InvalidInput(result.rejected[0]["reason"], code="message_rejected")
         (_, message_id), pk = next(iter(result.pks.items()))
-        return {"id": message_id, "pk": pk}
+        return {"id": message_id, "pk": str(pk)}
 
     @tenant_scoped
     @checks_own_values
     async def get(
         self, message_id: str, tenant_id: str, include_history: bool = False
-    ) -> dict[str, Any]:
+    ) -> MessageObject:
         """One message of a tenant, by the client's message id.
 
         Args:
@@ -138,24 +141,26 @@ class MessagesEndpoint(Endpoint):
     @POST
     @any_principal
     @checks_own_values
-    async def delete(self, message_pk: int) -> bool:
+    async def delete(self, message_pk: int | str) -> bool:
         """Delete one message by its ``pk``, with its events; ``false`` if there is none.
 
         A tenant key can only delete its own tenant's messages (another tenant's pk answers
-        ``false``). A message being sent cannot be deleted: 409, retry once it is finished.
+        ``false``, like a pk that names no message). A message being sent cannot be deleted:
+        409, retry once it is finished.
 
         Args:
-            message_pk: the message's ``pk`` (from ``add``, ``get`` or ``list``).
+            message_pk: the message's ``pk`` (from ``add``, ``get`` or ``list``), as text or
+                as a number.
         """
         principal = self.require_principal()
-        if not 0 < message_pk <= MAX_PK:
+        pk = _parse_pk(message_pk)
+        if pk is None:
             return False
         scope = None if principal.is_admin else principal.tenant_id
-        outcome = await self.mp.repos.messages.delete(message_pk, tenant_id=scope)
+        outcome = await self.mp.repos.messages.delete(pk, tenant_id=scope)
         if outcome == "in_flight":
             raise Conflict(
-                f"message {message_pk} is being sent and cannot be deleted now; retry when it is "
-                "finished",
+                f"message {pk} is being sent and cannot be deleted now; retry when it is finished",
                 code="message_in_flight",
             )
         return outcome == "deleted"
@@ -186,6 +191,7 @@ class MessagesEndpoint(Endpoint):
         }
 
     @POST
+    @also_get
     @tenant_scoped
     @checks_own_values
     async def retry(self, tenant_id: str, ids: list[str]) -> dict[str, Any]:
@@ -223,6 +229,8 @@ class MessagesEndpoint(Endpoint):
         """Delete a tenant's finished messages whose events have all been reported.
 
         Finished means sent or failed (``error``) and unchanged for ``older_than_seconds``.
+        Also served as ``GET`` with the same query parameters, as genro-mail-proxy clients call
+        it (a token is needed all the same).
 
         Args:
             tenant_id: the tenant whose messages to clean up.
@@ -259,30 +267,35 @@ class MessagesEndpoint(Endpoint):
         return await self.mp.repos.messages.count_pending(tenant_id, batch_code)
 
     # Last of the routes: below it, ``list`` would name this method in annotations.
-    @tenant_scoped
+    @any_principal
     @checks_own_values
     async def list(
         self,
-        tenant_id: str,
+        tenant_id: str | None = None,
         active_only: bool = False,
         include_history: bool = False,
         status: MessageStatus | None = None,
         limit: int = 1000,
         offset: int = 0,
-    ) -> list[dict[str, Any]]:
-        """A page of a tenant's messages, in creation order.
+    ) -> list[MessageObject]:
+        """A page of messages in creation order: one tenant's, or every tenant's for the admin.
+
+        The admin without ``tenant_id`` lists the whole queue; a tenant key always lists its
+        own tenant's messages (another ``tenant_id`` → 403).
 
         Args:
-            tenant_id: the tenant whose messages to list.
+            tenant_id: the tenant whose messages to list (the admin may leave it out).
             active_only: only messages not finished yet (pending, deferred, sending).
             include_history: add ``history`` to each message: its events, oldest first.
             status: only messages with this status.
             limit: page size, at most 10000.
             offset: messages to skip (for paging).
         """
+        tenant_id = self.own_tenant_id(tenant_id)
         _check_range("limit", limit, 1, MAX_LIST_LIMIT)
         _check_range("offset", offset, 0, MAX_PK)
-        await self._require_tenant(tenant_id)
+        if tenant_id is not None:
+            await self._require_tenant(tenant_id)
         rows = await self.mp.repos.messages.list(
             tenant_id, active_only=active_only, status=status, limit=limit, offset=offset
         )
@@ -313,6 +326,16 @@ def _default_priority(value: int | str | None) -> int:
             errors=[{"field": "default_priority", "message": message, "type": "value_error"}],
         )
     return priority
+
+
+def _parse_pk(value: int | str) -> int | None:
+    """The message pk given as a number or as its text, or ``None`` when it names no message."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.isascii() or not text.isdigit():
+            return None
+        value = int(text)
+    return value if 0 < value <= MAX_PK else None
 
 
 def _check_range(field: str, value: int, low: int, high: int) -> None:

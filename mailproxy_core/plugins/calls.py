@@ -22,6 +22,7 @@ from ..models import (
     ErrorClass,
     Message,
     Receipt,
+    ReceiptResult,
     SendResult,
     Tenant,
 )
@@ -180,8 +181,10 @@ class HookCalls:
             duration=duration,
         )
 
-    async def receipt_received(self, mp: MailProxy, receipt: Receipt) -> None:
-        await self._emit("mailproxy_receipt_received", mp=mp, receipt=receipt)
+    async def receipt_received(
+        self, mp: MailProxy, receipt: Receipt, result: ReceiptResult
+    ) -> None:
+        await self._emit("mailproxy_receipt_received", mp=mp, receipt=receipt, result=result)
 
     # -- entity hooks --------------------------------------------------------------------------
 

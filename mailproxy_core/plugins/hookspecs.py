@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         ErrorClass,
         Message,
         Receipt,
+        ReceiptResult,
         SendResult,
         Tenant,
     )
@@ -148,13 +149,16 @@ def mailproxy_register_reporters() -> Iterable[ReporterSpec]:
 def mailproxy_register_receipt_handlers() -> Iterable[ReceiptHandlerSpec]:
     """Declare receipt sources (bounce mailboxes, PEC mailboxes).
 
-    When: once at app creation. Arguments: none. Returns: ``ReceiptHandlerSpec(name, factory,
-    interval)``; the receipt loop calls ``poll()`` every ``interval`` seconds. Sync only.
-    Example::
+    When: once at app creation. Arguments: none. Returns: ``ReceiptHandlerSpec(name,
+    factory)``; in one ``serve`` process at a time (a lease in the database) the receipt loop
+    builds the handler with ``factory(mp)`` and calls its ``poll()`` every
+    ``handler.poll_interval`` seconds and on ``instance/run_now`` or
+    ``mp.request_receipt_poll(name)``. The poll hands receipts to ``mp.record_receipts``.
+    Sync only. Example::
 
         @hookimpl
         def mailproxy_register_receipt_handlers():
-            return [ReceiptHandlerSpec("bounce", BounceMailbox, interval=60)]
+            return [ReceiptHandlerSpec("ee_bounce", BounceMailbox)]
     """
 
 
@@ -456,15 +460,19 @@ def mailproxy_message_deferred(
 
 
 @hookspec
-def mailproxy_receipt_received(mp: MailProxy, receipt: Receipt) -> None:
-    """A bounce or PEC receipt was matched to a message and recorded as an event.
+def mailproxy_receipt_received(mp: MailProxy, receipt: Receipt, result: ReceiptResult) -> None:
+    """A receipt (bounce, PEC receipt) was matched to a message and recorded as a new event.
 
-    When: after the receipt's event was committed. Arguments: the kernel and the receipt.
-    Returns: ignored. May be ``async def``. Example::
+    When: after ``mp.record_receipts`` committed the event; not for duplicates, unmatched or
+    ambiguous receipts. Arguments: the kernel, the ``Receipt`` and its ``ReceiptResult``
+    (``message_pk``, ``tenant_id`` and the client's ``message_id`` of the matched message).
+    Returns: ignored. May be ``async def``. Implementations may leave out arguments they do not
+    use. Example::
 
         @hookimpl
-        def mailproxy_receipt_received(mp, receipt):
-            log.info("%s for %s", receipt.event_type, receipt.message_id)
+        async def mailproxy_receipt_received(mp, receipt, result):
+            if receipt.metadata.get(MetaKey.BOUNCE_TYPE) == "hard":
+                await suppress(mp, result.tenant_id, receipt.metadata[MetaKey.RECIPIENT])
     """
 
 

@@ -23,6 +23,7 @@ answer: 401 except public routes).
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -302,7 +303,7 @@ async def foreign_pk_untouched(body: Any, params: Params, world: World) -> str |
         return "deleting another tenant's message must answer false"
     listed = (await world.admin.get("/messages/list", tenant_id=OTHER)).json
     pks = {entry["pk"] for entry in listed}
-    return None if params["message_pk"] in pks else "another tenant's message was deleted"
+    return None if str(params["message_pk"]) in pks else "another tenant's message was deleted"
 
 
 async def foreign_ids_untouched(body: Any, params: Params, world: World) -> str | None:
@@ -344,6 +345,11 @@ def detail_is(text: str) -> Check:
 OK = Expect(200)
 FORBIDDEN = Expect(403)
 NOT_FOUND = Expect(404)
+EE_INSTALLED = any(
+    ep.name.startswith("ee_") for ep in importlib.metadata.entry_points(group="mailproxy")
+)
+UPGRADE_TO_EE = OK if EE_INSTALLED else Expect(409)
+"""``instance/upgrade_to_ee`` confirms an installed EE plugin, else 409 naming what to install."""
 PUBLIC = Expect(200)
 
 # --- the table ---------------------------------------------------------------------------------
@@ -372,6 +378,7 @@ TABLE: tuple[Row, ...] = (
     Row("GET", "/instance/status", fixed(), OK, OK, None),
     Row("GET", "/instance/get", fixed(), OK, OK, None),
     Row("POST", "/instance/update", fixed(name="contract"), OK, FORBIDDEN, None),
+    Row("POST", "/instance/upgrade_to_ee", fixed(), UPGRADE_TO_EE, FORBIDDEN, None),
     Row("GET", "/instance/plugins", fixed(), OK, FORBIDDEN, None),
     Row("POST", "/instance/suspend", of_tenant(batch_code="b9"), OK, FORBIDDEN, FORBIDDEN),
     Row("POST", "/instance/activate", of_tenant(batch_code="b9"), OK, FORBIDDEN, FORBIDDEN),
@@ -508,6 +515,7 @@ TABLE: tuple[Row, ...] = (
         foreign_expect=Expect(200, foreign_ids_not_requeued),
     ),
     Row("POST", "/messages/cleanup", of_tenant(), OK, OK, FORBIDDEN),
+    Row("GET", "/messages/cleanup", of_tenant(), OK, OK, FORBIDDEN),
     Row(
         "GET",
         "/messages/count_active",

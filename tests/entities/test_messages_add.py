@@ -368,7 +368,7 @@ async def test_add_one_message(admin: ApiClient, mp_kernel: MailProxy, wakeups: 
     response = await admin.post("/messages/add", json=msg("single", priority=0))
     assert response.status == 200
     row = (await stored(mp_kernel))["single"]
-    assert response.json == {"id": "single", "pk": row["pk"]}
+    assert response.json == {"id": "single", "pk": str(row["pk"])}
     assert json.loads(row["payload"])["from"] == "Sender <sender@acme.test>"
     assert wakeups == [False]
 

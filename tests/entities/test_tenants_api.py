@@ -15,7 +15,7 @@ from mailproxy_core.kernel import MailProxy
 from mailproxy_core.plugins.markers import hookimpl
 from mailproxy_core.settings import Settings
 from mailproxy_core.specs import StorageBackendSpec
-from mailproxy_core.testing.client import ApiClient
+from mailproxy_core.testing.client import ApiClient, is_utc_text
 from mailproxy_core.testing.fakes import TenantTokenPlugin
 from mailproxy_core.testing.plugin import ADMIN_TOKEN
 
@@ -85,7 +85,7 @@ async def test_add_get_list_update_delete(mp_client: ApiClient) -> None:
     assert tenant["large_file_config"] == FULL_TENANT["large_file_config"]
     assert tenant["active"] is True and tenant["reporter"] == "http"
     assert tenant["suspended_batches"] == []
-    assert isinstance(tenant["created_at"], int) and tenant["updated_at"] >= tenant["created_at"]
+    assert is_utc_text(tenant["created_at"]) and tenant["updated_at"] >= tenant["created_at"]
     # Where the EE plugin ee_apikeys is installed, the creation also shows the first key, once.
     shown_once = {k: v for k, v in tenant.items() if k != "api_key"}
     assert (await mp_client.get("/tenants/get", tenant_id="acme")).json == shown_once

@@ -50,6 +50,7 @@ from mailproxy_core.kernel import build_kernel
 from mailproxy_core.plugins.hookspecs import ALL_HOOKS
 from mailproxy_core.settings import Settings
 from mailproxy_core.testing.dispatch import dispatch_now
+from mailproxy_core.testing.plugin import ADMIN_TOKEN, admin_token_plugins
 
 ACCOUNT = Account(pk="a-pk", tenant_id="acme", id="main", host="smtp.example.com", port=587)
 MESSAGE = Message(
@@ -235,25 +236,35 @@ async def test_hook_register_reporters(tmp_path):
         assert ack.ok
 
 
-def test_hook_register_receipt_handlers(tmp_path):
+async def test_hook_register_receipt_handlers(tmp_path):
+    polled = asyncio.Event()
+
     class Mailbox:
+        poll_interval = 3600.0
+
         def __init__(self, mp):
-            pass
+            self.mp = mp
 
         async def poll(self):
-            return [Receipt(event_type="bounce", event_ts=1)]
+            polled.set()
 
     class Plugin:
         @hookimpl
         def mailproxy_register_receipt_handlers(self):
-            return [ReceiptHandlerSpec("mailbox", Mailbox, interval=30)]
+            return [ReceiptHandlerSpec("mailbox", Mailbox)]
 
-    mp = build_kernel(make_settings(tmp_path), extra_plugins={"probe": Plugin()})
-    spec = mp.registry.receipt_handlers["mailbox"]
-    assert spec.interval == 30
-    assert mp.registry.receipt_handlers.plugin_of("mailbox") == "probe"
-    receipts = asyncio.run(spec.factory(mp).poll())
-    assert receipts[0].event_type == "bounce"
+    app = await started(tmp_path, Plugin(), test_mode=True)
+    async with app.test_app():
+        mp = kernel_of(app)
+        assert mp.registry.receipt_handlers.plugin_of("mailbox") == "probe"
+        mp.request_receipt_poll("mailbox")  # test mode: handlers poll only when asked
+        await asyncio.wait_for(polled.wait(), 10)
+        for _ in range(200):
+            status = mp.receipt_handler_status("mailbox")
+            if status is not None and status.last_poll_ts is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert status is not None and status.polling and status.last_error is None
 
 
 @pytest.mark.requires_plugins("auth_token")
@@ -652,7 +663,8 @@ class Recorder:
         self.calls.append(("deferred", (reason, next_attempt_ts)))
 
     @hookimpl
-    async def mailproxy_receipt_received(self, receipt):
+    async def mailproxy_receipt_received(self, receipt, result):
+        assert result.receipt is receipt
         self.calls.append(("receipt", receipt.event_type))
 
 
@@ -712,9 +724,38 @@ async def test_hook_message_deferred(tmp_path):
 
 async def test_hook_receipt_received(tmp_path):
     recorder = Recorder()
-    mp = build_kernel(make_settings(tmp_path), extra_plugins={"rec": recorder})
-    await mp.hooks.receipt_received(mp, Receipt(event_type="pec_delivery", event_ts=5))
-    assert recorder.calls == [("receipt", "pec_delivery")]
+    settings = Settings.from_values(
+        db=str(tmp_path / "mp.db"), api_token=ADMIN_TOKEN, test_mode=True
+    )
+    app = create_app(settings, extra_plugins={"rec": recorder, **admin_token_plugins()})
+    async with app.test_app():
+        client = app.test_client()
+        headers = {"X-API-Token": ADMIN_TOKEN}
+        account = {"id": "main", "tenant_id": "acme", "host": "x.invalid", "port": 25}
+        message = {
+            "id": "m1",
+            "tenant_id": "acme",
+            "account_id": "main",
+            "from": "a@acme.example",
+            "to": "b@example.com",
+            "subject": "s",
+            "body": "b",
+        }
+        for path, body in [
+            ("/tenants/add", {"id": "acme"}),
+            ("/accounts/add", {**account, "transport": "null"}),
+            ("/messages/add", message),
+        ]:
+            response = await client.post(path, json=body, headers=headers)
+            assert response.status_code == 200, await response.get_json()
+        mp = kernel_of(app)
+        (sent,) = await mp.find_messages(client_message_id="m1", tenant_id="acme")
+        receipt = Receipt(
+            event_type="pec_delivery", dedup_key="r1", message_id_header=sent.message_id_header
+        )
+        await mp.record_receipts([receipt, receipt])  # the second one is a duplicate
+    assert ("receipt", "pec_delivery") in recorder.calls
+    assert recorder.calls.count(("receipt", "pec_delivery")) == 1
 
 
 # -- entity hooks ---------------------------------------------------------------------------------

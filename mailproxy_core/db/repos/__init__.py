@@ -14,6 +14,8 @@ from .events import EventsRepo
 from .instance import InstanceRepo
 from .messages import MessagesRepo
 from .queue import QueueRepo
+from .receipt_leases import ReceiptLeasesRepo
+from .receipts import ReceiptsRepo
 from .storages import StoragesRepo
 from .sync_state import SyncStateRepo
 from .tenants import TenantsRepo
@@ -25,6 +27,8 @@ __all__ = [
     "InstanceRepo",
     "MessagesRepo",
     "QueueRepo",
+    "ReceiptLeasesRepo",
+    "ReceiptsRepo",
     "Repos",
     "StoragesRepo",
     "SyncStateRepo",
@@ -46,3 +50,5 @@ class Repos:
         self.command_log = CommandLogRepo(db)
         self.queue = QueueRepo(db)
         self.sync_state = SyncStateRepo(db)
+        self.receipts = ReceiptsRepo(db)
+        self.receipt_leases = ReceiptLeasesRepo(db)

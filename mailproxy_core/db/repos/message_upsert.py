@@ -25,6 +25,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ...message_ids import GENERATED_PREFIX
 from ..schema import READY_STATUSES, messages
 from ..url import Dialect
 
@@ -40,6 +41,7 @@ UPSERT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("next_attempt_ts", "bigint"),
     ("created_at", "bigint"),
     ("updated_at", "bigint"),
+    ("message_id_header", "text"),
 )
 """The columns an enqueued row sets, in the order of each JSON row array, with PostgreSQL types."""
 
@@ -63,6 +65,17 @@ _RESET_ON_CONFLICT = {
 }
 
 
+# A replaced message keeps the Message-ID it was given when neither submission named one (its
+# earlier attempts may have carried it); a client-given ``message_id`` always wins.
+# (substr rather than LIKE: the drivers' parameter formatting would read its "%".)
+_PREFIX = f"substr({{}}, 1, {len(GENERATED_PREFIX)}) = '{GENERATED_PREFIX}'"
+_KEEP_GENERATED_ID = (
+    f"CASE WHEN {_PREFIX.format('excluded.message_id_header')} "
+    f"AND {_PREFIX.format('messages.message_id_header')} "
+    "THEN messages.message_id_header ELSE excluded.message_id_header END"
+)
+
+
 def _check_columns() -> None:
     # The statement is SQL text: fail at import, not at the first enqueue, if the table changed.
     known = set(messages.c.keys())
@@ -78,7 +91,8 @@ _check_columns()
 def upsert_sql(dialect: Dialect) -> str:
     """The enqueue upsert for ``dialect``: one ``:rows`` parameter.
 
-    Returns ``pk, tenant_id, id, created_at`` of every row inserted or replaced.
+    Returns ``pk, tenant_id, id, created_at, message_id_header`` of every row inserted or
+    replaced.
 
     ``:rows`` is a JSON array of row arrays in :data:`UPSERT_COLUMNS` order. Rows are inserted in
     array order, so new messages get increasing ``pk`` values in submission order.
@@ -99,12 +113,13 @@ def upsert_sql(dialect: Dialect) -> str:
         )
     assignments = [f"{name} = excluded.{name}" for name in _REPLACED_ON_CONFLICT]
     assignments += [f"{name} = {value}" for name, value in _RESET_ON_CONFLICT.items()]
+    assignments.append(f"message_id_header = {_KEEP_GENERATED_ID}")
     ready = ", ".join(f"'{status}'" for status in READY_STATUSES)
     return (
         f"INSERT INTO messages ({', '.join(names)}) {source} "
         f"ON CONFLICT (tenant_id, id) DO UPDATE SET {', '.join(assignments)} "
         f"WHERE messages.status IN ({ready}) "
-        "RETURNING pk, tenant_id, id, created_at"
+        "RETURNING pk, tenant_id, id, created_at, message_id_header"
     )
 
 

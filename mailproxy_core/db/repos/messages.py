@@ -48,10 +48,12 @@ MESSAGE_COLUMNS = (
     "deferred_ts",
     "next_attempt_ts",
     "attempts",
+    "smtp_ts",
     "last_error",
     "created_at",
     "updated_at",
     "payload",
+    "message_id_header",
 )
 """The columns :meth:`MessagesRepo.get` and :meth:`MessagesRepo.list` return."""
 
@@ -82,6 +84,7 @@ class QueuedRow:
     payload: str
     batch_code: str | None = None
     deferred_ts: int | None = None
+    message_id_header: str | None = None
 
 
 @dataclass(slots=True)
@@ -98,6 +101,8 @@ class EnqueueOutcome:
     stored: dict[tuple[str, str], int] = field(default_factory=dict)
     created_at: dict[tuple[str, str], int] = field(default_factory=dict)
     blocked: dict[tuple[str, str], str] = field(default_factory=dict)
+    message_id_headers: dict[tuple[str, str], str] = field(default_factory=dict)
+    """The Message-ID stored for each row written (a replacement may keep its earlier one)."""
 
     def next_attempt_ts(self, row: QueuedRow) -> int:
         """When ``row`` becomes ready: ``max(deferred_ts, now)``."""
@@ -160,6 +165,7 @@ class MessagesRepo:
                     key = (row["tenant_id"], row["id"])
                     outcome.stored[key] = int(row["pk"])
                     outcome.created_at[key] = int(row["created_at"])
+                    outcome.message_id_headers[key] = row["message_id_header"]
             if len(outcome.stored) < len(rows):
                 missing = [
                     (r.tenant_id, r.id) for r in rows if (r.tenant_id, r.id) not in outcome.stored
@@ -353,19 +359,21 @@ class MessagesRepo:
     # Last in the class: below it, ``list`` would name this method in annotations.
     async def list(
         self,
-        tenant_id: str,
+        tenant_id: str | None,
         *,
         active_only: bool = False,
         status: str | None = None,
         limit: int = 1000,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """One page of a tenant's messages in creation order (``pk``).
+        """One page of a tenant's messages (all tenants' with ``None``), in creation order (pk).
 
         ``active_only`` keeps pending, deferred and sending messages; ``status`` keeps one
         status (both filters apply when both are given).
         """
-        query = _select_messages().where(messages.c.tenant_id == tenant_id)
+        query = _select_messages()
+        if tenant_id is not None:
+            query = query.where(messages.c.tenant_id == tenant_id)
         if active_only:
             query = query.where(messages.c.status.in_(ACTIVE_STATUSES))
         if status is not None:
@@ -393,6 +401,7 @@ def _row_values(row: QueuedRow, outcome: EnqueueOutcome) -> tuple[Any, ...]:
         outcome.next_attempt_ts(row),
         now,
         now,
+        row.message_id_header,
     )
 
 

@@ -34,6 +34,7 @@ CLAIM_COLUMNS = (
     "last_error",
     "created_at",
     "updated_at",
+    "message_id_header",
 )
 """The columns of a claimed row."""
 

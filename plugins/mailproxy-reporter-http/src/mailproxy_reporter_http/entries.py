@@ -21,31 +21,36 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from mailproxy_core import DeliveryEvent
+from mailproxy_core import DeliveryEvent, EventType, MetaKey
 
 SIGNATURE_HEADER = "X-Mailproxy-Signature"
 """The header carrying ``t=<unix ts>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">``."""
+
+
+_PEC_EVENTS = frozenset(
+    {EventType.PEC_ACCEPTANCE, EventType.PEC_DELIVERY, EventType.PEC_ERROR, EventType.PEC_TIMEOUT}
+)
 
 
 def report_entry(event: DeliveryEvent) -> dict[str, Any]:
     """The delivery-report entry of one event (shapes in the module docstring)."""
     kind = event.event_type
     entry: dict[str, Any] = {"id": event.message_id}
-    if kind == "sent":
+    if kind == EventType.SENT:
         entry["sent_ts"] = event.event_ts
-    elif kind == "error":
+    elif kind == EventType.ERROR:
         entry["error_ts"] = event.event_ts
         entry["error"] = event.description
-    elif kind == "deferred":
+    elif kind == EventType.DEFERRED:
         entry["deferred_ts"] = event.event_ts
         entry["deferred_reason"] = event.description
-    elif kind == "bounce":
+    elif kind == EventType.BOUNCE:
         entry["bounce_ts"] = event.event_ts
-        entry["bounce_type"] = event.metadata.get("bounce_type")
-        entry["bounce_code"] = event.metadata.get("bounce_code")
+        entry["bounce_type"] = event.metadata.get(MetaKey.BOUNCE_TYPE)
+        entry["bounce_code"] = event.metadata.get(MetaKey.BOUNCE_CODE)
         entry["bounce_reason"] = event.description
-    elif kind.startswith("pec_"):
-        entry["pec_event"] = kind
+    elif kind in _PEC_EVENTS:
+        entry["pec_event"] = str(kind)
         entry["pec_ts"] = event.event_ts
         entry["pec_details"] = event.description
     else:
