@@ -42,7 +42,9 @@ class RouteInfo:
     Attributes:
         entity: the first path segment (``"messages"``).
         method: the endpoint method (``"add_batch"``).
-        http_method: ``"GET"`` or ``"POST"``.
+        http_method: the method's declared HTTP method: ``"GET"`` for a read, ``"POST"`` for a
+            write, also when the request reached a write through its ``GET`` form (routes that
+            reference clients call with ``GET``, such as ``messages/cleanup``).
         path: ``"/messages/add_batch"``.
         scope: the method's scoping decision: ``"admin_only"``, ``"tenant_scoped"``,
             ``"any_principal"`` or ``"public"``.

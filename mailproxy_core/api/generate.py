@@ -102,12 +102,13 @@ def build_api(
             suffix = "" if form is info else GET_FORM_SUFFIX
             document_operation(view, form, public=is_public)
             endpoint_name = f"mailproxy_api:{form.entity}:{form.name}{suffix}"
+            # A write also served with GET stays a write: its declared method is recorded.
             routes[endpoint_name] = RouteInfo(
-                entity=form.entity,
-                method=form.name,
-                http_method=form.http_method,
-                path=form.path,
-                scope=str(form.scope),
+                entity=info.entity,
+                method=info.name,
+                http_method=info.http_method,
+                path=info.path,
+                scope=str(info.scope),
             )
             app.add_url_rule(
                 form.path,

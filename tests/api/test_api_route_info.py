@@ -8,7 +8,19 @@ from typing import Any
 import pytest
 from quart import Blueprint
 
-from mailproxy_core import Principal, RouteInfo, RouteSpec, extract_token, hookimpl, route_info
+from mailproxy_core import (
+    POST,
+    Endpoint,
+    EndpointSpec,
+    Principal,
+    RouteInfo,
+    RouteSpec,
+    admin_only,
+    extract_token,
+    hookimpl,
+    route_info,
+)
+from mailproxy_core.api.endpoint import also_get
 from mailproxy_core.kernel import MailProxy
 from mailproxy_core.specs import AuthBackendSpec
 from mailproxy_core.testing.client import ApiClient
@@ -30,6 +42,15 @@ class RouteRecordingBackend:
         return None
 
 
+class Sweeper(Endpoint):
+    @POST
+    @also_get
+    @admin_only
+    async def sweep(self) -> dict[str, bool]:
+        """A write that reference clients may also call with GET."""
+        return {"ok": True}
+
+
 class RouteRecordingPlugin:
     def __init__(self) -> None:
         self.seen: list[tuple[str, RouteInfo | None]] = []
@@ -48,6 +69,10 @@ class RouteRecordingPlugin:
 
         return [RouteSpec("raw_probe", blueprint)]
 
+    @hookimpl
+    def mailproxy_register_endpoints(self) -> list[EndpointSpec]:
+        return [EndpointSpec("probe", Sweeper)]
+
 
 @pytest.fixture
 def recorder(register_plugin: Any) -> RouteRecordingPlugin:
@@ -62,10 +87,15 @@ async def test_route_info_names_the_generated_route(
     assert (await mp_client.get("/tenants/list")).status == 200
     assert (await mp_client.post("/tenants/add", json={"id": "acme"})).status == 200
     assert (await mp_client.get("/raw-probe")).status == 200
+    assert (await mp_client.post("/probe/sweep")).status == 200
+    assert (await mp_client.get("/probe/sweep")).status == 200
+    sweep = RouteInfo("probe", "sweep", "POST", "/probe/sweep", "admin_only")
     assert recorder.seen == [
         ("/tenants/list", RouteInfo("tenants", "list", "GET", "/tenants/list", "admin_only")),
         ("/tenants/add", RouteInfo("tenants", "add", "POST", "/tenants/add", "admin_only")),
         ("/raw-probe", None),
+        ("/probe/sweep", sweep),
+        ("/probe/sweep", sweep),  # the GET form of a write is still a write
     ]
     scoped = [info for _, info in recorder.seen if info is not None]
     assert all(info.scope == "admin_only" for info in scoped)
