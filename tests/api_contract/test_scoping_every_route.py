@@ -791,8 +791,12 @@ async def test_scoping_of_every_route(
 SEND_WRITES = frozenset({"POST /messages/add", "POST /messages/add_batch"})
 """The writes the ``send`` scope allows; it also reads the tenant's messages."""
 
-WRITES_BY_GET = frozenset({"GET /messages/cleanup"})
-"""Routes that change state although called with GET: never a read."""
+WRITES_BY_GET = frozenset(
+    f"GET {row.path}"
+    for row in TABLE
+    if row.method == "POST" and any(r.method == "GET" and r.path == row.path for r in TABLE)
+)
+"""The GET forms of writes (served with GET too for reference clients): never a read."""
 
 
 def scope_allows(row: Row, scope: str) -> bool:

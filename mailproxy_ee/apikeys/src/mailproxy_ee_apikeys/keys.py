@@ -8,7 +8,8 @@ Scopes (any number per key, at least one):
 
 * ``send`` — ``messages/add``, ``messages/add_batch``, and every read of its tenant's messages
   (``GET /messages/...``);
-* ``read`` — every read (``GET``) of its own tenant;
+* ``read`` — every read (``GET``) of its own tenant (a write that is also served with ``GET``,
+  such as ``messages/cleanup``, is not a read);
 * ``manage`` — everything the tenant's default key may do.
 
 The default key (named ``default``) has every right of its tenant: the scope ``manage``.
@@ -46,10 +47,6 @@ class KeyScope(enum.StrEnum):
 
 
 ALL_SCOPES: tuple[KeyScope, ...] = (KeyScope.SEND, KeyScope.READ, KeyScope.MANAGE)
-
-WRITES_BY_GET: frozenset[tuple[str, str]] = frozenset({("messages", "cleanup")})
-"""Routes that change state even when called with ``GET`` (reference clients call
-``messages/cleanup`` so); they need ``manage`` whatever the HTTP method."""
 
 SEND_ROUTES: frozenset[tuple[str, str]] = frozenset(
     {("messages", "add"), ("messages", "add_batch")}
@@ -111,17 +108,17 @@ def requirement(route: RouteInfo | None, http_method: str) -> Requirement:
     """The scopes that allow a call.
 
     Args:
-        route: the generated route called, or ``None`` for a plugin blueprint route (then only
-            the HTTP method decides: ``GET``/``HEAD`` is a read, anything else needs ``manage``).
-        http_method: the request's HTTP method.
+        route: the generated route called, or ``None`` for a plugin blueprint route. A generated
+            route is a read when its method is declared ``GET``: a write that reference clients
+            may also call with ``GET`` (``messages/cleanup``) stays a write.
+        http_method: the request's HTTP method; decides alone for a blueprint route (``GET`` and
+            ``HEAD`` are reads, anything else needs ``manage``).
     """
-    method = http_method.upper()
     if route is None:
-        return _NEEDS_READ if method in ("GET", "HEAD") else _NEEDS_MANAGE
-    name = (route.entity, route.method)
-    if name in SEND_ROUTES:
+        return _NEEDS_READ if http_method.upper() in ("GET", "HEAD") else _NEEDS_MANAGE
+    if (route.entity, route.method) in SEND_ROUTES:
         return _NEEDS_SEND
-    if method in ("GET", "HEAD") and name not in WRITES_BY_GET:
+    if route.http_method == "GET":
         return _READS_MESSAGES if route.entity == "messages" else _NEEDS_READ
     return _NEEDS_MANAGE
 
