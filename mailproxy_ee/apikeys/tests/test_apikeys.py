@@ -364,3 +364,11 @@ async def test_admin_token_and_unknown_keys(live: Live) -> None:
         "/tenants/get", headers={"Authorization": f"Bearer {await new_tenant(live, 'globex')}"}
     )
     assert bearer.status_code == 200 and bearer.json()["id"] == "globex"
+
+
+async def test_the_instance_reports_the_enterprise_edition(live: Live) -> None:
+    key = await new_tenant(live, "acme")
+    assert (await live.get("/instance/get"))["edition"] == "ee"
+    assert (await live.get("/instance/get", key))["edition"] == "ee"  # a read: any scope
+    upgraded = await live.post("/instance/upgrade_to_ee")
+    assert upgraded["edition"] == "ee" and "ee_apikeys" in upgraded["plugins"]
