@@ -11,7 +11,8 @@ recorded like any other write, after the purge, so the trail shows who purged an
 An entry holds:
 
 * ``endpoint`` — ``"POST /tenants/add"``;
-* ``principal`` — ``"admin"`` or ``"tenant:<id>"``;
+* ``principal`` — ``"admin"``, or ``"tenant:<id>"``, or ``"tenant:<id>/<name>"`` when the
+  tenant's credentials have a name of their own (an EE API key's name; never the key);
 * ``tenant_id`` — a tenant caller's own tenant; for the admin the body's ``tenant_id``, else the
   ``id`` of ``tenants/add``, else the one tenant all entries of a ``messages/add_batch`` name;
   else ``None``;

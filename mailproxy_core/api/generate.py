@@ -39,6 +39,7 @@ from werkzeug.exceptions import BadRequest
 
 from ..errors import AuthError, Forbidden, InvalidInput
 from ..models import Principal
+from .auth import ROUTES_KEY, RouteInfo
 from .endpoint import (
     CHECKS_OWN_VALUES_ATTR,
     GET_FORM_SUFFIX,
@@ -90,6 +91,7 @@ def build_api(
     install_error_handlers(app)
     install_openapi(app)
     public = frozenset(public_paths)
+    routes: dict[str, RouteInfo] = app.extensions.setdefault(ROUTES_KEY, {})
     for info in methods:
         forms = [info]
         if info.also_get:
@@ -99,9 +101,18 @@ def build_api(
             is_public = form.scope is Scope.PUBLIC or form.path in public
             suffix = "" if form is info else GET_FORM_SUFFIX
             document_operation(view, form, public=is_public)
+            endpoint_name = f"mailproxy_api:{form.entity}:{form.name}{suffix}"
+            # A write also served with GET stays a write: its declared method is recorded.
+            routes[endpoint_name] = RouteInfo(
+                entity=info.entity,
+                method=info.name,
+                http_method=info.http_method,
+                path=info.path,
+                scope=str(info.scope),
+            )
             app.add_url_rule(
                 form.path,
-                endpoint=f"mailproxy_api:{form.entity}:{form.name}{suffix}",
+                endpoint=endpoint_name,
                 view_func=view,
                 methods=[form.http_method],
             )
