@@ -50,6 +50,7 @@ from ..crypto import MASK, is_secret_key
 from ..entities.secrets import CONFIG_SECRET_KEYS
 from ..logs import principal_label
 from .endpoint import GET_FORM_SUFFIX
+from .json_limits import too_deep
 
 if TYPE_CHECKING:
     from ..kernel import MailProxy
@@ -122,10 +123,11 @@ async def _record(mp: MailProxy, route: str, response: Response) -> None:
 def masked_payload(raw: bytes) -> tuple[Any, str | None]:
     """The request body decoded and masked, and the JSON text to store for it.
 
-    Returns ``(None, None)`` for an empty or non-JSON body. When nothing was masked the client's
+    Returns ``(None, None)`` for an empty or non-JSON body, and for one nested deeper than the
+    API accepts (refused unparsed, see ``json_limits``). When nothing was masked the client's
     own text is stored (no second encoding); otherwise the masked value is encoded.
     """
-    if not raw.strip():
+    if not raw.strip() or too_deep(raw):
         return None, None
     try:
         body = json.loads(raw)
