@@ -190,9 +190,7 @@ def _query_input(info: MethodInfo, req: Request) -> tuple[dict[str, Any], list[d
         elif is_scalar(param.annotation):
             data[name] = values[0]
         elif too_deep(values[0]):
-            errors.append(
-                {"field": name, "message": too_deep_message(), "type": "json_too_deep"}
-            )
+            errors.append({"field": name, "message": too_deep_message(), "type": "json_too_deep"})
         else:
             try:
                 data[name] = json.loads(values[0])

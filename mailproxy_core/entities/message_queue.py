@@ -57,6 +57,7 @@ class _Slicer:
             await asyncio.sleep(0)
             self._since = time.perf_counter()
 
+
 QUEUED_HOOK = "mailproxy_message_queued"
 BLOCKED_REASONS = {"sending": "in flight", "sent": "already sent", "error": "already sent"}
 """Rejection reason for an id that exists with this status."""

@@ -379,9 +379,7 @@ def check_headers(headers: Any) -> str | None:
         if _LINE_BREAK.search(value):
             return invalid("headers", f"the value of '{name}' must not contain line breaks")
         if _CONTROL_BUT_TAB.search(value):
-            return invalid(
-                "headers", f"the value of '{name}' must not contain control characters"
-            )
+            return invalid("headers", f"the value of '{name}' must not contain control characters")
     return None
 
 
@@ -413,7 +411,7 @@ def check_attachments(attachments: Any, fetch_modes: frozenset[str]) -> str | No
             return f"invalid attachment: #{number} has unknown fetch_mode '{shown(mode)}' ({known})"
         mime_type = spec.get("mime_type")
         if mime_type is not None and (
-            not isinstance(mime_type, str) or not _MIME_TYPE.fullmatch(mime_type.strip())
+            not isinstance(mime_type, str) or not _MIME_TYPE.fullmatch(mime_type)
         ):
             return (
                 f"invalid attachment: #{number} has an invalid 'mime_type' (expected "
