@@ -15,6 +15,7 @@ from quart import Quart, g, request
 from .api.command_recording import install_command_recording
 from .api.errors import install_error_handlers
 from .api.generate import build_api
+from .api.openapi import document_public_routes
 from .errors import AuthError
 from .kernel import APP_KEY, MailProxy, Role, build_kernel
 from .logs import install_access_log
@@ -87,6 +88,8 @@ def create_app(
         if principal is None:
             raise AuthError("missing or invalid API token (send X-API-Token)")
         g.principal = principal
+
+    document_public_routes(app, public)
 
     @app.before_serving
     async def start_kernel() -> None:

@@ -73,10 +73,9 @@ def test_nesting_inside_a_message_and_inside_headers_is_refused(
 ) -> None:
     tenant_id, account_id = service.tenant_with_account()
     plain = message(tenant_id, account_id)
-    head = '{"id":"%s","tenant_id":"%s","account_id":"%s","from":"a@b.co","to":"c@d.co",' % (
-        plain["id"],
-        tenant_id,
-        account_id,
+    head = (
+        f'{{"id":"{plain["id"]}","tenant_id":"{tenant_id}","account_id":"{account_id}",'
+        '"from":"a@b.co","to":"c@d.co",'
     )
     bodies = {
         "inside a message": head + '"subject":"s","body":' + nested() + "}",
