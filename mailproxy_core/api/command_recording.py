@@ -164,6 +164,8 @@ def mask_secret_values(value: Any) -> tuple[Any, bool]:
                 changed = changed or inner
         return (result if changed else value), changed
     if isinstance(value, list):
+        if not any(isinstance(item, dict | list) for item in value):
+            return value, False  # a list of scalars (recipients ...): nothing to look into
         items = [mask_secret_values(item) for item in value]
         if any(inner for _, inner in items):
             return [item for item, _ in items], True

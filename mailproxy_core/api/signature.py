@@ -227,7 +227,7 @@ def numbers_refuse_booleans(annotation: Any) -> Any:
     inner, nullable = unwrap_optional(annotation)
     if inner not in _NUMBERS:
         return annotation
-    checked = Annotated[inner, BeforeValidator(_not_a_boolean)]
+    checked = Annotated[inner, BeforeValidator(_not_a_boolean)]  # type: ignore[valid-type]
     return Union[checked, None] if nullable else checked  # noqa: UP007 - runtime value
 
 
