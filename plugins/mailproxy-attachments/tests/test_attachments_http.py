@@ -8,6 +8,8 @@ import socket
 
 import pytest
 
+from mailproxy_attachments.settings import AttachmentsSettings
+
 pytestmark = pytest.mark.requires_plugins("attachments", "smtp", "auth_token")
 
 PDF = b"%PDF-1.4 invoice 42\n" * 50
@@ -330,3 +332,18 @@ class TestTenantWithoutClientApp:
                 "fetch endpoint attachments from",
             )
         ]
+
+
+def test_allowed_networks_accept_cidr_and_addresses_and_refuse_anything_else():
+    settings = AttachmentsSettings.model_validate(
+        {"allowed_networks": "10.20.0.0/16, 192.168.1.20,fd00::/8"}
+    )
+    assert [str(network) for network in settings.networks()] == [
+        "10.20.0.0/16",
+        "192.168.1.20/32",
+        "fd00::/8",
+    ]
+    assert AttachmentsSettings().allow_private_addresses is False
+    assert AttachmentsSettings().networks() == ()
+    with pytest.raises(ValueError, match="'intranet' is not a network or address"):
+        AttachmentsSettings.model_validate({"allowed_networks": ["intranet"]})
