@@ -47,9 +47,11 @@ from quart import Quart, Response, g, request
 from quart.wrappers.response import DataBody
 
 from ..crypto import MASK, is_secret_key
+from ..db.outage import is_unavailable
 from ..entities.secrets import CONFIG_SECRET_KEYS
 from ..logs import principal_label
 from .endpoint import GET_FORM_SUFFIX
+from .errors import outage_log
 from .json_limits import too_deep
 
 if TYPE_CHECKING:
@@ -86,7 +88,11 @@ def install_command_recording(app: Quart, mp: MailProxy) -> None:
             return response
         try:
             await _record(mp, route, response)
-        except Exception:
+        except Exception as exc:
+            if is_unavailable(exc):
+                # the call itself was answered 503: the outage is logged once, not per call
+                outage_log(app).failed(exc)
+                return response
             logger.error(
                 "could not record %s %s (status %s) in the command log",
                 request.method,

@@ -161,8 +161,10 @@ def document_public_routes(app: Quart, paths: frozenset[str] | set[str]) -> None
         # quart-schema's own routes (/openapi.json, /docs) are bound methods it hides anyway
         if inspect.isfunction(view) and rule.rule in paths:
             security_scheme([])(view)
-            if rule.rule == "/health":
+            if rule.rule in ("/health", "/health/ready"):
                 document_response(HealthStatus, 200)(view)
+            if rule.rule == "/health/ready":
+                document_response(ErrorBody, 503)(view)
 
 
 def document_operation(view: Callable[..., Any], info: MethodInfo, *, public: bool) -> None:

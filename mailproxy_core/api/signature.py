@@ -224,11 +224,11 @@ def numbers_refuse_booleans(annotation: Any) -> Any:
     ``integer``, so a boolean is a client's mistake (422). Strings of digits in query strings
     are still accepted.
     """
-    inner, nullable = unwrap_optional(annotation)
+    inner, _ = unwrap_optional(annotation)
     if inner not in _NUMBERS:
         return annotation
-    checked = Annotated[inner, BeforeValidator(_not_a_boolean)]  # type: ignore[valid-type]
-    return Union[checked, None] if nullable else checked  # noqa: UP007 - runtime value
+    # wraps the whole annotation, so its own constraints (Field(ge=1) ...) are kept
+    return Annotated[annotation, BeforeValidator(_not_a_boolean)]
 
 
 def build_request_model(

@@ -16,6 +16,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,16 +108,13 @@ def _wait_until_up(url: str, alive: Any) -> None:
     raise RuntimeError(f"mail-proxy at {url} did not come up")
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """mail-proxy over HTTP on SQLite with an SMTP sink (one per test module)."""
-    root = tmp_path_factory.mktemp("hostile")
+@contextmanager
+def running_service(db: str, root: Path) -> Iterator[Service]:
+    """mail-proxy on ``db`` served over HTTP in a background thread, with an SMTP sink."""
     sink = Sink()
     controller = Controller(sink, hostname="127.0.0.1", port=free_port())
     controller.start()
-    settings = Settings.from_values(
-        db=str(root / "mailproxy.db"), api_token=ADMIN_TOKEN, test_mode=True
-    )
+    settings = Settings.from_values(db=db, api_token=ADMIN_TOKEN, test_mode=True)
     app = create_app(settings)
     port = free_port()
     config = Config()
@@ -140,6 +138,14 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         thread.join(timeout=15)
         loop.close()
         controller.stop()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """mail-proxy over HTTP on SQLite with an SMTP sink (one per test module)."""
+    root = tmp_path_factory.mktemp("hostile")
+    with running_service(str(root / "mailproxy.db"), root) as running:
+        yield running
 
 
 class _Collector(logging.Handler):
