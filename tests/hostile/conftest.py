@@ -109,12 +109,15 @@ def _wait_until_up(url: str, alive: Any) -> None:
 
 
 @contextmanager
-def running_service(db: str, root: Path) -> Iterator[Service]:
-    """mail-proxy on ``db`` served over HTTP in a background thread, with an SMTP sink."""
+def running_service(db: str, root: Path, *, test_mode: bool = True) -> Iterator[Service]:
+    """mail-proxy on ``db`` served over HTTP in a background thread, with an SMTP sink.
+
+    ``test_mode=False`` runs the dispatcher and reporting loops too.
+    """
     sink = Sink()
     controller = Controller(sink, hostname="127.0.0.1", port=free_port())
     controller.start()
-    settings = Settings.from_values(db=db, api_token=ADMIN_TOKEN, test_mode=True)
+    settings = Settings.from_values(db=db, api_token=ADMIN_TOKEN, test_mode=test_mode)
     app = create_app(settings)
     port = free_port()
     config = Config()

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,38 @@ def test_api_answers_503_with_retry_after_while_the_database_is_away(
             back = [r for r in caplog.records if r.name == "mailproxy_core.api.errors"]
             assert [r.levelname for r in back] == ["WARNING", "INFO"]
             assert "available again" in back[-1].getMessage()
+
+
+LOOPS = ("mailproxy_core.dispatch.dispatcher", "mailproxy_core.dispatch.reporting")
+
+
+def test_background_loops_log_an_outage_once_not_per_round(
+    cluster: Cluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with running_service(cluster.url, tmp_path, test_mode=False) as service:
+        assert service.post("/tenants/add", {"id": "acme"}).status_code == 200
+        with caplog.at_level(logging.INFO):
+            cluster.stop()
+            deadline = time.monotonic() + 4.0
+            while time.monotonic() < deadline:  # the loops retry many times meanwhile
+                service.post("/instance/run_now", {})
+                time.sleep(0.2)
+            cluster.start()
+            for _ in range(100):
+                if service.get("/health/ready").status_code == 200:
+                    break
+                time.sleep(0.1)
+            time.sleep(2.0)  # a dispatcher round after the restart
+        lines = [r for r in caplog.records if r.name in LOOPS]
+        assert not [r for r in lines if r.levelno >= logging.ERROR], [r.getMessage() for r in lines]
+        for name in LOOPS:
+            warnings = [r for r in lines if r.name == name and r.levelno == logging.WARNING]
+            assert len(warnings) <= 1, [r.getMessage() for r in warnings]
+        dispatcher = [r for r in lines if r.name == LOOPS[0]]
+        assert [r.levelname for r in dispatcher] == ["WARNING", "INFO"], [
+            r.getMessage() for r in dispatcher
+        ]
+        assert service.get("/tenants/list").status_code == 200
 
 
 def test_outage_log_is_one_warning_a_reminder_per_minute_and_one_info(
