@@ -168,6 +168,11 @@ class Settings(BaseModel):
         5.0, ge=0, description="seconds in-flight sends may take to finish on shutdown"
     )
     max_batch_messages: int = Field(1000, ge=1, description="most messages in one add_batch call")
+    max_recipients: int = Field(
+        1000,
+        ge=1,
+        description="most recipients (to + cc + bcc) of one message; more is rejected at submit",
+    )
     max_request_bytes: int = Field(
         32 * 1024 * 1024,
         ge=1024,

@@ -19,6 +19,9 @@ Input decisions:
 * **POST bodies** must be a JSON object whose fields are the parameters (any content type is
   read as JSON, so ``curl -d`` works); an empty body means ``{}``. Malformed JSON → 400, valid
   JSON that is not an object → 422. The query string of a POST is ignored.
+* **Nesting**: a body (or JSON-encoded query parameter) nested deeper than ``MAX_JSON_DEPTH``
+  levels is refused with 422 ``json_too_deep`` before it is parsed, so no recursion over it
+  can fail.
 
 Results: dicts, lists, scalars, ``None``, dataclasses, pydantic models, enums and dates are
 converted to JSON; a Quart ``Response`` is passed through unchanged.
@@ -50,6 +53,7 @@ from .endpoint import (
 )
 from .errors import field_errors, install_error_handlers, invalid_input
 from .input_guard import unstorable_values
+from .json_limits import too_deep, too_deep_message
 from .openapi import document_operation, install_openapi
 from .signature import ParamInfo, is_scalar, is_scalar_list, model_values
 
@@ -196,6 +200,8 @@ def _query_input(info: MethodInfo, req: Request) -> tuple[dict[str, Any], list[d
             )
         elif is_scalar(param.annotation):
             data[name] = values[0]
+        elif too_deep(values[0]):
+            errors.append({"field": name, "message": too_deep_message(), "type": "json_too_deep"})
         else:
             try:
                 data[name] = json.loads(values[0])
@@ -215,6 +221,13 @@ async def _body_input(info: MethodInfo, req: Request) -> dict[str, Any]:
     raw = await req.get_data(as_text=False)
     if not raw.strip():
         return {}
+    if too_deep(raw):
+        # checked before parsing: every parser and walk over the body recurses once per level
+        raise InvalidInput(
+            f"body: {too_deep_message()}",
+            code="json_too_deep",
+            errors=[{"field": "body", "message": too_deep_message(), "type": "json_too_deep"}],
+        )
     try:
         data = json.loads(raw)
     except ValueError as exc:

@@ -29,6 +29,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ..db.outage import OutageLog, is_unavailable
 from ..db.repos.queue import Holds, QueueRepo, WrittenEvent
 from ..kernel import DISPATCH_CHANNEL
 from ..models import Message
@@ -79,6 +80,7 @@ class Dispatcher:
         self.mp = mp
         self.settings = mp.settings
         self.queue = QueueRepo(mp.db)
+        self._outage = OutageLog(log)
         self.directory = Directory(mp, self.queue)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.in_flight: dict[int, asyncio.Task[None]] = {}
@@ -160,10 +162,14 @@ class Dispatcher:
             )
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("the dispatcher's database work failed; retrying shortly")
+        except Exception as exc:
+            if is_unavailable(exc):
+                self._outage.failed(exc)  # bounded: not one traceback per round
+            else:
+                log.exception("the dispatcher's database work failed; retrying shortly")
             await asyncio.sleep(DB_RETRY_DELAY)
             return 0
+        self._outage.succeeded()
         group = finished[:count]
         del finished[:count]  # sends that finished during the exchange stay for the next cycle
         if group:

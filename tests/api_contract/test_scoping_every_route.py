@@ -367,6 +367,7 @@ SIGN_IN = Expect(302)
 TABLE: tuple[Row, ...] = (
     # public
     Row("GET", "/health", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC),
+    Row("GET", "/health/ready", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC),
     Row("GET", "/instance/health", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC),
     Row("GET", "/openapi.json", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC),
     Row("GET", "/docs", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC),

@@ -343,6 +343,7 @@ ACME_AND_GLOBEX = ({"tenant_id": "acme"}, {"tenant_id": "globex"})
 
 GET_QUERIES: dict[str, Queries] = {
     "/health": queries({}),
+    "/health/ready": queries({}),
     "/metrics": queries({}),
     "/openapi.json": queries({}),
     "/docs": queries({}),
