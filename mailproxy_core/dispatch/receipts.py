@@ -31,7 +31,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..kernel import RECEIPT_CHANNEL
+from ..db.notifications import RECEIPT_CHANNEL
 from ..models import ReceiptHandlerStatus
 
 if TYPE_CHECKING:
