@@ -102,7 +102,8 @@ async def _candidates(repo: ReceiptsRepo, receipt: Receipt) -> list[dict[str, An
         )
         if found:
             if len(found) > 1 and receipt.recipient:
-                found = _to_recipient(found, receipt.recipient)
+                # clients may reuse their own Message-IDs across tenants: the recipient decides
+                found = _to_recipient(found, receipt.recipient) or found
             return found
     if receipt.client_message_id:
         found = await repo.find(
