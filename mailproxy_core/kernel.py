@@ -250,6 +250,8 @@ class MailProxy:
         (``recorded``, ``duplicate``, ``unmatched`` or ``ambiguous``), so a handler can
         acknowledge its source only once the events are durable. Call it outside your own
         ``data.transaction()``, or the events become durable only when that one commits.
+        Raises ``ValueError`` (recording nothing) for a receipt without ``event_type`` or
+        ``dedup_key``.
         """
         from .dispatch.receipt_recording import record_receipts
 
