@@ -72,7 +72,7 @@ class HandlerState:
     last_poll_ts: float | None = None
     last_error: str | None = None
     polls: int = 0
-    """Polls this process made (tests)."""
+    """Polls this process finished and recorded (tests wait on it)."""
     last_poll_end: float | None = None
 
     def status(self) -> ReceiptHandlerStatus:
@@ -201,7 +201,6 @@ class ReceiptLoop:
         finally:
             renewing.cancel()
             await asyncio.gather(renewing, return_exceptions=True)
-            state.polls += 1
             state.last_poll_end = time.monotonic()
         now = int(time.time())
         try:
@@ -213,6 +212,7 @@ class ReceiptLoop:
         state.last_error = error
         if error is None:
             state.last_poll_ts = float(now)
+        state.polls += 1
 
     async def _keep_lease(self, state: HandlerState) -> None:
         while True:
