@@ -73,6 +73,8 @@ class HandlerState:
     last_error: str | None = None
     polls: int = 0
     """Polls this process finished and recorded (tests wait on it)."""
+    failures: int = 0
+    """Failed polls in a row (by this process)."""
     last_poll_end: float | None = None
 
     def status(self) -> ReceiptHandlerStatus:
@@ -197,7 +199,16 @@ class ReceiptLoop:
             raise
         except Exception as exc:  # a handler's failure: shown in its status, retried next round
             error = _error_text(exc)
-            log.warning("receipt handler %r failed: %s", state.name, error, exc_info=True)
+            # The first failure in a row with its traceback; repeats briefly (every round).
+            repeated = state.failures > 0
+            log.log(
+                logging.INFO if repeated else logging.WARNING,
+                "receipt handler %r failed (%d in a row): %s",
+                state.name,
+                state.failures + 1,
+                error,
+                exc_info=not repeated,
+            )
         finally:
             renewing.cancel()
             await asyncio.gather(renewing, return_exceptions=True)
@@ -212,6 +223,9 @@ class ReceiptLoop:
         state.last_error = error
         if error is None:
             state.last_poll_ts = float(now)
+            state.failures = 0
+        else:
+            state.failures += 1
         state.polls += 1
 
     async def _keep_lease(self, state: HandlerState) -> None:
