@@ -7,7 +7,13 @@ PLUGIN_DIRS := $(sort $(wildcard plugins/*))
 EE_DIRS := $(sort $(patsubst %/pyproject.toml,%,$(wildcard mailproxy_ee/*/pyproject.toml)))
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: install install-test serve test lint format bench clean
+.PHONY: install install-test test-deps serve test lint format bench clean
+
+# System packages the tests drive as real peers: Debian's chromium (the /docs browser test).
+# Installed with apt-get when missing and we may (root or sudo); otherwise the tests that need
+# them are skipped, and pytest -rs says why.
+SYSTEM_TEST_PACKAGES := chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,14 +32,25 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
+test-deps:
+	@missing=""; for p in $(SYSTEM_TEST_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null && $(SUDO) true 2>/dev/null; then \
+	    echo "installing system test packages:$$missing"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "not installing$$missing (no apt-get or no root): the tests needing them are skipped"; fi; \
+	fi
+
 serve: install
 	$(BIN)/mail-proxy serve
 
 # The "all" suite in .venv, then the fast tox envs: the kernel alone and the example plugin.
 TOX_FAST_ENVS ?= core,example
 
-test: install-test
-	MAILPROXY_TEST_ALL_PLUGINS=1 $(BIN)/python -m pytest -q
+test: install-test test-deps
+	MAILPROXY_TEST_ALL_PLUGINS=1 $(BIN)/python -m pytest -q -rs
 	$(BIN)/tox -q -e $(TOX_FAST_ENVS)
 
 lint: install-test

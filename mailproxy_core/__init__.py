@@ -72,6 +72,7 @@ from .specs import (
     SettingsSpec,
     StorageBackendSpec,
     TransportSpec,
+    ViewExtensionSpec,
 )
 
 __all__ = [
@@ -134,6 +135,7 @@ __all__ = [
     "TransientSendError",
     "Transport",
     "TransportSpec",
+    "ViewExtensionSpec",
     "admin_only",
     "any_principal",
     "current_kernel",

@@ -17,10 +17,13 @@ from .api.errors import install_error_handlers
 from .api.generate import build_api
 from .errors import AuthError
 from .kernel import APP_KEY, MailProxy, Role, build_kernel
+from .logs import install_access_log
 from .models import Principal
 from .settings import Settings, load_settings
 
-PUBLIC_PATHS: frozenset[str] = frozenset({"/health", "/metrics", "/openapi.json", "/docs"})
+PUBLIC_PATHS: frozenset[str] = frozenset(
+    {"/health", "/metrics", "/openapi.json", "/docs", "/docs/assets/"}
+)
 """Paths that answer without credentials (API.md §1)."""
 
 
@@ -42,6 +45,7 @@ def create_app(
     app = Quart("mailproxy", static_folder=None)
     app.extensions[APP_KEY] = mp
     app.config["JSON_SORT_KEYS"] = False
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     install_error_handlers(app)
 
     public = set(PUBLIC_PATHS)
@@ -65,6 +69,7 @@ def create_app(
         public_paths=public,
     )
     install_command_recording(app, mp)
+    install_access_log(app)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

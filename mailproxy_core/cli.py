@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -19,6 +18,7 @@ import click
 
 from .errors import MailproxyError
 from .kernel import MailProxy, build_kernel, build_plugins
+from .logs import configure_logging
 from .settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -27,11 +27,7 @@ LOCAL_COMMANDS = ("serve", "worker", "migrate", "plugins", "token")
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings)
 
 
 def _fail(err: MailproxyError) -> None:
@@ -110,7 +106,7 @@ config_option = click.option(
 def serve(config: str | None, host: str | None, port: int | None) -> None:
     """Run the API, the dispatcher and the background loops."""
     from .app import create_app, kernel_of
-    from .server import serve_app
+    from .server import PortUnavailable, serve_app
 
     settings = _settings(config, host=host, port=port)
     try:
@@ -118,12 +114,21 @@ def serve(config: str | None, host: str | None, port: int | None) -> None:
     except MailproxyError as err:
         _fail(err)
     kernel_of(app).announce = click.echo
-    click.echo(f"mail-proxy listening on http://{settings.host}:{settings.port}", err=True)
-    _run(
-        lambda: serve_app(
-            app, host=settings.host, port=settings.port, drain_timeout=settings.drain_timeout
+    try:
+        asyncio.run(
+            serve_app(
+                app,
+                host=settings.host,
+                port=settings.port,
+                drain_timeout=settings.drain_timeout,
+                announce=lambda line: click.echo(line, err=True),
+            )
         )
-    )
+    except PortUnavailable as err:  # a runtime condition, not a usage error: exit 1
+        click.echo(f"mail-proxy: {err.detail}", err=True)
+        sys.exit(1)
+    except MailproxyError as err:
+        _fail(err)
 
 
 @main.command()

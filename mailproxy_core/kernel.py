@@ -30,6 +30,7 @@ from .db.repos import Repos
 from .errors import ConfigurationError, PluginError
 from .message_ids import message_id_of
 from .models import (
+    Account,
     Message,
     Receipt,
     ReceiptHandlerStatus,
@@ -55,6 +56,8 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("file", "mailproxy_core.builtin.file_transport"),
     ("null", "mailproxy_core.builtin.null_transport"),
     ("base64", "mailproxy_core.builtin.base64_fetcher"),
+    ("none_reporter", "mailproxy_core.builtin.none_reporter"),
+    ("outcome_log", "mailproxy_core.builtin.outcome_log"),
 )
 """Plugins shipped inside the kernel, registered through the same path as any other."""
 
@@ -175,6 +178,35 @@ class MailProxy:
             raise ConfigurationError(f"unknown storage protocol {protocol!r} (available: {known})")
         return self.registry.storage_backends[protocol].factory(self, config)
 
+    def storage_url_schemes(self) -> dict[str, str]:
+        """Every URL scheme a storage backend claims (``s3`` ...) → that backend's name."""
+        return {
+            scheme.lower(): spec.name
+            for spec in self.registry.storage_backends
+            for scheme in spec.url_schemes
+        }
+
+    def storage_for_url(self, url: str) -> tuple[StorageBackend, str]:
+        """The backend and path prefix of a storage URL whose scheme a backend claims
+        (``s3://bucket/prefix``), built by that backend's ``url_factory``.
+
+        Raises:
+            ConfigurationError: the URL has no scheme, no backend claims it, or the backend
+                rejects the URL (the message names what is wrong, never a secret).
+        """
+        scheme, sep, _rest = url.partition("://")
+        if not sep or not scheme:
+            raise ConfigurationError(f"'{url}' is not a <scheme>://... storage URL")
+        owner = self.storage_url_schemes().get(scheme.lower())
+        if owner is None:
+            claimed = ", ".join(sorted(self.storage_url_schemes())) or "none installed"
+            raise ConfigurationError(
+                f"no storage backend handles '{scheme}://' URLs (available: {claimed})"
+            )
+        factory = self.registry.storage_backends[owner].url_factory
+        assert factory is not None  # StorageBackendSpec requires it with url_schemes
+        return factory(self, url)
+
     def wake_dispatcher(self, *, run_now: bool = False, broadcast: bool = True) -> None:
         """Wake the dispatcher now (an immediate message, ``instance/run_now``).
 
@@ -213,6 +245,46 @@ class MailProxy:
         from .entities.tenants import load_tenant
 
         return await load_tenant(self, tenant_id)
+
+    async def account(self, tenant_id: str, account_id: str) -> Account | None:
+        """One account with its secrets decrypted, or ``None`` (for plugins; never return it
+        to a client)."""
+        from .entities.accounts import load_account
+
+        return await load_account(self, tenant_id, account_id)
+
+    async def accounts(self, tenant_id: str | None = None) -> list[Account]:
+        """Every account of ``tenant_id`` (of every tenant when ``None``), ordered by tenant
+        and id, secrets decrypted (for plugins; never return them to a client)."""
+        from .entities.accounts import load_accounts
+
+        return await load_accounts(self, tenant_id)
+
+    async def save_account(self, tenant_id: str, fields: Mapping[str, Any]) -> Account:
+        """Create or replace an account exactly as ``accounts/add`` does; return it decrypted.
+
+        ``fields`` are the fields of ``accounts/add`` (``id`` required; ``tenant_id`` may be
+        left out, or must equal ``tenant_id``): the same validation, the same encryption of the
+        password and secret options, the same upsert (fields left out go back to their
+        defaults; an existing account keeps its pk).
+        Inside an open transaction of the calling task (``mp.data.transaction()``, or a
+        ``mailproxy_tenant_created`` hook) the write joins it and commits or rolls back with it.
+
+        Raises:
+            InvalidInput: a field is invalid (its ``errors`` name each one).
+            NotFound: the tenant does not exist.
+        """
+        from .entities.accounts import account_fields, account_from_row, store_account
+
+        row, _created = await store_account(self, tenant_id, account_fields(tenant_id, fields))
+        return account_from_row(self.secrets, row)
+
+    async def account_object(self, tenant_id: str, account_id: str) -> dict[str, Any] | None:
+        """The account as ``accounts/get`` answers it (no secrets, plugins' extra fields
+        included), or ``None``: for plugin routes that return an account object."""
+        from .entities.accounts import load_account_object
+
+        return await load_account_object(self, tenant_id, account_id)
 
     async def tenant_names(self) -> dict[str, str]:
         """Every tenant's id → display name (its id when it has no name)."""
@@ -317,9 +389,8 @@ class MailProxy:
     async def open_database(self) -> None:
         """Connect and bring the schema up to date (also used by local CLI commands)."""
         await self.db.connect()
-        applied = await apply_migrations(self.db, list(self.registry.migrations))
-        for step in applied:
-            log.info("applied migration %s: %s", step.name, step.description)
+        # apply_migrations logs each step it applies.
+        await apply_migrations(self.db, list(self.registry.migrations))
 
     async def start(self, role: Role = "serve") -> None:
         """Connect, migrate, build plugin objects, emit ``startup``, start background tasks."""

@@ -162,11 +162,18 @@ class ErrorClass(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class GuardVerdict:
-    """A send guard's answer: allow, or refuse with a reason (optionally retry later)."""
+    """A send guard's answer: allow, or refuse with a reason (optionally retry later).
+
+    An allowing verdict may drop single recipients (``drop_recipients``, bare addresses, any
+    case): the message is sent without them and the ``sent`` event lists them in
+    ``metadata.suppressed``; a message left with no recipient ends in ``error``
+    ``suppressed: <address>``.
+    """
 
     allow: bool
     reason: str = ""
     retry_at: float | None = None
+    drop_recipients: tuple[str, ...] = ()
 
     @classmethod
     def ok(cls) -> GuardVerdict:

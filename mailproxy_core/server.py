@@ -8,14 +8,17 @@ SIGTERM and SIGINT trigger a graceful shutdown: stop accepting, let in-flight wo
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+import socket
 from collections.abc import Callable
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 from quart import Quart
 
+from .errors import ConfigurationError
 from .kernel import MailProxy
 
 log = logging.getLogger(__name__)
@@ -37,13 +40,64 @@ def _install_signal_handlers(stop: asyncio.Event) -> Callable[[], None]:
     return remove
 
 
+class PortUnavailable(ConfigurationError):
+    """The listen address cannot be bound (busy port, no permission, unknown host)."""
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``, or ``PortUnavailable`` saying why not.
+
+    Binding before anything is announced means "listening on ..." is only ever printed for a
+    port that is really ours, and a busy port is one clear line instead of a traceback.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise PortUnavailable(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            reason = "the port is already in use (another mail-proxy, or another program)"
+        elif exc.errno == errno.EACCES:
+            reason = "permission denied (ports below 1024 need privileges)"
+        else:
+            reason = exc.strerror or str(exc)
+        raise PortUnavailable(
+            f"cannot listen on {host}:{port}: {reason}; "
+            "choose another address with --host/--port or MAILPROXY_HOST/MAILPROXY_PORT"
+        ) from exc
+    return sock
+
+
 async def serve_app(
-    app: Quart, *, host: str, port: int, drain_timeout: float, stop: asyncio.Event | None = None
+    app: Quart,
+    *,
+    host: str,
+    port: int,
+    drain_timeout: float,
+    stop: asyncio.Event | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve ``app`` until SIGTERM/SIGINT (or ``stop`` is set), then shut down gracefully."""
+    """Serve ``app`` until SIGTERM/SIGINT (or ``stop`` is set), then shut down gracefully.
+
+    The port is bound first; ``announce`` (if given) is then called with the
+    ``"mail-proxy listening on ..."`` line. Raises ``PortUnavailable`` when the port cannot be
+    bound.
+    """
     stop = stop or asyncio.Event()
+    listener = bind_listener(host, port)
+    if announce is not None:
+        shown = f"[{host}]" if ":" in host else host
+        announce(f"mail-proxy listening on http://{shown}:{listener.getsockname()[1]}")
     config = Config()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    # hypercorn adopts the descriptor (and closes it on shutdown).
+    config.bind = [f"fd://{listener.detach()}"]
     config.graceful_timeout = drain_timeout
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")

@@ -168,12 +168,25 @@ class Settings(BaseModel):
         5.0, ge=0, description="seconds in-flight sends may take to finish on shutdown"
     )
     max_batch_messages: int = Field(1000, ge=1, description="most messages in one add_batch call")
+    max_request_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        description="largest request body accepted, in bytes; larger bodies get 413",
+    )
     max_concurrency: int = Field(10, ge=1, description="in-flight sends per process")
     max_per_account: int = Field(3, ge=1, description="in-flight sends per account")
     batch_size: int = Field(50, ge=1, description="messages claimed per dispatcher round")
     lease_seconds: float = Field(60.0, gt=0, description="claim lease; expired leases are retried")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="root log level"
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="log lines as text, or one JSON object per line (log shippers)"
+    )
+    access_log: bool = Field(
+        True,
+        description="log one line per API request (method, path, status, duration, caller)",
+        json_schema_extra=_accepts("1/0 or true/false"),
     )
     plugin_sections: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="raw [plugins.<name>] / MAILPROXY_<NAME>__* settings"

@@ -8,9 +8,9 @@ database or the shared HTTP client; they are called once per app, at startup.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
@@ -52,10 +52,26 @@ class TransportSpec:
 
 @dataclass(frozen=True, slots=True)
 class StorageBackendSpec:
-    """A storage protocol (``local``, ``s3`` ...); the factory receives the mount's config."""
+    """A storage protocol (``local``, ``s3`` ...); the factory receives the mount's config.
+
+    ``url_schemes`` claims URL schemes (``("s3",)`` for ``s3://bucket/prefix``) for a tenant's
+    ``large_file_config.storage_url``; such a URL is resolved by ``url_factory(mp, url)``, which
+    returns the backend and the path prefix inside it. Without it, only mounts
+    (``<mount>:<prefix>``) and ``file:///`` URLs reach the backend. ``url_factory`` raises
+    ``ConfigurationError`` naming what is wrong with the URL, without network I/O (it is also
+    called to check the URL when a tenant is added or updated).
+    """
 
     name: str
     factory: Callable[[MailProxy, Mapping[str, Any]], StorageBackend]
+    url_schemes: tuple[str, ...] = ()
+    url_factory: Callable[[MailProxy, str], tuple[StorageBackend, str]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.url_schemes and self.url_factory is None:
+            raise TypeError(
+                f"storage backend {self.name!r} claims URL schemes without a url_factory"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,3 +178,32 @@ class SendGuardSpec:
 
     name: str
     factory: Callable[[MailProxy], SendGuard]
+
+
+ViewEntity = Literal["tenants", "accounts"]
+"""The entities whose API objects plugins may extend."""
+
+VIEW_ENTITIES: tuple[str, ...] = ("tenants", "accounts")
+
+
+@dataclass(frozen=True, slots=True)
+class ViewExtensionSpec:
+    """Extra fields on the API objects of one entity (``tenants`` or ``accounts``).
+
+    ``extend(mp, views)`` gets every object of one response at once (a list of one for ``get``,
+    ``add`` and ``update``, the whole page for ``list``) and returns one mapping of extra fields
+    per object, in the same order. Extra fields never replace the kernel's own fields.
+    """
+
+    name: str
+    entity: ViewEntity
+    extend: Callable[
+        [MailProxy, Sequence[Mapping[str, Any]]], Awaitable[Sequence[Mapping[str, Any]]]
+    ]
+
+    def __post_init__(self) -> None:
+        if self.entity not in VIEW_ENTITIES:
+            raise TypeError(
+                f"view extension {self.name!r}: entity must be one of "
+                f"{', '.join(VIEW_ENTITIES)}, not {self.entity!r}"
+            )

@@ -256,3 +256,62 @@ async def test_shutdown_is_bounded_when_a_request_hangs(tmp_path, serve_env):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_busy_port_is_one_clear_line_and_exit_code_1(tmp_path, serve_env):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [str(BIN), "serve", "--port", str(port)],
+            env=serve_env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: the port is already in use" in result.stderr
+    assert "listening on" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_listening_is_announced_after_the_bind_and_migrations_are_logged_once(server):
+    url, proc = server
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=15)
+    assert f"mail-proxy listening on {url}" in stderr
+    applied = [line for line in stderr.splitlines() if "applied migration core:1" in line]
+    assert len(applied) == 1, applied
+
+
+def test_an_oversized_body_is_a_413_error_body_and_no_traceback(tmp_path, serve_env):
+    serve_env.update(MAILPROXY_MAX_REQUEST_BYTES="65536", MAILPROXY_API_TOKEN="t" * 32)
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN), "serve", "--port", str(port)],
+        env=serve_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_health(url, proc)
+        big = {"id": "m1", "tenant_id": "acme", "body": "x" * 70_000}
+        response = httpx.post(f"{url}/messages/add", json=big, headers={"X-API-Token": "t" * 32})
+        assert response.status_code == 413
+        body = response.json()
+        assert body["code"] == "payload_too_large"
+        assert "64 KiB (65536 bytes)" in body["detail"]
+        assert "MAILPROXY_MAX_REQUEST_BYTES" in body["detail"]
+        logged = httpx.get(f"{url}/command_log/list", headers={"X-API-Token": "t" * 32}).json()
+        assert [(e["endpoint"], e["response_status"], e["payload"]) for e in logged] == [
+            ("POST /messages/add", 413, None)
+        ]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=15)
+    assert "Traceback" not in stderr, stderr

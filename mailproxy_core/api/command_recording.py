@@ -1,11 +1,12 @@
 """Record every state-changing API call in the command log (API.md §3, DESIGN.md §5).
 
 What is recorded: every ``POST`` to a generated ``/{entity}/{method}`` route, whatever its
-outcome — 2xx, 4xx (403, 404, 409, 422 ...) and 5xx — with the status answered. Not recorded:
-``GET`` calls (they change nothing), plugin blueprint routes (not part of the generated API), and
-calls answered 401 (no principal was established: recording them would let anyone without a
-token fill the log). ``command_log/purge`` is recorded like any other write, after the purge, so
-the trail shows who purged and when.
+outcome — 2xx, 4xx (403, 404, 409, 422 ...) and 5xx — with the status answered, and the ``GET``
+form of a write served for compatibility (``GET /messages/cleanup``, with its query parameters
+as the payload). Not recorded: other ``GET`` calls (they change nothing), plugin blueprint
+routes (not part of the generated API), and calls answered 401 (no principal was established:
+recording them would let anyone without a token fill the log). ``command_log/purge`` is
+recorded like any other write, after the purge, so the trail shows who purged and when.
 
 An entry holds:
 
@@ -47,6 +48,8 @@ from quart.wrappers.response import DataBody
 
 from ..crypto import MASK, is_secret_key
 from ..entities.secrets import CONFIG_SECRET_KEYS
+from ..logs import principal_label
+from .endpoint import GET_FORM_SUFFIX
 
 if TYPE_CHECKING:
     from ..kernel import MailProxy
@@ -74,7 +77,9 @@ def install_command_recording(app: Quart, mp: MailProxy) -> None:
     @app.after_request
     async def record_command(response: Response) -> Response:
         route = request.endpoint or ""
-        if request.method != "POST" or not route.startswith(GENERATED_ROUTE_PREFIX):
+        if not route.startswith(GENERATED_ROUTE_PREFIX):
+            return response
+        if request.method != "POST" and not route.endswith(GET_FORM_SUFFIX):
             return response
         if response.status_code == 401:
             return response
@@ -82,22 +87,30 @@ def install_command_recording(app: Quart, mp: MailProxy) -> None:
             await _record(mp, route, response)
         except Exception:
             logger.error(
-                "could not record POST %s (status %s) in the command log",
+                "could not record %s %s (status %s) in the command log",
+                request.method,
                 request.path,
                 response.status_code,
                 exc_info=True,
-                extra={"endpoint": f"POST {request.path}"},
+                extra={"endpoint": f"{request.method} {request.path}"},
             )
         return response
 
 
 async def _record(mp: MailProxy, route: str, response: Response) -> None:
     principal: Principal | None = g.get("principal")
-    _, entity, method = [*route.split(":", 2), "", ""][:3]
-    raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
-    body, payload_json = masked_payload(raw)
+    _, entity, method = [*route.removesuffix(GET_FORM_SUFFIX).split(":", 2), "", ""][:3]
+    if response.status_code == 413:
+        # The body was refused unread: record the call without it.
+        body, payload_json = None, None
+    else:
+        if request.method == "GET":
+            raw = json.dumps(request.args.to_dict(flat=True)).encode()
+        else:
+            raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
+        body, payload_json = masked_payload(raw)
     await mp.repos.command_log.record(
-        endpoint=f"POST {request.path}",
+        endpoint=f"{request.method} {request.path}",
         tenant_id=attributed_tenant(entity, method, body, principal),
         principal=_principal_label(principal),
         payload_json=payload_json,
@@ -188,9 +201,7 @@ def _is_id(value: Any) -> bool:
 
 
 def _principal_label(principal: Principal | None) -> str | None:
-    if principal is None:
-        return None
-    return "admin" if principal.is_admin else f"tenant:{principal.tenant_id}"
+    return None if principal is None else principal_label(principal)
 
 
 async def _response_summary(response: Response) -> Any:

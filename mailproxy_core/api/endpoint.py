@@ -75,7 +75,38 @@ def POST(func: F) -> F:
     return func
 
 
+ALSO_GET_ATTR = "__mailproxy_also_get__"
+GET_FORM_SUFFIX = "#get"
+"""Added to the Quart endpoint name of the ``GET`` form of an ``@also_get`` method (a character
+no method name has, so that it never collides with a method's own route)."""
+
+
+def also_get(func: F) -> F:
+    """A ``POST`` method also served as ``GET``, its fields then read from the query string.
+
+    For compatibility only: some genro-mail-proxy clients call a write with ``GET``
+    (``messages/cleanup``). Authentication and scoping are the same for both forms.
+    """
+    setattr(func, ALSO_GET_ATTR, True)
+    return func
+
+
 CHECKS_OWN_VALUES_ATTR = "_mailproxy_checks_own_values"
+DOCUMENTED_BODY_ATTR = "_mailproxy_documented_body"
+
+
+def documented_body(model: type[BaseModel]) -> Callable[[F], F]:
+    """Document the JSON body of a method by ``model`` in OpenAPI (documentation only).
+
+    For methods that check their body themselves (``messages/add`` takes ``**message``), so
+    that the OpenAPI document still lists every field with its type and description.
+    """
+
+    def decorate(func: F) -> F:
+        setattr(func, DOCUMENTED_BODY_ATTR, model)
+        return func
+
+    return decorate
 
 
 def checks_own_values(func: F) -> F:
@@ -205,6 +236,8 @@ class MethodInfo:
     endpoint: type[Endpoint]
     returns: Any = Any
     accepts_extra: bool = False
+    documented_body: type[BaseModel] | None = None
+    also_get: bool = False
 
     @property
     def qualname(self) -> str:
@@ -320,6 +353,8 @@ def describe_endpoint(entity: str, cls: type[Endpoint]) -> list[MethodInfo]:
                 endpoint=cls,
                 returns=hints.get("return", Any),
                 accepts_extra=accepts_extra,
+                documented_body=getattr(func, DOCUMENTED_BODY_ATTR, None),
+                also_get=http_method == "POST" and getattr(func, ALSO_GET_ATTR, False),
             )
         )
     return infos

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 from quart import Quart, Response, current_app, request
 from quart_schema import RequestSchemaValidationError
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from ..errors import InvalidInput, MailproxyError
 
@@ -104,11 +104,28 @@ async def _handle_http_exception(exc: HTTPException) -> Response:
             f"unknown route {request.method} {request.path}: routes are /{{entity}}/{{method}}; "
             "see /openapi.json for the list"
         )
+    elif isinstance(exc, RequestEntityTooLarge):
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        detail = (
+            f"request body larger than {_size(limit)} ({limit} bytes), the limit set by "
+            "MAILPROXY_MAX_REQUEST_BYTES; send large attachments by reference (http_url, storage "
+            "mount) instead of inline base64, or split the batch"
+        )
     elif isinstance(exc, MethodNotAllowed):
         allowed = sorted(set(exc.valid_methods or ()) - {"HEAD", "OPTIONS"})
         detail = f"{request.method} is not allowed on {request.path}; use {' or '.join(allowed)}"
         headers["Allow"] = ", ".join(exc.valid_methods or ())
     return _json_error({"detail": detail, "code": code}, status, headers)
+
+
+def _size(limit: Any) -> str:
+    if not isinstance(limit, int):
+        return "the limit"
+    if limit % (1024 * 1024) == 0:
+        return f"{limit // (1024 * 1024)} MiB"
+    if limit % 1024 == 0:
+        return f"{limit // 1024} KiB"
+    return f"{limit} bytes"
 
 
 async def _handle_unexpected(exc: Exception) -> Response:

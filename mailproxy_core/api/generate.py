@@ -15,6 +15,7 @@ Input decisions:
   may appear once. Lists of scalars accept repeated keys (``ids=a&ids=b``, also ``ids[]=a``) or
   one JSON array (``ids=["a","b"]``). Any other type (dict, list of objects, model) is passed
   JSON-encoded (``config={"a":1}``). Invalid JSON → 422 for that field.
+* A ``POST`` method marked ``@also_get`` is served as ``GET`` too, reading the query string.
 * **POST bodies** must be a JSON object whose fields are the parameters (any content type is
   read as JSON, so ``curl -d`` works); an empty body means ``{}``. Malformed JSON → 400, valid
   JSON that is not an object → 422. The query string of a POST is ignored.
@@ -38,7 +39,14 @@ from werkzeug.exceptions import BadRequest
 
 from ..errors import AuthError, Forbidden, InvalidInput
 from ..models import Principal
-from .endpoint import CHECKS_OWN_VALUES_ATTR, Endpoint, MethodInfo, Scope, collect_methods
+from .endpoint import (
+    CHECKS_OWN_VALUES_ATTR,
+    GET_FORM_SUFFIX,
+    Endpoint,
+    MethodInfo,
+    Scope,
+    collect_methods,
+)
 from .errors import field_errors, install_error_handlers, invalid_input
 from .input_guard import unstorable_values
 from .openapi import document_operation, install_openapi
@@ -83,14 +91,20 @@ def build_api(
     install_openapi(app)
     public = frozenset(public_paths)
     for info in methods:
-        view = _make_view(info, kernel, authenticate, public)
-        document_operation(view, info, public=info.scope is Scope.PUBLIC or info.path in public)
-        app.add_url_rule(
-            info.path,
-            endpoint=f"mailproxy_api:{info.entity}:{info.name}",
-            view_func=view,
-            methods=[info.http_method],
-        )
+        forms = [info]
+        if info.also_get:
+            forms.append(dataclasses.replace(info, http_method="GET"))
+        for form in forms:
+            view = _make_view(form, kernel, authenticate, public)
+            is_public = form.scope is Scope.PUBLIC or form.path in public
+            suffix = "" if form is info else GET_FORM_SUFFIX
+            document_operation(view, form, public=is_public)
+            app.add_url_rule(
+                form.path,
+                endpoint=f"mailproxy_api:{form.entity}:{form.name}{suffix}",
+                view_func=view,
+                methods=[form.http_method],
+            )
     return methods
 
 

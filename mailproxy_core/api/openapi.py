@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any, cast
 
+import swagger_ui
 from pydantic import BaseModel, RootModel
 from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
-from quart import Quart
+from quart import Quart, send_from_directory
 from quart_schema import (
     APIKeySecurityScheme,
     HttpSecurityScheme,
@@ -27,11 +29,13 @@ from quart_schema import (
     document_querystring,
     document_request,
     document_response,
+    hide,
     operation_id,
     security_scheme,
     tag,
 )
 from quart_schema.conversion import model_schema
+from werkzeug.exceptions import NotFound
 
 from .endpoint import MethodInfo
 from .signature import camel, without_args_section
@@ -71,6 +75,24 @@ class MailproxyOpenAPIProvider(OpenAPIProvider):
         return parameters, definitions
 
 
+DOCS_ASSETS_PATH = "/docs/assets/"
+"""Where the Swagger UI files of ``/docs`` are served from: the service itself, no CDN."""
+
+DOCS_ASSETS = frozenset({"swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png", "LICENSE"})
+_SWAGGER_UI_FILES = Path(swagger_ui.__file__).parent / "static"
+
+
+@hide
+async def _docs_asset(name: str) -> Any:
+    """One file of the Swagger UI distribution shipped by ``swagger-ui-py`` (Apache-2.0)."""
+    if name not in DOCS_ASSETS:
+        raise NotFound()
+    response = await send_from_directory(_SWAGGER_UI_FILES, name)
+    response.cache_control.public = True
+    response.cache_control.max_age = 86400
+    return response
+
+
 def _package_version() -> str:
     try:
         return version("mailproxy-core")
@@ -88,6 +110,10 @@ def install_openapi(app: Quart, *, title: str = "mail-proxy") -> QuartSchema:
     existing = app.extensions.get("QUART_SCHEMA")
     if isinstance(existing, QuartSchema):
         return existing
+    # /docs must work without internet: its assets come from the installed swagger-ui-py.
+    app.config["QUART_SCHEMA_SWAGGER_JS_URL"] = f"{DOCS_ASSETS_PATH}swagger-ui-bundle.js"
+    app.config["QUART_SCHEMA_SWAGGER_CSS_URL"] = f"{DOCS_ASSETS_PATH}swagger-ui.css"
+    app.add_url_rule(f"{DOCS_ASSETS_PATH}<name>", "docs_asset", _docs_asset)
     return QuartSchema(
         app,
         info=Info(title=title, version=_package_version()),
@@ -127,7 +153,9 @@ def document_operation(view: Callable[..., Any], info: MethodInfo, *, public: bo
     view.__doc__ = "\n".join(part for part in (info.summary, description) if part) or None
     tag([info.entity])(view)
     operation_id(f"{info.entity}_{info.name}")(view)
-    if info.params or info.accepts_extra:
+    if info.documented_body is not None:
+        document_request(info.documented_body)(view)
+    elif info.params or info.accepts_extra:
         if info.http_method == "POST":
             document_request(info.request_model)(view)
         else:

@@ -1,11 +1,12 @@
 """One delivery attempt of one message, turned into an ``Outcome`` (DESIGN.md §6).
 
-Order: account and tenant → rate limits → send guards → attachments → compose → prepare hooks →
-transport; the seconds ``Transport.send`` took go to the outcome hooks. Every failure becomes an
-outcome: transient ones are retried with back-off until ``max_retries`` retries were made (N
-retries = N+1 attempts, N ``deferred`` events, then one ``error`` ``Max retries (N) exceeded:
-<last error>``); permanent ones end the message at once; rate limits defer to the next window
-without counting as a retry.
+Order: account and tenant → send guards → rate limits → attachments → compose (envelope sender
+hook) → prepare hooks → transport. Guards come first so that a refused message, or one whose
+every recipient a guard dropped, never uses up a rate-limit slot. The seconds ``Transport.send``
+took go to the outcome hooks. Every failure becomes an outcome: transient ones are retried with
+back-off until ``max_retries`` retries were made (N retries = N+1 attempts, N ``deferred``
+events, then one ``error`` ``Max retries (N) exceeded: <last error>``); permanent ones end the
+message at once; rate limits defer to the next window without counting as a retry.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..db.repos.queue import Outcome
 from ..errors import AttachmentError, MailproxyError, PermanentSendError, RateLimitedError
-from ..events import EventType
+from ..events import EventType, MetaKey
 from ..models import Account, Envelope, ErrorClass, Message, SendResult
 from .attachments import FetchedAttachments, fetch_attachments
-from .compose import compose, serialize
+from .compose import compose, envelope_recipients, serialize
 from .ratelimit import RATE_LIMIT_REASON, RATE_LIMIT_REJECTED, limit_slots, next_window_start
 from .wire import compose_wire
 
@@ -48,12 +49,14 @@ def failure_text(error: BaseException) -> str:
 
 @dataclass(slots=True)
 class Attempt:
-    """One attempt's result: the outcome to record, the transport's result when sent, and how
-    long ``Transport.send`` took (``None`` when the attempt never reached a transport)."""
+    """One attempt's result: the outcome to record, the transport's result and the envelope
+    when sent, and how long ``Transport.send`` took (``None`` when the attempt never reached a
+    transport)."""
 
     outcome: Outcome
     result: SendResult | None = None
     duration: float | None = None
+    envelope: Envelope | None = None
 
 
 async def attempt_delivery(mp: MailProxy, message: Message, directory: Directory) -> Attempt:
@@ -65,6 +68,23 @@ async def attempt_delivery(mp: MailProxy, message: Message, directory: Directory
         return Attempt(_error(message, now, text, attempted=False))
     tenant = await directory.tenant(message.tenant_id)
 
+    drop: set[str] = set()
+    for name, guard in mp.send_guards.items():
+        verdict = await guard.check(message, account)
+        if not verdict.allow:
+            reason = verdict.reason or f"refused by send guard {name}"
+            if verdict.retry_at is not None:
+                return Attempt(_defer(message, now, reason, int(verdict.retry_at)))
+            return Attempt(_error(message, now, reason, attempted=False))
+        drop.update(address.strip().lower() for address in verdict.drop_recipients)
+    suppressed: list[str] = []
+    if drop:
+        recipients = envelope_recipients(message.payload)
+        suppressed = [address for address in recipients if address.lower() in drop]
+        if suppressed and len(suppressed) == len(recipients):
+            text = f"{MetaKey.SUPPRESSED}: {', '.join(suppressed)}"
+            return Attempt(_error(message, now, text, attempted=False))
+
     slots = limit_slots(account, tenant)
     if slots:
         exhausted = await directory.queue.reserve_rate(slots, now)
@@ -75,17 +95,11 @@ async def attempt_delivery(mp: MailProxy, message: Message, directory: Directory
                 _defer(message, now, RATE_LIMIT_REASON, next_window_start(exhausted, now))
             )
 
-    for name, guard in mp.send_guards.items():
-        verdict = await guard.check(message, account)
-        if not verdict.allow:
-            reason = verdict.reason or f"refused by send guard {name}"
-            if verdict.retry_at is not None:
-                return Attempt(_defer(message, now, reason, int(verdict.retry_at)))
-            return Attempt(_error(message, now, reason, attempted=False))
-
     timer = _TransportTimer()
     try:
-        result = await _deliver(mp, message, account, directory, timer)
+        result, envelope = await _deliver(
+            mp, message, account, directory, timer, frozenset(drop) if suppressed else frozenset()
+        )
     except asyncio.CancelledError:
         raise
     except Exception as err:
@@ -93,6 +107,8 @@ async def attempt_delivery(mp: MailProxy, message: Message, directory: Directory
     metadata: dict[str, Any] = {}
     if result.refused:
         metadata["refused"] = dict(result.refused)
+    if suppressed:
+        metadata[MetaKey.SUPPRESSED] = suppressed
     outcome = Outcome(
         pk=message.pk,
         tenant_id=message.tenant_id,
@@ -102,7 +118,7 @@ async def attempt_delivery(mp: MailProxy, message: Message, directory: Directory
         now=int(time.time()),
         metadata=metadata or None,
     )
-    return Attempt(outcome, result, timer.seconds)
+    return Attempt(outcome, result, timer.seconds, envelope)
 
 
 async def _cpu(off_loop: bool, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -122,8 +138,13 @@ class _TransportTimer:
 
 
 async def _deliver(
-    mp: MailProxy, message: Message, account: Account, directory: Directory, timer: _TransportTimer
-) -> SendResult:
+    mp: MailProxy,
+    message: Message,
+    account: Account,
+    directory: Directory,
+    timer: _TransportTimer,
+    drop: frozenset[str],
+) -> tuple[SendResult, Envelope]:
     tenant = await directory.tenant(message.tenant_id)
     attachments = FetchedAttachments()
     if message.payload.get("attachments"):
@@ -132,14 +153,18 @@ async def _deliver(
     size = len(str(message.payload.get("body") or "")) + sum(len(a.content) for a in attachments)
     off_loop = size > COMPOSE_IN_THREAD_BYTES
     extra = attachments.extra_body
+    sender: str | None = None
+    if mp.hooks.has_implementations("mailproxy_envelope_sender"):
+        sender = mp.hooks.envelope_sender(message, account)
+    shape: dict[str, Any] = {"extra_body": extra, "envelope_sender": sender, "drop": drop}
     wire: tuple[bytes, Envelope] | None = None
     if not mp.hooks.has_implementations("mailproxy_prepare_message"):
         # The common case: the wire bytes directly, without an EmailMessage (wire.py).
-        wire = await _cpu(off_loop, compose_wire, message, attachments, extra_body=extra)
+        wire = await _cpu(off_loop, compose_wire, message, attachments, **shape)
     if wire is not None:
         data, envelope = wire
     else:
-        mime, envelope = await _cpu(off_loop, compose, message, attachments, extra_body=extra)
+        mime, envelope = await _cpu(off_loop, compose, message, attachments, **shape)
         mp.hooks.prepare_message(mime, message, account)
         data = await _cpu(off_loop, serialize, mime)
     name = mp.hooks.select_transport(account, message)
@@ -152,7 +177,7 @@ async def _deliver(
         )
     started = time.perf_counter()
     try:
-        return await transport.send(account, envelope, data)
+        return await transport.send(account, envelope, data), envelope
     finally:
         timer.seconds = time.perf_counter() - started
 

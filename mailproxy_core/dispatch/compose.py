@@ -109,16 +109,54 @@ def message_id_for(message: Message) -> str:
     return message_id_of(message)
 
 
+def envelope_recipients(payload: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every bare recipient address of a payload (To, Cc, Bcc), duplicates removed, in order."""
+    addresses = (
+        *split_addresses(payload.get("to")),
+        *split_addresses(payload.get("cc")),
+        *split_addresses(payload.get("bcc")),
+    )
+    return tuple(dict.fromkeys(addr_spec(a) for a in addresses))
+
+
+def make_envelope(
+    payload: Mapping[str, Any],
+    sender: str,
+    recipients: Iterable[str],
+    message_id: str,
+    *,
+    envelope_sender: str | None = None,
+    drop: frozenset[str] = frozenset(),
+) -> Envelope:
+    """The SMTP envelope of a composed message (both composers).
+
+    ``envelope_sender`` (a plugin's ``mailproxy_envelope_sender`` answer) wins over the
+    payload's ``return_path``, which wins over the ``From`` address. Recipients whose lower-cased
+    address is in ``drop`` (dropped by a send guard) are left out; headers are not changed.
+    """
+    if envelope_sender:
+        mail_from = addr_spec(envelope_sender) or envelope_sender
+    else:
+        return_path = payload.get("return_path")
+        mail_from = addr_spec(str(return_path)) if return_path else addr_spec(sender)
+    unique = dict.fromkeys(addr_spec(a) for a in recipients)
+    kept = tuple(a for a in unique if a.lower() not in drop) if drop else tuple(unique)
+    return Envelope(sender=mail_from, recipients=kept, message_id=message_id)
+
+
 def compose(
     message: Message,
     attachments: Sequence[Attachment] = (),
     *,
     extra_body: Mapping[str, str] | None = None,
+    envelope_sender: str | None = None,
+    drop: frozenset[str] = frozenset(),
 ) -> tuple[EmailMessage, Envelope]:
     """Build the MIME message and the envelope of one queued message.
 
     ``extra_body`` optionally appends text to the bodies (``{"plain": ..., "html": ...}``), used
-    for download links of attachments replaced by links.
+    for download links of attachments replaced by links. ``envelope_sender`` and ``drop``
+    shape the envelope only (see :func:`make_envelope`).
     """
     payload = message.payload
     sender = str(payload.get("from") or payload.get("from_addr") or "")
@@ -147,10 +185,15 @@ def compose(
     for attachment in attachments:
         _attach(mime, attachment)
 
-    return_path = payload.get("return_path")
-    envelope_sender = addr_spec(str(return_path)) if return_path else addr_spec(sender)
-    recipients = tuple(dict.fromkeys(addr_spec(a) for a in (*to, *cc, *bcc)))
-    return mime, Envelope(sender=envelope_sender, recipients=recipients, message_id=message_id)
+    envelope = make_envelope(
+        payload,
+        sender,
+        (*to, *cc, *bcc),
+        message_id,
+        envelope_sender=envelope_sender,
+        drop=drop,
+    )
+    return mime, envelope
 
 
 def serialize(mime: EmailMessage) -> bytes:

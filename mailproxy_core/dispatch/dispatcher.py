@@ -265,7 +265,7 @@ class Dispatcher:
         hooks, outcome, duration = self.mp.hooks, attempt.outcome, attempt.duration
         if outcome.status == "sent":
             assert attempt.result is not None
-            await hooks.message_sent(self.mp, message, attempt.result, duration)
+            await hooks.message_sent(self.mp, message, attempt.result, duration, attempt.envelope)
         elif outcome.status == "error":
             await hooks.message_failed(self.mp, message, outcome.description or "", duration)
         else:

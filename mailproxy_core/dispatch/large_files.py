@@ -9,7 +9,10 @@ Rewritten files go to the storage named by ``storage_url``, through the register
 backends (``mp.storage``):
 
 - ``file:///<directory>`` (or an absolute path): the ``local`` backend on that directory;
-- ``<mount>:<prefix>``: the tenant's storage mount ``<mount>`` (any protocol), under ``<prefix>``.
+- ``<mount>:<prefix>``: the tenant's storage mount ``<mount>`` (any protocol), under ``<prefix>``;
+- ``<scheme>://...`` with a scheme a storage backend claims (``StorageBackendSpec.url_schemes``,
+  e.g. ``s3://<bucket>/<prefix>``): that backend's ``url_factory`` builds the backend and prefix
+  from the URL (``mp.storage_for_url``), with the plugin's own credentials.
 
 Each file is written as ``<prefix>/<expires_ts>-<random>/<filename>`` and its link is the
 backend's ``url(path, expires_in)``: cloud backends sign their own URLs; the ``local`` backend,
@@ -155,9 +158,17 @@ async def _storage_for(
     protocol: str
     config: Mapping[str, Any]
     prefix = ""
+    _scheme, has_scheme, _rest = url.partition("://")
     if url.startswith("file://") or url.startswith("/"):
         directory = url[len("file://") :] if url.startswith("file://") else url
         protocol, config = "local", {"base_path": directory}
+    elif has_scheme:
+        try:
+            backend, prefix = mp.storage_for_url(url)
+        except MailproxyError as err:
+            raise AttachmentError(f"{what}; {err.detail}") from err
+        prefix = prefix.strip("/")
+        return backend, f"{prefix}/" if prefix else ""
     else:
         mount_name, sep, rest = url.partition(":")
         if not sep or mount_name not in storage_names:

@@ -36,8 +36,8 @@ from .compose import (
     POLICY,
     Attachment,
     _custom_headers,
-    addr_spec,
     attachment_mime_type,
+    make_envelope,
     message_id_for,
     split_addresses,
 )
@@ -70,9 +70,12 @@ def compose_wire(
     attachments: Sequence[Attachment] = (),
     *,
     extra_body: Mapping[str, str] | None = None,
+    envelope_sender: str | None = None,
+    drop: frozenset[str] = frozenset(),
 ) -> tuple[bytes, Envelope] | None:
     """The wire form and envelope of a message (see the module doc); ``None`` when an
-    attachment's name or type is not simple enough to be written here (use ``compose``)."""
+    attachment's name or type is not simple enough to be written here (use ``compose``).
+    ``envelope_sender`` and ``drop`` shape the envelope as in ``compose``."""
     heads: list[str] = []
     for attachment in attachments:
         part_head = _attachment_head(attachment)
@@ -128,11 +131,16 @@ def compose_wire(
             tail.append(_base64_lines(attachment.content))
         tail.append(f"{CRLF}--{outer}--{CRLF}".encode("ascii"))
 
-    return_path = payload.get("return_path")
-    envelope_sender = addr_spec(str(return_path)) if return_path else addr_spec(sender)
-    recipients = tuple(dict.fromkeys(addr_spec(a) for a in (*to, *cc, *bcc)))
+    envelope = make_envelope(
+        payload,
+        sender,
+        (*to, *cc, *bcc),
+        message_id,
+        envelope_sender=envelope_sender,
+        drop=drop,
+    )
     data = "".join(head).encode("ascii", "surrogateescape") + b"".join(tail)
-    return data, Envelope(sender=envelope_sender, recipients=recipients, message_id=message_id)
+    return data, envelope
 
 
 # -- headers ------------------------------------------------------------------------------------

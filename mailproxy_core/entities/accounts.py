@@ -12,11 +12,15 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from ..api.endpoint import POST, Endpoint, tenant_scoped
+from ..api.errors import field_errors, invalid_input
 from ..errors import NotFound
 from ..models import Account
 from .fields import FieldErrors, blank_to_none, check_identifier, check_port, check_positive
 from .secrets import seal, secret_value_errors, unseal
+from .view_extensions import extend_view, extend_views
 from .views import account_view
 
 if TYPE_CHECKING:
@@ -78,6 +82,135 @@ async def load_account_by_pk(mp: MailProxy, pk: str) -> Account | None:
     return None if row is None else account_from_row(mp.secrets, row)
 
 
+class AccountFields(BaseModel):
+    """The fields of ``accounts/add`` (and of ``mp.save_account``), validated by type.
+
+    Defaults are those of ``accounts/add``: every field is set from one call, so a field left
+    out goes back to its default.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    id: str
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    password: str | None = None
+    use_tls: bool | None = True
+    batch_size: int | None = None
+    ttl: int = 300
+    limit_per_minute: int | None = None
+    limit_per_hour: int | None = None
+    limit_per_day: int | None = None
+    limit_behavior: Literal["defer", "reject"] = "defer"
+    transport: str = DEFAULT_TRANSPORT
+    options: dict[str, Any] | None = None
+
+
+def account_fields(tenant_id: str, values: Mapping[str, Any]) -> AccountFields:
+    """``values`` (the body of ``accounts/add``; its ``tenant_id`` may be left out) checked by type.
+
+    Raises:
+        InvalidInput: a field of the wrong type, a missing ``id``, an unknown field, or a
+            ``tenant_id`` other than ``tenant_id`` (422).
+    """
+    body = dict(values)
+    other = body.pop("tenant_id", tenant_id)
+    if other != tenant_id:
+        raise invalid_input(
+            [{"field": "tenant_id", "message": f"must be '{tenant_id}'", "type": "value_error"}]
+        )
+    try:
+        return AccountFields.model_validate(body)
+    except ValidationError as exc:
+        raise invalid_input(field_errors(exc)) from None
+
+
+async def store_account(
+    mp: MailProxy, tenant_id: str, fields: AccountFields
+) -> tuple[dict[str, Any], bool]:
+    """Validate, encrypt and upsert one account: the whole of ``accounts/add``.
+
+    Creates the account or replaces every field of the one with the same id (its pk and
+    created_at stay). Runs in a transaction of its own, or as a savepoint of the caller's when
+    one is open in the same task. Returns the stored row and whether it was created.
+
+    Raises:
+        InvalidInput: a field is invalid (422, naming each one).
+        NotFound: the tenant does not exist.
+    """
+    errors = FieldErrors()
+    check_identifier(errors, "id", fields.id)
+    transports = sorted(mp.registry.transports.names())
+    if fields.transport not in transports:
+        errors.add(
+            "transport",
+            f"unknown transport '{fields.transport}'; available: {', '.join(transports) or 'none'}",
+        )
+    check_port(errors, "port", fields.port)
+    positives = {
+        "batch_size": fields.batch_size,
+        "ttl": fields.ttl,
+        "limit_per_minute": fields.limit_per_minute,
+        "limit_per_hour": fields.limit_per_hour,
+        "limit_per_day": fields.limit_per_day,
+    }
+    for field, number in positives.items():
+        check_positive(errors, field, number)
+    host = fields.host
+    if host is not None and not host.strip():
+        errors.add("host", "must not be empty", "string_too_short")
+    if fields.transport in TRANSPORTS_NEEDING_HOST:
+        for field, value in (("host", host), ("port", fields.port)):
+            if value is None:
+                errors.add(field, f"required for the {fields.transport} transport", "missing")
+    options = fields.options or {}
+    errors.extend(secret_value_errors(options, "options"))
+    errors.raise_if_any()
+    secret = blank_to_none(fields.password)
+    row, created = await mp.repos.accounts.upsert(
+        tenant_id,
+        fields.id,
+        transport=fields.transport,
+        host=host.strip() if host else None,
+        port=fields.port,
+        user=blank_to_none(fields.user),
+        password=mp.secrets.encrypt(secret) if secret else None,
+        use_tls=fields.use_tls,
+        ttl=fields.ttl,
+        batch_size=fields.batch_size,
+        limit_per_minute=fields.limit_per_minute,
+        limit_per_hour=fields.limit_per_hour,
+        limit_per_day=fields.limit_per_day,
+        limit_behavior=fields.limit_behavior,
+        options=seal(mp.secrets, options),
+    )
+    log.info(
+        "account %s",
+        "added" if created else "updated",
+        extra={"tenant_id": tenant_id, "account_id": fields.id},
+    )
+    mp.directory_changed()
+    return row, created
+
+
+async def load_accounts(mp: MailProxy, tenant_id: str | None = None) -> list[Account]:
+    """Every account (of ``tenant_id`` when given), secrets decrypted: never for a response."""
+    if tenant_id is not None:
+        rows = await mp.repos.accounts.list(tenant_id)
+    else:
+        rows = await mp.repos.accounts.list_all()
+    return [account_from_row(mp.secrets, row) for row in rows]
+
+
+async def load_account_object(
+    mp: MailProxy, tenant_id: str, account_id: str
+) -> dict[str, Any] | None:
+    """The API object of one account (as ``accounts/get``), or ``None`` when it does not exist."""
+    row = await mp.repos.accounts.get(tenant_id, account_id)
+    return None if row is None else await extend_view(mp, "accounts", account_view(row))
+
+
 def _not_found(tenant_id: str, account_id: str) -> NotFound:
     return NotFound(f"account '{account_id}' not found for tenant '{tenant_id}'")
 
@@ -132,57 +265,24 @@ class AccountsEndpoint(Endpoint):
                 under secret names (password, token, api_key ...) are stored encrypted and
                 never returned.
         """
-        errors = FieldErrors()
-        check_identifier(errors, "id", id)
-        transports = sorted(self.mp.registry.transports.names())
-        if transport not in transports:
-            errors.add(
-                "transport",
-                f"unknown transport '{transport}'; available: {', '.join(transports) or 'none'}",
-            )
-        check_port(errors, "port", port)
-        positives = {
-            "batch_size": batch_size,
-            "ttl": ttl,
-            "limit_per_minute": limit_per_minute,
-            "limit_per_hour": limit_per_hour,
-            "limit_per_day": limit_per_day,
-        }
-        for field, number in positives.items():
-            check_positive(errors, field, number)
-        if host is not None and not host.strip():
-            errors.add("host", "must not be empty", "string_too_short")
-        if transport in TRANSPORTS_NEEDING_HOST:
-            for field, value in (("host", host), ("port", port)):
-                if value is None:
-                    errors.add(field, f"required for the {transport} transport", "missing")
-        errors.extend(secret_value_errors(options or {}, "options"))
-        errors.raise_if_any()
-        secret = blank_to_none(password)
-        row, created = await self.mp.repos.accounts.upsert(
-            tenant_id,
-            id,
-            transport=transport,
-            host=host.strip() if host else None,
+        fields = AccountFields(
+            id=id,
+            host=host,
             port=port,
-            user=blank_to_none(user),
-            password=self.mp.secrets.encrypt(secret) if secret else None,
+            user=user,
+            password=password,
             use_tls=use_tls,
-            ttl=ttl,
             batch_size=batch_size,
+            ttl=ttl,
             limit_per_minute=limit_per_minute,
             limit_per_hour=limit_per_hour,
             limit_per_day=limit_per_day,
             limit_behavior=limit_behavior,
-            options=seal(self.mp.secrets, options or {}),
+            transport=transport,
+            options=options,
         )
-        log.info(
-            "account %s",
-            "added" if created else "updated",
-            extra={"tenant_id": tenant_id, "account_id": id},
-        )
-        self.mp.directory_changed()
-        return account_view(row)
+        row, _created = await store_account(self.mp, tenant_id, fields)
+        return await extend_view(self.mp, "accounts", account_view(row))
 
     @tenant_scoped
     async def get(self, tenant_id: str, account_id: str) -> dict[str, Any]:
@@ -192,10 +292,10 @@ class AccountsEndpoint(Endpoint):
             tenant_id: the owning tenant.
             account_id: the account id.
         """
-        row = await self.mp.repos.accounts.get(tenant_id, account_id)
-        if row is None:
+        view = await load_account_object(self.mp, tenant_id, account_id)
+        if view is None:
             raise _not_found(tenant_id, account_id)
-        return account_view(row)
+        return view
 
     @tenant_scoped
     async def list(self, tenant_id: str) -> list[dict[str, Any]]:
@@ -207,7 +307,7 @@ class AccountsEndpoint(Endpoint):
         rows = await self.mp.repos.accounts.list(tenant_id)
         if not rows and not await self.mp.repos.tenants.exists(tenant_id):
             raise NotFound(f"tenant '{tenant_id}' not found")
-        return [account_view(row) for row in rows]
+        return await extend_views(self.mp, "accounts", [account_view(row) for row in rows])
 
     @POST
     @tenant_scoped

@@ -5,25 +5,34 @@ from __future__ import annotations
 from typing import Any
 
 from ..api.endpoint import POST, Endpoint, admin_only, any_principal, public
+from ..crypto import hash_token
 from .batches import activate_batch, suspend_batch
+from .edition import Edition, current_edition, loaded_ee_plugins, require_edition
 from .fields import FieldErrors
 from .secrets import redact, seal, secret_value_errors
+from .views import utc_text
+
+MIN_API_TOKEN_LENGTH = 16
+"""The shortest admin token ``instance/update`` accepts."""
 
 
-def _instance_view(row: dict[str, Any]) -> dict[str, Any]:
-    """The instance object of the API: never the admin token hash, never a secret config value.
+def _instance_view(row: dict[str, Any], edition: Edition) -> dict[str, Any]:
+    """The instance object of the API (``ok: true`` and the settings): never a token or its
+    hash, never a secret config value.
 
     Config entries whose name is a secret (``relay_password``, ``api_key`` ...) are stored
-    encrypted and listed by name in ``secret_config_keys`` instead of being shown.
+    encrypted and listed by name in ``secret_config_keys`` instead of being shown. ``edition``
+    is derived from the loaded plugins (``edition.py``), not read from the row.
     """
     config, secret_keys = redact(row.get("config") or {})
     return {
+        "ok": True,  # genro-mail-proxy clients check it in both answers
         "name": row.get("name"),
-        "edition": row.get("edition"),
+        "edition": edition,
         "config": config,
         "secret_config_keys": secret_keys,
-        "created_at": row.get("created_at"),
-        "updated_at": row.get("updated_at"),
+        "created_at": utc_text(row.get("created_at")),
+        "updated_at": utc_text(row.get("updated_at")),
     }
 
 
@@ -43,37 +52,73 @@ class InstanceEndpoint(Endpoint):
 
     @any_principal
     async def get(self) -> dict[str, Any]:
-        """The instance settings: name, edition and free-form config (no secrets)."""
-        return _instance_view(await self.mp.repos.instance.get())
+        """The instance settings: name, edition and free-form config (no secrets).
+
+        ``edition`` is ``ee`` when an Enterprise plugin (name ``ee_*``) is loaded, else ``ce``.
+        """
+        return _instance_view(await self.mp.repos.instance.get(), current_edition(self.mp))
 
     @admin_only
     @POST
     async def update(
         self,
         name: str | None = None,
-        edition: str | None = None,
+        api_token: str | None = None,
+        edition: Edition | None = None,
         config: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Change the instance name, edition or config (config keys are merged).
+        """Change the instance name, admin token or config (config keys are merged).
 
         A config key set to null is removed. Secret-named config values (``*_password``,
         ``*_token``, ``api_key`` ...) must be strings; they are stored encrypted and never shown.
+        ``api_token`` (at least 16 characters) becomes the stored admin token at once, in every
+        process sharing the database: only its hash is kept, it replaces the stored token
+        (generated on first start or set here before), and a token configured in the
+        environment stays valid. ``edition`` follows the installed plugins and cannot be
+        changed: the current value is accepted, the other one is refused with 409 naming what
+        to install.
+
+        Args:
+            name: the instance's display name.
+            api_token: a new admin token (at least 16 characters; a long random value).
+            edition: ``ce`` or ``ee``; must equal the current edition.
+            config: free-form settings merged into the stored ones.
         """
+        errors = FieldErrors()
+        if api_token is not None and len(api_token) < MIN_API_TOKEN_LENGTH:
+            errors.add(
+                "api_token",
+                f"must be at least {MIN_API_TOKEN_LENGTH} characters long "
+                f"(got {len(api_token)}); use a long random value",
+                "too_short",
+            )
         if config is not None:
-            errors = FieldErrors()
             errors.extend(secret_value_errors(config, "config"))
-            errors.raise_if_any()
-            config = seal(self.mp.secrets, config)
+        errors.raise_if_any()
+        if edition is not None:
+            require_edition(self.mp, edition)
         fields: dict[str, Any] = {}
         if name is not None:
             fields["name"] = name
-        if edition is not None:
-            fields["edition"] = edition
         if config is not None:
-            fields["config"] = config
+            fields["config"] = seal(self.mp.secrets, config)
+        if api_token is not None:
+            fields["admin_token_hash"] = hash_token(api_token)
         if fields:
             await self.mp.repos.instance.update(**fields)
-        return _instance_view(await self.mp.repos.instance.get())
+        return _instance_view(await self.mp.repos.instance.get(), current_edition(self.mp))
+
+    @admin_only
+    @POST
+    async def upgrade_to_ee(self) -> dict[str, Any]:
+        """Confirm the Enterprise edition: ``{"ok": true, "edition": "ee", "plugins": [...]}``.
+
+        The edition follows the installed plugins, so this changes nothing: it lists the loaded
+        Enterprise plugins, or answers 409 naming the distributions to ``pip install`` when
+        none is loaded.
+        """
+        require_edition(self.mp, "ee")
+        return {"ok": True, "edition": "ee", "plugins": loaded_ee_plugins(self.mp)}
 
     @admin_only
     async def plugins(self) -> dict[str, Any]:

@@ -6,7 +6,8 @@
    tenants and the accounts, then the content (``message_validation``);
 2. valid entries are merged by ``(tenant_id, id)``: a later entry for the same id replaces an
    earlier one, as if they had been submitted one after the other (each counts in ``queued``;
-   the message keeps the position of the first);
+   the message keeps the position of the first); a sender given as ``from_addr`` is stored as
+   ``from``;
 3. the merged rows are written in one transaction (``MessagesRepo.enqueue``); ids that exist and
    are being sent or finished are rejected ``in flight`` / ``already sent`` (every entry of that
    id, earlier ones included), the others are inserted or replace a pending/deferred message;
@@ -30,7 +31,7 @@ from ..db.repos.messages import EnqueueOutcome, QueuedRow
 from ..message_ids import message_id_for_payload
 from ..models import Message, Principal
 from .message_validation import CheckedMessage, MessageChecker, is_storable, sendable
-from .message_views import seal_payload
+from .message_views import seal_payload, with_sender_as_from
 
 if TYPE_CHECKING:
     from ..kernel import MailProxy
@@ -149,7 +150,8 @@ async def _check_entries(
             if isinstance(checked, str):
                 reasons[index] = checked
                 continue
-            payload = encode_json(seal_payload(mp.secrets, entries[index])) or "{}"
+            stored = with_sender_as_from(entries[index])
+            payload = encode_json(seal_payload(mp.secrets, stored)) or "{}"
             if not is_storable(payload):
                 reasons[index] = "invalid message: text must not contain unpaired surrogates"
                 continue

@@ -10,15 +10,16 @@ Order of the checks (the first failure is the reason):
 
 1. ``id`` (``Missing 'id' field``), then the identity fields ``tenant_id`` and ``account_id``;
 2. (database) tenant, then account — see ``message_queue.py``;
-3. the other required fields: ``from`` (or ``from_addr``), ``to``, ``subject``, ``body`` (not
-   required when ``html`` is given: an HTML-only message);
+3. unknown fields (``unknown field '<f>'`` with a did-you-mean hint), then the other required
+   fields: ``from`` (or ``from_addr``, not both), ``to``, ``subject``, ``body`` (not required
+   when ``html`` is given: an HTML-only message);
 4. ``priority``, then the addresses (``from``/``from_addr``, ``return_path``, ``to``, ``cc``,
    ``bcc``, ``reply_to``), then the other fields (``subject``, ``body``, ``html``,
    ``message_id``, ``batch_code``, ``content_type``, ``headers``), then ``attachments``, then
    ``deferred_ts``.
 
-Unknown fields are ignored (and kept in the stored payload), so that clients of a newer API
-version are not rejected.
+A field that is not part of a message (``message_schema.MESSAGE_FIELDS``) is refused, so that a
+typo (``atachments``) never silently drops data; the same holds inside attachment specs.
 
 A field that is present with the value ``null`` counts as absent; so does an empty ``to`` (``""``
 or ``[]``). An empty ``subject`` or ``body`` is allowed.
@@ -26,6 +27,8 @@ or ``[]``). An empty ``subject`` or ``body`` is allowed.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -34,6 +37,7 @@ from email.headerregistry import HeaderRegistry
 from typing import Any
 
 from ..models import PRIORITY_LABELS
+from .message_schema import ATTACHMENT_FIELDS, MESSAGE_FIELDS, unknown_field
 
 MAX_UNIX_SECONDS = 253_402_300_799
 """9999-12-31T23:59:59Z: the largest ``deferred_ts`` accepted (fits every timestamp column)."""
@@ -45,6 +49,9 @@ BUILTIN_FETCH_MODES = frozenset({"base64", "http_url", "endpoint", "filesystem",
 """Attachment ``fetch_mode`` values of API.md §5 (installed fetcher plugins may add more)."""
 
 CONTENT_TYPES = ("plain", "html")
+
+MAX_SUBJECT_CHARS = 998
+"""Longest accepted subject: RFC 5322's line limit, a bound no real subject comes near."""
 
 SINGLE_ADDRESS_FIELDS = ("return_path",)
 LIST_ADDRESS_FIELDS = ("to", "cc", "bcc", "reply_to")
@@ -236,6 +243,11 @@ class MessageChecker:
 
     def content(self, entry: Mapping[str, Any]) -> str | CheckedMessage:
         """Check everything but the identity fields; a reason, or the derived columns."""
+        reason = unknown_field(entry, MESSAGE_FIELDS)
+        if reason is not None:
+            return reason
+        if entry.get("from") is not None and entry.get("from_addr") is not None:
+            return invalid("from_addr", "give the sender as 'from' or as 'from_addr', not both")
         sender = "from" if entry.get("from") is not None else "from_addr"
         if entry.get(sender) is None:
             return missing("from")
@@ -304,6 +316,8 @@ class MessageChecker:
             return invalid("subject", "must be a string")
         if _LINE_BREAK.search(subject):
             return invalid("subject", "must not contain line breaks")
+        if len(subject) > MAX_SUBJECT_CHARS:
+            return invalid("subject", f"at most {MAX_SUBJECT_CHARS} characters")
         body = entry.get("body")
         if body is not None and not isinstance(body, str):
             return invalid("body", "must be a string")
@@ -345,6 +359,9 @@ def check_attachments(attachments: Any, fetch_modes: frozenset[str]) -> str | No
     for number, spec in enumerate(attachments, start=1):
         if not isinstance(spec, dict):
             return f"invalid attachment: #{number} is not an object"
+        unknown = unknown_field(spec, ATTACHMENT_FIELDS)
+        if unknown is not None:
+            return f"invalid attachment: #{number} has {unknown}"
         for name in ("filename", "storage_path"):
             value = spec.get(name)
             if not isinstance(value, str) or not value:
@@ -362,4 +379,22 @@ def check_attachments(attachments: Any, fetch_modes: frozenset[str]) -> str | No
         auth = spec.get("auth")
         if auth is not None and not isinstance(auth, dict):
             return f"invalid attachment: #{number} auth must be an object"
+        storage_path = spec["storage_path"]
+        if (mode == "base64" or storage_path.startswith(BASE64_PREFIX)) and not _is_base64(
+            storage_path
+        ):
+            return f"invalid attachment: #{number} storage_path is not valid base64"
     return None
+
+
+BASE64_PREFIX = "base64:"
+
+
+def _is_base64(storage_path: str) -> bool:
+    """Whether ``[base64:]<data>`` decodes (whitespace ignored), as the base64 fetcher will."""
+    data = storage_path.removeprefix(BASE64_PREFIX)
+    try:
+        base64.b64decode("".join(data.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True

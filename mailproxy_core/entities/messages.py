@@ -2,7 +2,8 @@
 
 Scoping: tenant keys see and change only their own tenant's messages. Reads and tenant-wide
 writes are ``@tenant_scoped``; ``add``/``add_batch`` carry the tenant inside each message, and
-``delete``/``count_active`` take no tenant, so those scope themselves (``@any_principal``).
+``delete``/``count_active`` take no tenant and ``list`` may omit it (the admin's view of the
+whole queue), so those scope themselves (``@any_principal``).
 Another tenant's message is reported exactly like a missing one, never as forbidden, so a
 tenant key cannot learn what other tenants have queued.
 """
@@ -11,10 +12,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.endpoint import POST, Endpoint, any_principal, checks_own_values, tenant_scoped
+from ..api.endpoint import (
+    POST,
+    Endpoint,
+    also_get,
+    any_principal,
+    checks_own_values,
+    documented_body,
+    tenant_scoped,
+)
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..models import MessageStatus
 from .message_queue import enqueue
+from .message_schema import MessageBatch, MessageSpec
 from .message_validation import (
     DEFAULT_PRIORITY,
     MAX_UNIX_SECONDS,
@@ -23,7 +33,7 @@ from .message_validation import (
     sendable,
     shown,
 )
-from .message_views import message_object
+from .message_views import MessageObject, message_object
 
 MAX_LIST_LIMIT = 10_000
 MAX_PK = 2**63 - 1
@@ -41,6 +51,7 @@ class MessagesEndpoint(Endpoint):
     @POST
     @any_principal
     @checks_own_values
+    @documented_body(MessageBatch)
     async def add_batch(
         self, messages: list[Any], default_priority: int | str | None = None
     ) -> dict[str, Any]:
@@ -78,13 +89,15 @@ class MessagesEndpoint(Endpoint):
     @POST
     @any_principal
     @checks_own_values
+    @documented_body(MessageSpec)
     async def add(self, **message: Any) -> dict[str, Any]:
         """Queue one message; the body is the message itself (fields of API.md §4).
 
         Required: ``id``, ``tenant_id`` (tenant keys may omit it), ``account_id``, ``from`` (or
-        ``from_addr``), ``to``, ``subject`` and ``body`` (or ``html``). Answers ``{"id", "pk"}``;
-        a message that would be rejected in a batch is answered 422 with the reason as
-        ``detail`` (code ``message_rejected``). A tenant key naming another tenant gets 403.
+        ``from_addr``, not both), ``to``, ``subject`` and ``body`` (or ``html``). Answers
+        ``{"id", "pk"}``; a message that would be rejected in a batch is answered 422 with the
+        reason as ``detail`` (code ``message_rejected``). A tenant key naming another tenant
+        gets 403.
         """
         principal = self.require_principal()
         tenant_id = message.get("tenant_id")
@@ -101,13 +114,13 @@ class MessagesEndpoint(Endpoint):
         if result.rejected:
             raise InvalidInput(result.rejected[0]["reason"], code="message_rejected")
         (_, message_id), pk = next(iter(result.pks.items()))
-        return {"id": message_id, "pk": pk}
+        return {"id": message_id, "pk": str(pk)}
 
     @tenant_scoped
     @checks_own_values
     async def get(
         self, message_id: str, tenant_id: str, include_history: bool = False
-    ) -> dict[str, Any]:
+    ) -> MessageObject:
         """One message of a tenant, by the client's message id.
 
         Args:
@@ -128,24 +141,26 @@ class MessagesEndpoint(Endpoint):
     @POST
     @any_principal
     @checks_own_values
-    async def delete(self, message_pk: int) -> bool:
+    async def delete(self, message_pk: int | str) -> bool:
         """Delete one message by its ``pk``, with its events; ``false`` if there is none.
 
         A tenant key can only delete its own tenant's messages (another tenant's pk answers
-        ``false``). A message being sent cannot be deleted: 409, retry once it is finished.
+        ``false``, like a pk that names no message). A message being sent cannot be deleted:
+        409, retry once it is finished.
 
         Args:
-            message_pk: the message's ``pk`` (from ``add``, ``get`` or ``list``).
+            message_pk: the message's ``pk`` (from ``add``, ``get`` or ``list``), as text or
+                as a number.
         """
         principal = self.require_principal()
-        if not 0 < message_pk <= MAX_PK:
+        pk = _parse_pk(message_pk)
+        if pk is None:
             return False
         scope = None if principal.is_admin else principal.tenant_id
-        outcome = await self.mp.repos.messages.delete(message_pk, tenant_id=scope)
+        outcome = await self.mp.repos.messages.delete(pk, tenant_id=scope)
         if outcome == "in_flight":
             raise Conflict(
-                f"message {message_pk} is being sent and cannot be deleted now; retry when it is "
-                "finished",
+                f"message {pk} is being sent and cannot be deleted now; retry when it is finished",
                 code="message_in_flight",
             )
         return outcome == "deleted"
@@ -176,12 +191,46 @@ class MessagesEndpoint(Endpoint):
         }
 
     @POST
+    @also_get
+    @tenant_scoped
+    @checks_own_values
+    async def retry(self, tenant_id: str, ids: list[str]) -> dict[str, Any]:
+        """Send failed (``error``) and ``deferred`` messages again, now, with fresh retries.
+
+        Each one goes back to ``pending`` with its attempts reset, and its history gets a
+        ``requeued`` event naming who asked. Messages that are ``pending``, ``sending`` or
+        ``sent`` are left alone and listed in ``skipped`` with their status as reason; nothing
+        is deleted. Ids that match no message are listed in ``not_found``.
+
+        Args:
+            tenant_id: the tenant whose messages to retry.
+            ids: client message ids.
+        """
+        await self._require_tenant(tenant_id)
+        unique = list(dict.fromkeys(ids))
+        findable = [i for i in unique if is_storable(i)]
+        principal = self.require_principal()
+        who = "the admin" if principal.is_admin else f"tenant key {principal.name or tenant_id}"
+        outcome = await self.mp.repos.messages.requeue(tenant_id, findable, requested_by=who)
+        if outcome.requeued:
+            self.mp.wake_dispatcher()
+        known = {*outcome.requeued, *(s["id"] for s in outcome.skipped)}
+        return {
+            "ok": True,
+            "requeued": len(outcome.requeued),
+            "not_found": [sendable(i) for i in unique if i not in known],
+            "skipped": outcome.skipped,
+        }
+
+    @POST
     @tenant_scoped
     @checks_own_values
     async def cleanup(self, tenant_id: str, older_than_seconds: int = 86400) -> dict[str, Any]:
         """Delete a tenant's finished messages whose events have all been reported.
 
         Finished means sent or failed (``error``) and unchanged for ``older_than_seconds``.
+        Also served as ``GET`` with the same query parameters, as genro-mail-proxy clients call
+        it (a token is needed all the same).
 
         Args:
             tenant_id: the tenant whose messages to clean up.
@@ -218,30 +267,35 @@ class MessagesEndpoint(Endpoint):
         return await self.mp.repos.messages.count_pending(tenant_id, batch_code)
 
     # Last of the routes: below it, ``list`` would name this method in annotations.
-    @tenant_scoped
+    @any_principal
     @checks_own_values
     async def list(
         self,
-        tenant_id: str,
+        tenant_id: str | None = None,
         active_only: bool = False,
         include_history: bool = False,
         status: MessageStatus | None = None,
         limit: int = 1000,
         offset: int = 0,
-    ) -> list[dict[str, Any]]:
-        """A page of a tenant's messages, in creation order.
+    ) -> list[MessageObject]:
+        """A page of messages in creation order: one tenant's, or every tenant's for the admin.
+
+        The admin without ``tenant_id`` lists the whole queue; a tenant key always lists its
+        own tenant's messages (another ``tenant_id`` → 403).
 
         Args:
-            tenant_id: the tenant whose messages to list.
+            tenant_id: the tenant whose messages to list (the admin may leave it out).
             active_only: only messages not finished yet (pending, deferred, sending).
             include_history: add ``history`` to each message: its events, oldest first.
             status: only messages with this status.
             limit: page size, at most 10000.
             offset: messages to skip (for paging).
         """
+        tenant_id = self.own_tenant_id(tenant_id)
         _check_range("limit", limit, 1, MAX_LIST_LIMIT)
         _check_range("offset", offset, 0, MAX_PK)
-        await self._require_tenant(tenant_id)
+        if tenant_id is not None:
+            await self._require_tenant(tenant_id)
         rows = await self.mp.repos.messages.list(
             tenant_id, active_only=active_only, status=status, limit=limit, offset=offset
         )
@@ -272,6 +326,16 @@ def _default_priority(value: int | str | None) -> int:
             errors=[{"field": "default_priority", "message": message, "type": "value_error"}],
         )
     return priority
+
+
+def _parse_pk(value: int | str) -> int | None:
+    """The message pk given as a number or as its text, or ``None`` when it names no message."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.isascii() or not text.isdigit():
+            return None
+        value = int(text)
+    return value if 0 < value <= MAX_PK else None
 
 
 def _check_range(field: str, value: int, low: int, high: int) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..api.endpoint import POST, Endpoint, admin_only, tenant_scoped
-from ..errors import Forbidden, NotFound
+from ..errors import Forbidden, MailproxyError, NotFound
 from ..models import Tenant
 from .batches import activate_batch, get_suspended_batches, suspend_batch
 from .fields import (
@@ -27,6 +27,7 @@ from .fields import (
     check_identifier,
     check_url_path,
 )
+from .view_extensions import extend_view, extend_views
 from .views import tenant_view
 
 if TYPE_CHECKING:
@@ -87,6 +88,31 @@ async def load_tenants(mp: MailProxy, *, active_only: bool = False) -> list[Tena
     return [tenant_from_row(mp.secrets, row) for row in rows]
 
 
+def check_storage_url(mp: MailProxy, errors: FieldErrors, url: str | None) -> None:
+    """``large_file_config.storage_url`` (when set) must be a form the dispatcher can use:
+    ``file:///<directory>`` (or an absolute path), ``<mount>:<prefix>``, or a URL whose scheme
+    an installed storage backend claims (checked by that backend, without network access)."""
+    if url is None or url.startswith(("file://", "/")):
+        return
+    field = "large_file_config.storage_url"
+    _scheme, has_scheme, _rest = url.partition("://")
+    if has_scheme:
+        try:
+            mp.storage_for_url(url)
+        except MailproxyError as err:
+            errors.add(field, err.detail)
+        return
+    mount, has_mount, _prefix = url.partition(":")
+    if not has_mount or not mount:
+        claimed = "".join(f", {name}://..." for name in sorted(mp.storage_url_schemes()))
+        errors.add(
+            field,
+            f"'{url}' is not a storage URL: give file:///<directory>, <mount>:<prefix>{claimed}",
+        )
+        return
+    check_identifier(errors, field, mount)
+
+
 class TenantsEndpoint(Endpoint):
     """Tenants: the client applications served by this instance."""
 
@@ -102,15 +128,18 @@ class TenantsEndpoint(Endpoint):
         client_auth: ClientAuth | None = None,
         rate_limits: RateLimits | None = None,
         large_file_config: LargeFileConfig | None = None,
-        active: bool = True,
-        reporter: str = DEFAULT_REPORTER,
+        active: bool | None = None,
+        reporter: str | None = None,
         report_signing_secret: str | None = None,
     ) -> dict[str, Any]:
-        """Create a tenant (a client application); 409 when the id is taken.
+        """Create a tenant (a client application), or update the tenant with the same id.
 
-        Returns the tenant object. Secrets (client_auth token/password, report_signing_secret)
-        are stored encrypted and never returned: the object shows ``client_auth`` as
+        An existing id is updated with the fields given, like ``tenants/update``: fields left
+        out (or null) keep their values, and the answer is 200 as for a creation. Returns the
+        tenant object. Secrets (client_auth token/password, report_signing_secret) are stored
+        encrypted and never returned: the object shows ``client_auth`` as
         ``{"method", "user"?}`` plus ``has_credentials`` and ``has_report_signing_secret``.
+        Plugins may add fields to the response of a creation only (an EE API key shown once).
 
         Args:
             id: the tenant id chosen by the operator (no spaces, '/' or '\\'; at most 128 chars).
@@ -128,8 +157,9 @@ class TenantsEndpoint(Endpoint):
             large_file_config: handling of large attachments: {"enabled", "max_size_mb",
                 "action": "warn"|"reject"|"rewrite", "storage_url"?, "public_base_url"?,
                 "file_ttl_days"?}.
-            active: whether the tenant's messages are sent.
-            reporter: the delivery-report mechanism (a registered reporter; default http).
+            active: whether the tenant's messages are sent (default true for a new tenant).
+            reporter: the delivery-report mechanism (a registered reporter; default http for a
+                new tenant).
             report_signing_secret: when set, reports carry an X-Mailproxy-Signature HMAC header.
         """
         errors = FieldErrors()
@@ -147,9 +177,27 @@ class TenantsEndpoint(Endpoint):
             report_signing_secret=report_signing_secret,
         )
         errors.raise_if_any()
-        row = await self.mp.repos.tenants.add(id, active=active, **fields)
-        log.info("tenant added", extra={"tenant_id": id})
-        return tenant_view(row)
+        if active is not None:
+            fields["active"] = active
+        created_extra: dict[str, Any] = {}
+
+        async def on_create(row: dict[str, Any]) -> None:
+            tenant = tenant_from_row(self.mp.secrets, row)
+            created_extra.update(await self.mp.hooks.tenant_created(self.mp, tenant))
+
+        row, created = await self.mp.repos.tenants.add_or_update(
+            id,
+            defaults={"active": True, "reporter": DEFAULT_REPORTER},
+            fields=fields,
+            on_create=on_create,
+        )
+        log.info("tenant %s", "added" if created else "updated", extra={"tenant_id": id})
+        if not created:
+            self.mp.directory_changed()
+        view = await extend_view(self.mp, "tenants", tenant_view(row))
+        for key, value in created_extra.items():
+            view.setdefault(key, value)
+        return view
 
     @tenant_scoped
     async def get(self, tenant_id: str) -> dict[str, Any]:
@@ -161,7 +209,7 @@ class TenantsEndpoint(Endpoint):
         row = await self.mp.repos.tenants.get(tenant_id)
         if row is None:
             raise NotFound(f"tenant '{tenant_id}' not found")
-        return tenant_view(row)
+        return await extend_view(self.mp, "tenants", tenant_view(row))
 
     @admin_only
     async def list(self, active_only: bool = False) -> list[dict[str, Any]]:
@@ -170,9 +218,8 @@ class TenantsEndpoint(Endpoint):
         Args:
             active_only: only tenants whose messages are sent.
         """
-        return [
-            tenant_view(row) for row in await self.mp.repos.tenants.list(active_only=active_only)
-        ]
+        rows = await self.mp.repos.tenants.list(active_only=active_only)
+        return await extend_views(self.mp, "tenants", [tenant_view(row) for row in rows])
 
     @POST
     @tenant_scoped
@@ -242,7 +289,7 @@ class TenantsEndpoint(Endpoint):
             return await self.get(tenant_id)
         row = await self.mp.repos.tenants.update(tenant_id, **fields)
         self.mp.directory_changed()
-        return tenant_view(row)
+        return await extend_view(self.mp, "tenants", tenant_view(row))
 
     @POST
     @admin_only
@@ -336,6 +383,7 @@ class TenantsEndpoint(Endpoint):
             fields["rate_limits"] = rate_limits.stored()
         if large_file_config is not None:
             fields["large_file_config"] = large_file_config.stored()
+            check_storage_url(self.mp, errors, large_file_config.storage_url)
         if reporter is not None:
             known = {DEFAULT_REPORTER, *self.mp.registry.reporters.names()}
             if reporter not in known:

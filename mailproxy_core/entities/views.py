@@ -4,15 +4,30 @@ Each view is built field by field from a repository row (an allow-list, not a co
 deleted), so a column added later stays private until someone decides to show it. Secrets are
 replaced by booleans or key lists saying *that* something is set: ``has_credentials``,
 ``has_report_signing_secret``, ``has_password``, ``secret_option_keys``, ``secret_config_keys``.
+
+``created_at`` and ``updated_at`` are stored as unix seconds but answered as UTC text
+(``"2026-12-06 15:20:27"``, :func:`utc_text`), the form clients of genro-mail-proxy parse; every
+field named ``*_ts`` stays an integer.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from .fields import CLIENT_AUTH_SECRETS
 from .secrets import redact
+
+UTC_TEXT_FORMAT = "%Y-%m-%d %H:%M:%S"
+"""How ``created_at`` and ``updated_at`` are written in answers (always UTC)."""
+
+
+def utc_text(seconds: int | None) -> str | None:
+    """Unix ``seconds`` as UTC text ``"YYYY-MM-DD HH:MM:SS"``; ``None`` stays ``None``."""
+    if seconds is None:
+        return None
+    return time.strftime(UTC_TEXT_FORMAT, time.gmtime(int(seconds)))
 
 
 def client_auth_view(client_auth: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -42,8 +57,8 @@ def tenant_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "suspended_batches": list(row.get("suspended_batches") or []),
         "reporter": row["reporter"],
         "has_report_signing_secret": bool(row.get("report_signing_secret")),
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
+        "created_at": utc_text(row["created_at"]),
+        "updated_at": utc_text(row["updated_at"]),
     }
 
 
@@ -71,8 +86,8 @@ def account_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "limit_behavior": row["limit_behavior"],
         "options": options,
         "secret_option_keys": secret_keys,
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
+        "created_at": utc_text(row["created_at"]),
+        "updated_at": utc_text(row["updated_at"]),
     }
 
 
@@ -88,6 +103,6 @@ def storage_view(row: Mapping[str, Any], config: Mapping[str, Any] | None) -> di
         "protocol": row["protocol"],
         "config": public,
         "secret_config_keys": secret_keys,
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
+        "created_at": utc_text(row["created_at"]),
+        "updated_at": utc_text(row["updated_at"]),
     }

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from ..errors import PluginError
+from ..errors import MailproxyError, PluginError
 from ..models import (
     Account,
     AttachmentRef,
+    Envelope,
     ErrorClass,
     Message,
     Receipt,
@@ -100,6 +101,13 @@ class HookCalls:
             return float(delays[min(retry - 1, len(delays) - 1)]) if delays else 0.0
         return float(result)
 
+    def envelope_sender(self, message: Message, account: Account) -> str | None:
+        """The envelope sender a plugin chose for this send, or ``None`` for the default."""
+        result: str | None = self._pm.hook.mailproxy_envelope_sender(
+            message=message, account=account
+        )
+        return result or None
+
     # -- mutation ------------------------------------------------------------------------------
 
     def prepare_message(self, mime: EmailMessage, message: Message, account: Account) -> None:
@@ -133,10 +141,20 @@ class HookCalls:
         await self._emit("mailproxy_message_queued", mp=mp, message=message)
 
     async def message_sent(
-        self, mp: MailProxy, message: Message, result: SendResult, duration: float | None = None
+        self,
+        mp: MailProxy,
+        message: Message,
+        result: SendResult,
+        duration: float | None = None,
+        envelope: Envelope | None = None,
     ) -> None:
         await self._emit(
-            "mailproxy_message_sent", mp=mp, message=message, result=result, duration=duration
+            "mailproxy_message_sent",
+            mp=mp,
+            message=message,
+            result=result,
+            duration=duration,
+            envelope=envelope,
         )
 
     async def message_failed(
@@ -167,6 +185,41 @@ class HookCalls:
         self, mp: MailProxy, receipt: Receipt, result: ReceiptResult
     ) -> None:
         await self._emit("mailproxy_receipt_received", mp=mp, receipt=receipt, result=result)
+
+    # -- entity hooks --------------------------------------------------------------------------
+
+    async def tenant_created(self, mp: MailProxy, tenant: Tenant) -> dict[str, Any]:
+        """Call every ``mailproxy_tenant_created`` implementation; merge what they return.
+
+        Runs inside the caller's transaction. A ``MailproxyError`` propagates unchanged (the
+        client sees its status); any other exception becomes a ``PluginError`` naming the plugin.
+        Either aborts the creation.
+        """
+        extra: dict[str, Any] = {}
+        hook_name = "mailproxy_tenant_created"
+        caller = getattr(self._pm.hook, hook_name)
+        kwargs = {"mp": mp, "tenant": tenant}
+        for impl in reversed(caller.get_hookimpls()):
+            try:
+                result = impl.function(*(kwargs[arg] for arg in impl.argnames))
+                if inspect.isawaitable(result):
+                    result = await result
+            except MailproxyError:
+                raise
+            except Exception as err:
+                log.exception("plugin %r failed in %s", impl.plugin_name, hook_name)
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(err).__name__}"
+                ) from err
+            if result is None:
+                continue
+            if not isinstance(result, Mapping):
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} returned {type(result).__name__} from "
+                    f"{hook_name}; expected a mapping or None"
+                )
+            extra.update(result)
+        return extra
 
     def has_implementations(self, hook_name: str) -> bool:
         """Whether any plugin implements ``hook_name`` (lets hot paths skip empty hooks)."""

@@ -18,7 +18,7 @@ Every hook of mail-proxy, generated from `mailproxy_core/plugins/hookspecs.py`
 Implement a hook with `@hookimpl` from `mailproxy_core`, using the hook's name and any subset of
 its argument names. See `docs/plugins.md` for a walk-through.
 
-Four kinds of hooks:
+Five kinds of hooks:
 
 - **Registration** hooks are sync, called once per app at creation, and return iterables of spec
   objects (`mailproxy_core.specs`). A name registered twice is a startup error naming both plugins.
@@ -27,6 +27,8 @@ Four kinds of hooks:
 - **Mutation** hooks are sync and broadcast: every implementation changes the object in place.
 - **Event** hooks may be `async def`. They are awaited one at a time; an implementation that
   raises is logged with the plugin's name and does not stop the others; results are ignored.
+- **Entity** hooks may be `async def` too, but run inside the API call that triggers them (in its
+  transaction): every implementation is awaited, results are used, and an exception aborts the call.
 
 An `async def` implementation of a registration, decision or mutation hook is a startup error
 (pluggy would return an un-awaited coroutine): put async work on the objects you register.
@@ -37,6 +39,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Decision hooks", hookspecs.DECISION_HOOKS),
     ("Mutation hooks", hookspecs.MUTATION_HOOKS),
     ("Event hooks", hookspecs.EVENT_HOOKS),
+    ("Entity hooks", hookspecs.ENTITY_HOOKS),
 )
 
 

@@ -1,6 +1,6 @@
 """Every hook of mail-proxy (DESIGN.md §4.2).
 
-Four kinds:
+Five kinds:
 
 * **Registration** hooks (sync, called once per app at creation) return iterables of spec objects
   from ``mailproxy_core.specs``. The registry rejects a name registered twice.
@@ -9,15 +9,18 @@ Four kinds:
 * **Mutation** hooks (sync, broadcast) change the object they are handed.
 * **Event** hooks may be ``async def``; they are awaited one at a time, a failing implementation is
   logged and does not stop the others, and results are ignored.
+* **Entity** hooks may be ``async def`` too, but run inside the API call that triggers them:
+  every implementation is awaited, results are used and an exception aborts the call.
 
-An ``async def`` implementation of a non-event hook is a startup error: pluggy would hand back an
-un-awaited coroutine. Async work belongs on the objects registration hooks return.
+An ``async def`` implementation of a registration, decision or mutation hook is a startup error:
+pluggy would hand back an un-awaited coroutine. Async work belongs on the objects registration
+hooks return.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .markers import hookspec
 
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
     from ..models import (
         Account,
         AttachmentRef,
+        Envelope,
         ErrorClass,
         Message,
         Receipt,
@@ -48,6 +52,7 @@ if TYPE_CHECKING:
         SettingsSpec,
         StorageBackendSpec,
         TransportSpec,
+        ViewExtensionSpec,
     )
 
 # --------------------------------------------------------------------------------------------
@@ -225,6 +230,28 @@ def mailproxy_register_send_guards() -> Iterable[SendGuardSpec]:
     """
 
 
+@hookspec
+def mailproxy_register_view_extensions() -> Iterable[ViewExtensionSpec]:
+    """Declare extra fields on the API objects of tenants or accounts.
+
+    When: once at app creation. Arguments: none. Returns: ``ViewExtensionSpec(name, entity,
+    extend)`` with ``entity`` ``"tenants"`` or ``"accounts"``. ``await extend(mp, views)`` gets
+    the objects of one response at once (``get``, ``add``, ``update``: one; ``list``: all of them)
+    and returns one mapping of extra fields per object, in the same order; an extra field never
+    replaces a field of the kernel. It runs on every such response: read what it needs in one
+    query for the whole list, and never return a secret. Sync only (``extend`` is async).
+    Example::
+
+        @hookimpl
+        def mailproxy_register_view_extensions():
+            async def has_key(mp, views):
+                ids = await tenants_with_a_key(mp, [view["id"] for view in views])
+                return [{"has_api_key": view["id"] in ids} for view in views]
+
+            return [ViewExtensionSpec("api_keys", "tenants", has_key)]
+    """
+
+
 # --------------------------------------------------------------------------------------------
 # Decision hooks
 # --------------------------------------------------------------------------------------------
@@ -288,6 +315,24 @@ def mailproxy_retry_delay(
         @hookimpl
         def mailproxy_retry_delay(retry, error, message, delays):
             return 5.0 if message.priority == 0 else None
+    """
+
+
+@hookspec(firstresult=True)
+def mailproxy_envelope_sender(message: Message, account: Account) -> str | None:
+    """Choose the envelope sender (SMTP ``MAIL FROM``, the future ``Return-Path``) of one send.
+
+    When: before every send attempt, by both ways of composing a message (the direct wire
+    writer stays in use: implementing this hook costs no ``EmailMessage``). Arguments: the
+    message and its account. Returns: a bare address, or ``None`` to decline (the default: the
+    message's ``return_path``, else its ``From`` address). Headers are not changed. Sync only.
+    Example::
+
+        @hookimpl
+        def mailproxy_envelope_sender(message, account):
+            if message.payload.get("return_path"):
+                return None  # the client chose one
+            return "bounces@mail.example.com"
     """
 
 
@@ -358,13 +403,20 @@ def mailproxy_message_queued(mp: MailProxy, message: Message) -> None:
 
 @hookspec
 def mailproxy_message_sent(
-    mp: MailProxy, message: Message, result: SendResult, duration: float | None
+    mp: MailProxy,
+    message: Message,
+    result: SendResult,
+    duration: float | None,
+    envelope: Envelope,
 ) -> None:
     """The transport accepted a message.
 
     When: after the ``sent`` status and event were committed. Arguments: the kernel, the
-    message, the transport's result (refused recipients included) and ``duration``, the seconds
-    ``Transport.send`` took. Returns: ignored. May be ``async def``. Example::
+    message, the transport's result (refused recipients included), ``duration``, the seconds
+    ``Transport.send`` took, and ``envelope``, what was actually sent: its ``sender`` (MAIL
+    FROM), ``recipients`` (without those a send guard dropped) and ``message_id`` (the
+    ``Message-ID`` header). Returns: ignored. May be ``async def``. Implementations may leave
+    out arguments they do not use. Example::
 
         @hookimpl
         def mailproxy_message_sent(mp, message, result, duration):
@@ -424,6 +476,32 @@ def mailproxy_receipt_received(mp: MailProxy, receipt: Receipt, result: ReceiptR
     """
 
 
+# --------------------------------------------------------------------------------------------
+# Entity hooks
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def mailproxy_tenant_created(mp: MailProxy, tenant: Tenant) -> Mapping[str, Any] | None:
+    """A ``tenants/add`` call is creating a tenant: set up what the plugin keeps per tenant.
+
+    When: inside the transaction of the ``tenants/add`` call that creates the tenant, after the
+    row was written; never when ``tenants/add`` updates an existing tenant. Database work done
+    here (``mp.save_account``, the plugin's own tables) commits or rolls back with the tenant.
+    Arguments: the kernel and the new tenant (secrets decrypted). Returns: a mapping of fields
+    added to the ``tenants/add`` response (only to this one response: a secret shown once), or
+    ``None``. Every implementation is called; an exception aborts the call and the tenant is
+    not created (a ``MailproxyError`` reaches the client with its status). May be
+    ``async def``. Example::
+
+        @hookimpl
+        async def mailproxy_tenant_created(mp, tenant):
+            key = new_token()
+            await store_key_hash(mp, tenant.id, hash_token(key))
+            return {"api_key": key}
+    """
+
+
 REGISTRATION_HOOKS: tuple[str, ...] = (
     "mailproxy_register_settings",
     "mailproxy_register_transports",
@@ -437,12 +515,14 @@ REGISTRATION_HOOKS: tuple[str, ...] = (
     "mailproxy_register_migrations",
     "mailproxy_register_background_tasks",
     "mailproxy_register_send_guards",
+    "mailproxy_register_view_extensions",
 )
 DECISION_HOOKS: tuple[str, ...] = (
     "mailproxy_select_transport",
     "mailproxy_resolve_fetcher",
     "mailproxy_classify_error",
     "mailproxy_retry_delay",
+    "mailproxy_envelope_sender",
 )
 MUTATION_HOOKS: tuple[str, ...] = ("mailproxy_prepare_message",)
 EVENT_HOOKS: tuple[str, ...] = (
@@ -454,4 +534,8 @@ EVENT_HOOKS: tuple[str, ...] = (
     "mailproxy_message_deferred",
     "mailproxy_receipt_received",
 )
-ALL_HOOKS: tuple[str, ...] = REGISTRATION_HOOKS + DECISION_HOOKS + MUTATION_HOOKS + EVENT_HOOKS
+ENTITY_HOOKS: tuple[str, ...] = ("mailproxy_tenant_created",)
+"""May be async like event hooks, but run inside the API call: results are used, errors abort."""
+ALL_HOOKS: tuple[str, ...] = (
+    REGISTRATION_HOOKS + DECISION_HOOKS + MUTATION_HOOKS + EVENT_HOOKS + ENTITY_HOOKS
+)

@@ -14,7 +14,7 @@ import pluggy
 
 from ..errors import PluginError
 from . import hookspecs
-from .hookspecs import EVENT_HOOKS
+from .hookspecs import ENTITY_HOOKS, EVENT_HOOKS
 from .markers import PROJECT
 
 
@@ -27,7 +27,7 @@ def build_plugin_manager(plugins: Iterable[tuple[str, object]]) -> pluggy.Plugin
 
     Raises ``PluginError`` when a plugin implements an unknown hook (a typo such as
     ``mailproxy_register_transport``), uses argument names the hook does not have, or implements a
-    non-event hook with ``async def``.
+    non-event, non-entity hook with ``async def``.
     """
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
@@ -52,14 +52,14 @@ def build_plugin_manager(plugins: Iterable[tuple[str, object]]) -> pluggy.Plugin
 
 def _reject_async_non_event_hooks(pm: pluggy.PluginManager) -> None:
     for hook_name in hookspecs.ALL_HOOKS:
-        if hook_name in EVENT_HOOKS:
+        if hook_name in EVENT_HOOKS or hook_name in ENTITY_HOOKS:
             continue
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             if _impl_is_async(impl.function):
                 raise PluginError(
                     f"plugin {impl.plugin_name!r} implements {hook_name} with 'async def'; only "
-                    "event hooks may be async. Return a spec object whose methods are async "
-                    "instead (see docs/hooks.md)."
+                    "event and entity hooks may be async. Return a spec object whose methods are "
+                    "async instead (see docs/hooks.md)."
                 )
 
 

@@ -20,6 +20,7 @@ from ..specs import (
     SettingsSpec,
     StorageBackendSpec,
     TransportSpec,
+    ViewExtensionSpec,
 )
 from .calls import HookCalls
 
@@ -91,6 +92,7 @@ class Registry:
         self.migrations = SpecTable("migration", MigrationSpec)
         self.background_tasks = SpecTable("background task", BackgroundTaskSpec)
         self.send_guards = SpecTable("send guard", SendGuardSpec)
+        self.view_extensions = SpecTable("view extension", ViewExtensionSpec)
         # Endpoint specs may share an entity; duplicate *methods* are rejected by the API builder.
         self.endpoints: list[Registered[EndpointSpec]] = []
 
@@ -110,10 +112,12 @@ class Registry:
             "mailproxy_register_migrations": registry.migrations,
             "mailproxy_register_background_tasks": registry.background_tasks,
             "mailproxy_register_send_guards": registry.send_guards,
+            "mailproxy_register_view_extensions": registry.view_extensions,
         }
         for hook_name, table in tables.items():
             for plugin, spec in calls.registrations(hook_name):
                 table.add(plugin, spec)
+        registry._check_url_schemes()
         for plugin, spec in calls.registrations("mailproxy_register_endpoints"):
             if not isinstance(spec, EndpointSpec):
                 raise PluginError(
@@ -122,3 +126,23 @@ class Registry:
                 )
             registry.endpoints.append(Registered(plugin, spec))
         return registry
+
+    def _check_url_schemes(self) -> None:
+        """A storage URL scheme may be claimed by one backend only; ``file`` is the kernel's."""
+        owners: dict[str, str] = {}
+        table = self.storage_backends
+        for name in table.names():
+            for scheme in table[name].url_schemes:
+                key = scheme.lower()
+                if key == "file" or not key.isascii() or not key.replace("+", "").isalnum():
+                    raise PluginError(
+                        f"plugin {table.plugin_of(name)!r}: storage backend {name!r} cannot "
+                        f"claim the URL scheme {scheme!r}"
+                    )
+                if key in owners and owners[key] != name:
+                    raise PluginError(
+                        f"storage URL scheme {key!r} is claimed by both storage backend "
+                        f"{owners[key]!r} (plugin {table.plugin_of(owners[key])!r}) and "
+                        f"{name!r} (plugin {table.plugin_of(name)!r})"
+                    )
+                owners[key] = name

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .fakes import TENANT_TOKEN_PREFIX
+
+_UTC_TEXT = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+
+
+def is_utc_text(value: Any) -> bool:
+    """Whether ``value`` is a ``created_at``/``updated_at`` as answered: ``2026-12-06 15:20:27``."""
+    return isinstance(value, str) and _UTC_TEXT.fullmatch(value) is not None
 
 
 class Response:

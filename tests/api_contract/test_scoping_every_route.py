@@ -17,6 +17,7 @@ Rows of routes that plugins add (``plugin=...``) apply only when that plugin is 
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -271,7 +272,7 @@ async def foreign_pk_untouched(body: Any, params: Params, world: World) -> str |
         return "deleting another tenant's message must answer false"
     listed = (await world.admin.get("/messages/list", tenant_id=OTHER)).json
     pks = {entry["pk"] for entry in listed}
-    return None if params["message_pk"] in pks else "another tenant's message was deleted"
+    return None if str(params["message_pk"]) in pks else "another tenant's message was deleted"
 
 
 async def foreign_ids_untouched(body: Any, params: Params, world: World) -> str | None:
@@ -280,6 +281,12 @@ async def foreign_ids_untouched(body: Any, params: Params, world: World) -> str 
     (message_id,) = params["ids"]
     exists = await world.exists("/messages/get", tenant_id=OTHER, message_id=message_id)
     return None if exists else "another tenant's message was deleted"
+
+
+async def foreign_ids_not_requeued(body: Any, params: Params, world: World) -> str | None:
+    if body.get("requeued") != 0 or body.get("not_found") != params["ids"]:
+        return "another tenant's ids must be reported not_found and requeued: 0"
+    return None
 
 
 async def rejected_other_tenant(body: Any, params: Params, world: World) -> str | None:
@@ -307,6 +314,11 @@ def detail_is(text: str) -> Check:
 OK = Expect(200)
 FORBIDDEN = Expect(403)
 NOT_FOUND = Expect(404)
+EE_INSTALLED = any(
+    ep.name.startswith("ee_") for ep in importlib.metadata.entry_points(group="mailproxy")
+)
+UPGRADE_TO_EE = OK if EE_INSTALLED else Expect(409)
+"""``instance/upgrade_to_ee`` confirms an installed EE plugin, else 409 naming what to install."""
 PUBLIC = Expect(200)
 
 # --- the table ---------------------------------------------------------------------------------
@@ -317,6 +329,8 @@ TABLE: tuple[Row, ...] = (
     Row("GET", "/instance/health", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC),
     Row("GET", "/openapi.json", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC),
     Row("GET", "/docs", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC),
+    # The Swagger UI files of /docs: public, and only the listed files (anything else: 404).
+    Row("GET", "/docs/assets/<name>", fixed(), NOT_FOUND, NOT_FOUND, None, anon=NOT_FOUND),
     Row("GET", "/metrics", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC, plugin="metrics"),
     # Signed download links: public by prefix, the token is the authorisation (a bogus one: 404).
     Row(
@@ -333,6 +347,7 @@ TABLE: tuple[Row, ...] = (
     Row("GET", "/instance/status", fixed(), OK, OK, None),
     Row("GET", "/instance/get", fixed(), OK, OK, None),
     Row("POST", "/instance/update", fixed(name="contract"), OK, FORBIDDEN, None),
+    Row("POST", "/instance/upgrade_to_ee", fixed(), UPGRADE_TO_EE, FORBIDDEN, None),
     Row("GET", "/instance/plugins", fixed(), OK, FORBIDDEN, None),
     Row("POST", "/instance/suspend", of_tenant(batch_code="b9"), OK, FORBIDDEN, FORBIDDEN),
     Row("POST", "/instance/activate", of_tenant(batch_code="b9"), OK, FORBIDDEN, FORBIDDEN),
@@ -458,7 +473,18 @@ TABLE: tuple[Row, ...] = (
         foreign=foreign_message_ids,
         foreign_expect=Expect(200, foreign_ids_untouched),
     ),
+    Row(
+        "POST",
+        "/messages/retry",
+        new_message_ids,
+        Expect(200, fields_are(ok=True, requeued=0, not_found=[])),
+        Expect(200, fields_are(ok=True, requeued=0, not_found=[])),
+        FORBIDDEN,
+        foreign=foreign_message_ids,
+        foreign_expect=Expect(200, foreign_ids_not_requeued),
+    ),
     Row("POST", "/messages/cleanup", of_tenant(), OK, OK, FORBIDDEN),
+    Row("GET", "/messages/cleanup", of_tenant(), OK, OK, FORBIDDEN),
     Row(
         "GET",
         "/messages/count_active",

@@ -344,10 +344,12 @@ GET_QUERIES: dict[str, Queries] = {
         )
     ),
     "/messages/list": queries(
+        {},
         {"tenant_id": "acme"},
         {"tenant_id": "acme", "include_history": True},
         {"tenant_id": "acme", "active_only": True, "status": "pending"},
     ),
+    "/messages/cleanup": queries({"tenant_id": "acme", "older_than_seconds": 86400}),
     "/messages/count_active": queries({}),
     "/messages/count_pending_for_tenant": queries({"tenant_id": "acme"}),
     "/command_log/list": queries({}, {"limit": 10000}, {"tenant_id": "acme"}),

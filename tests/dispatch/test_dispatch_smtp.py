@@ -166,13 +166,15 @@ async def test_inline_attachment_is_delivered(relay, server, mp_kernel):
     assert parts[0].get_payload(decode=True) == b"hello world"
 
 
-async def test_invalid_inline_attachment_fails_permanently(relay, server, mp_kernel):
+async def test_invalid_inline_attachment_is_refused_before_queueing(relay, server, mp_kernel):
     attachment = {"filename": "a.pdf", "storage_path": "base64:@@not base64@@"}
-    await enqueue(relay, message("m1", attachments=[attachment]))
+    answer = await relay.post(
+        "/messages/add_batch", messages=[message("m1", attachments=[attachment])]
+    )
+    assert answer.json["rejected"] == [
+        {"id": "m1", "reason": "invalid attachment: #1 storage_path is not valid base64"}
+    ]
     await dispatch_now(mp_kernel)
-    ((kind, text),) = await history(relay, "m1")
-    assert kind == "error"
-    assert text is not None and text.startswith("Attachment fetch failed for a.pdf: invalid base64")
     assert server.handler.messages == []
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from mailproxy_core.crypto import generate_key
 from mailproxy_core.settings import Settings
-from mailproxy_core.testing.client import ApiClient
+from mailproxy_core.testing.client import ApiClient, is_utc_text
 from mailproxy_core.testing.fakes import TenantTokenPlugin
 from mailproxy_core.testing.plugin import ADMIN_TOKEN
 
@@ -72,7 +72,7 @@ async def test_add_get_list_delete(admin: ApiClient) -> None:
     assert {key: account[key] for key in expected} == expected
     assert account["has_password"] is True and "password" not in account
     assert account["secret_option_keys"] == []
-    assert isinstance(account["created_at"], int) and isinstance(account["updated_at"], int)
+    assert is_utc_text(account["created_at"]) and is_utc_text(account["updated_at"])
 
     got = await admin.get("/accounts/get", tenant_id="acme", account_id="main")
     assert got.status == 200 and got.json == account

@@ -197,6 +197,24 @@ REJECTIONS: list[tuple[dict[str, Any], str]] = [
         msg("m-acct-nul", account_id="ma\x00in"),
         "invalid 'account_id' field: must not contain control characters",
     ),
+    (msg("m-typo", atachments=[]), "unknown field 'atachments' (did you mean 'attachments'?)"),
+    (msg("m-extra", extra_field={"kept": True}), "unknown field 'extra_field'"),
+    (
+        msg("m-att-typo", attachments=[{"filename": "a", "storage_path": "x", "fetchmode": "x"}]),
+        "invalid attachment: #1 has unknown field 'fetchmode' (did you mean 'fetch_mode'?)",
+    ),
+    (
+        msg("m-att-b64", attachments=[{"filename": "a", "storage_path": "base64:not base64!"}]),
+        "invalid attachment: #1 storage_path is not valid base64",
+    ),
+    (
+        msg(
+            "m-att-b64-mode",
+            attachments=[{"filename": "a", "storage_path": "QQ=", "fetch_mode": "base64"}],
+        ),
+        "invalid attachment: #1 storage_path is not valid base64",
+    ),
+    (msg("m-subject-long", subject="s" * 999), "invalid 'subject' field: at most 998 characters"),
     (msg(None), "Missing 'id' field"),
     (msg(""), "Missing 'id' field"),
     (msg(5), "invalid 'id' field: must be a string"),  # type: ignore[arg-type]
@@ -265,7 +283,6 @@ async def test_stored_columns_and_payload_exactly_as_submitted(
         html="<p>Hi</p>",
         headers={"X-Campaign": "spring"},
         attachments=[{"filename": "a.txt", "storage_path": "base64:QQ==", "fetch_mode": "base64"}],
-        extra_field={"kept": True},
     )
     response = await admin.post("/messages/add_batch", json={"messages": [message, msg("plain")]})
     assert response.json["queued"] == 2
@@ -351,7 +368,7 @@ async def test_add_one_message(admin: ApiClient, mp_kernel: MailProxy, wakeups: 
     response = await admin.post("/messages/add", json=msg("single", priority=0))
     assert response.status == 200
     row = (await stored(mp_kernel))["single"]
-    assert response.json == {"id": "single", "pk": row["pk"]}
+    assert response.json == {"id": "single", "pk": str(row["pk"])}
     assert json.loads(row["payload"])["from"] == "Sender <sender@acme.test>"
     assert wakeups == [False]
 
@@ -365,6 +382,11 @@ async def test_add_one_message(admin: ApiClient, mp_kernel: MailProxy, wakeups: 
     assert (response.status, response.json["detail"]) == (422, "tenant 'nope' not found")
     response = await admin.post("/messages/add", json=msg(None))
     assert (response.status, response.json["detail"]) == (422, "Missing 'id' field")
+    response = await admin.post("/messages/add", json=msg("typo", atachments=[]))
+    assert (response.status, response.json["detail"]) == (
+        422,
+        "unknown field 'atachments' (did you mean 'attachments'?)",
+    )
     assert list(await stored(mp_kernel)) == ["single"]
 
 

@@ -13,7 +13,7 @@ from mailproxy_core.kernel import MailProxy
 from mailproxy_core.plugins.markers import hookimpl
 from mailproxy_core.settings import Settings
 from mailproxy_core.specs import StorageBackendSpec
-from mailproxy_core.testing.client import ApiClient
+from mailproxy_core.testing.client import ApiClient, is_utc_text
 from mailproxy_core.testing.fakes import TenantTokenPlugin
 from mailproxy_core.testing.plugin import ADMIN_TOKEN
 
@@ -90,7 +90,7 @@ async def test_add_get_list_delete(admin: ApiClient) -> None:
         "nested": {"region": "eu"},
     }
     assert mount["secret_config_keys"] == ["aws_secret_access_key", "nested.password"]
-    assert isinstance(mount["created_at"], int)
+    assert is_utc_text(mount["created_at"])
     got = await admin.get("/storages/get", tenant_id="acme", name="HOME")
     assert got.status == 200 and got.json == mount
 

@@ -15,7 +15,7 @@ from mailproxy_core.kernel import MailProxy
 from mailproxy_core.plugins.markers import hookimpl
 from mailproxy_core.settings import Settings
 from mailproxy_core.specs import StorageBackendSpec
-from mailproxy_core.testing.client import ApiClient
+from mailproxy_core.testing.client import ApiClient, is_utc_text
 from mailproxy_core.testing.fakes import TenantTokenPlugin
 from mailproxy_core.testing.plugin import ADMIN_TOKEN
 
@@ -85,7 +85,7 @@ async def test_add_get_list_update_delete(mp_client: ApiClient) -> None:
     assert tenant["large_file_config"] == FULL_TENANT["large_file_config"]
     assert tenant["active"] is True and tenant["reporter"] == "http"
     assert tenant["suspended_batches"] == []
-    assert isinstance(tenant["created_at"], int) and tenant["updated_at"] >= tenant["created_at"]
+    assert is_utc_text(tenant["created_at"]) and tenant["updated_at"] >= tenant["created_at"]
     assert (await mp_client.get("/tenants/get", tenant_id="acme")).json == tenant
 
     minimal = await mp_client.post("/tenants/add", json={"id": "globex", "active": False})
@@ -141,14 +141,34 @@ async def test_add_get_list_update_delete(mp_client: ApiClient) -> None:
     assert [t["id"] for t in (await mp_client.get("/tenants/list")).json] == ["globex"]
 
 
-async def test_duplicate_id_is_409(mp_client: ApiClient) -> None:
-    assert (
-        await mp_client.post("/tenants/add", json={"id": "acme", "name": "first"})
-    ).status == 200
-    again = await mp_client.post("/tenants/add", json={"id": "acme", "name": "second"})
-    assert again.status == 409 and again.json["code"] == "conflict"
-    assert "tenant 'acme' already exists" in again.json["detail"]
-    assert (await mp_client.get("/tenants/get", tenant_id="acme")).json["name"] == "first"
+async def test_add_on_an_existing_id_updates_the_given_fields(mp_client: ApiClient) -> None:
+    first = await mp_client.post("/tenants/add", json=FULL_TENANT)
+    assert first.status == 200, first
+    again = await mp_client.post(
+        "/tenants/add", json={"id": "acme", "name": "second", "active": False}
+    )
+    assert again.status == 200, again
+    tenant = again.json
+    assert tenant["name"] == "second" and tenant["active"] is False
+    # Fields left out keep their values, secrets included.
+    assert tenant["client_base_url"] == "https://acme.test/app"
+    assert tenant["rate_limits"] == {"per_minute": 10, "per_day": 1000}
+    assert tenant["client_auth"] == {"method": "basic", "user": "mailer"}
+    assert tenant["has_credentials"] is True and tenant["has_report_signing_secret"] is True
+    assert tenant["reporter"] == "http"
+    assert tenant["created_at"] == first.json["created_at"]
+    # Only the id: nothing changes, still 200.
+    same = await mp_client.post("/tenants/add", json={"id": "acme"})
+    assert same.status == 200 and same.json["name"] == "second"
+    assert (await mp_client.get("/tenants/get", tenant_id="acme")).json == same.json
+    assert [t["id"] for t in (await mp_client.get("/tenants/list")).json] == ["acme"]
+
+
+async def test_add_validates_an_update_like_a_creation(mp_client: ApiClient) -> None:
+    assert (await mp_client.post("/tenants/add", json={"id": "acme"})).status == 200
+    bad = await mp_client.post("/tenants/add", json={"id": "acme", "reporter": "pigeon"})
+    assert bad.status == 422 and fields_of(bad.json) == ["reporter"]
+    assert (await mp_client.get("/tenants/get", tenant_id="acme")).json["reporter"] == "http"
 
 
 async def test_unknown_tenant_is_404_naming_it(mp_client: ApiClient) -> None:

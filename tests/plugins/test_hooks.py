@@ -24,6 +24,7 @@ from mailproxy_core import (
     EndpointSpec,
     ErrorClass,
     GuardVerdict,
+    InvalidInput,
     Message,
     MigrationSpec,
     PermanentSendError,
@@ -40,6 +41,7 @@ from mailproxy_core import (
     Tenant,
     TransientSendError,
     TransportSpec,
+    ViewExtensionSpec,
     any_principal,
     hookimpl,
 )
@@ -47,6 +49,7 @@ from mailproxy_core.app import create_app, kernel_of
 from mailproxy_core.kernel import build_kernel
 from mailproxy_core.plugins.hookspecs import ALL_HOOKS
 from mailproxy_core.settings import Settings
+from mailproxy_core.testing.dispatch import dispatch_now
 from mailproxy_core.testing.plugin import ADMIN_TOKEN, admin_token_plugins
 
 ACCOUNT = Account(pk="a-pk", tenant_id="acme", id="main", host="smtp.example.com", port=587)
@@ -380,6 +383,66 @@ async def test_hook_register_send_guards(tmp_path):
         assert not verdict.allow and verdict.reason == "quiet hours"
 
 
+class ViewFlags:
+    """Extends tenant and account objects; records the size of every batch it was given."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[str, list[str]]] = []
+
+    async def tenants(self, mp, views):
+        self.batches.append(("tenants", [view["id"] for view in views]))
+        keys = {"acme"}  # what an API-key plugin would read in one query
+        return [{"has_api_key": view["id"] in keys, "name": "not replaced"} for view in views]
+
+    async def accounts(self, mp, views):
+        self.batches.append(("accounts", [view["id"] for view in views]))
+        return [{"pec": view["id"].startswith("pec")} for view in views]
+
+    @hookimpl
+    def mailproxy_register_view_extensions(self):
+        return [
+            ViewExtensionSpec("key_flags", "tenants", self.tenants),
+            ViewExtensionSpec("pec_flag", "accounts", self.accounts),
+        ]
+
+
+async def test_hook_register_view_extensions(serve_app):
+    flags = ViewFlags()
+    async with serve_app({"flags": flags}) as live:
+        added = await live.post("/tenants/add", {"id": "acme", "name": "Acme"})
+        assert added.status_code == 200, added.text
+        assert added.json()["has_api_key"] is True and added.json()["name"] == "Acme"
+        assert (await live.post("/tenants/add", {"id": "globex"})).json()["has_api_key"] is False
+        got = (await live.get("/tenants/get", tenant_id="acme")).json()
+        assert got["has_api_key"] is True
+        listed = (await live.get("/tenants/list")).json()
+        assert [(t["id"], t["has_api_key"]) for t in listed] == [("acme", True), ("globex", False)]
+        updated = await live.post("/tenants/update", {"tenant_id": "globex", "name": "G"})
+        assert updated.json()["has_api_key"] is False and updated.json()["name"] == "G"
+
+        for account_id in ("main", "pec-1"):
+            account = {"id": account_id, "tenant_id": "acme", "transport": "null"}
+            saved = await live.post("/accounts/add", account)
+            assert saved.status_code == 200, saved.text
+            assert saved.json()["pec"] is account_id.startswith("pec")
+        got = (await live.get("/accounts/get", tenant_id="acme", account_id="pec-1")).json()
+        assert got["pec"] is True
+        listed = (await live.get("/accounts/list", tenant_id="acme")).json()
+        assert [(a["id"], a["pec"]) for a in listed] == [("main", False), ("pec-1", True)]
+    # One call per response: a list comes as one batch, not one call per row.
+    assert flags.batches == [
+        ("tenants", ["acme"]),
+        ("tenants", ["globex"]),
+        ("tenants", ["acme"]),
+        ("tenants", ["acme", "globex"]),
+        ("tenants", ["globex"]),
+        ("accounts", ["main"]),
+        ("accounts", ["pec-1"]),
+        ("accounts", ["pec-1"]),
+        ("accounts", ["main", "pec-1"]),
+    ]
+
+
 # -- decision hooks -------------------------------------------------------------------------------
 
 
@@ -477,6 +540,69 @@ def test_hook_retry_delay(tmp_path):
     )
     assert custom.hooks.retry_delay(1, None, urgent, delays) == 5.0
     assert 54 <= custom.hooks.retry_delay(1, None, MESSAGE, delays) <= 66
+
+
+class BounceAddress:
+    @hookimpl
+    def mailproxy_envelope_sender(self, message, account):
+        if message.payload.get("return_path"):
+            return None  # the client's own return_path stays
+        return f"bounces+{message.id}@relay.example"
+
+
+class StampHeader:
+    @hookimpl
+    def mailproxy_prepare_message(self, mime, message):
+        mime["X-Stamped"] = message.id
+
+
+@pytest.mark.requires_plugins("smtp")
+@pytest.mark.parametrize("composer", ["wire", "email"])
+async def test_hook_envelope_sender(serve_app, smtp_server, monkeypatch, composer):
+    plugins: dict[str, object] = {"bounce_address": BounceAddress()}
+    if composer == "email":
+        plugins["stamp"] = StampHeader()  # needs the EmailMessage: the stdlib composer
+    else:
+        # The direct wire writer must stay in use: the stdlib composer would fail the send.
+        def no_email_message(*args, **kwargs):
+            raise AssertionError("the envelope sender hook left the direct wire path")
+
+        monkeypatch.setattr("mailproxy_core.dispatch.attempt.compose", no_email_message)
+    server = await smtp_server()
+    async with serve_app(plugins) as live:
+        await live.post("/tenants/add", {"id": "acme"})
+        account = {
+            "id": "main",
+            "tenant_id": "acme",
+            "host": "127.0.0.1",
+            "port": server.port,
+            "use_tls": False,
+        }
+        assert (await live.post("/accounts/add", account)).status_code == 200
+        common = {"tenant_id": "acme", "account_id": "main", "to": "bob@example.com"}
+        batch = [
+            {**common, "id": "m1", "from": "Shop <shop@acme.example>", "subject": "a", "body": "x"},
+            {
+                **common,
+                "id": "m2",
+                "from": "shop@acme.example",
+                "return_path": "own@acme.example",
+                "subject": "b",
+                "body": "y",
+            },
+        ]
+        queued = await live.post("/messages/add_batch", {"messages": batch})
+        assert queued.json()["queued"] == 2, queued.text
+        await dispatch_now(live.mp)
+    received = {
+        email.message_from_bytes(m.content)["X-Genro-Mail-ID"]: m for m in server.handler.messages
+    }
+    assert received["m1"].mail_from == "bounces+m1@relay.example"
+    assert received["m2"].mail_from == "own@acme.example"
+    first = email.message_from_bytes(received["m1"].content)
+    assert first["From"] == "Shop <shop@acme.example>"  # headers are not changed
+    assert "Return-Path" not in first
+    assert (first["X-Stamped"] == "m1") is (composer == "email")
 
 
 # -- mutation hooks -------------------------------------------------------------------------------
@@ -630,3 +756,54 @@ async def test_hook_receipt_received(tmp_path):
         await mp.record_receipts([receipt, receipt])  # the second one is a duplicate
     assert ("receipt", "pec_delivery") in recorder.calls
     assert recorder.calls.count(("receipt", "pec_delivery")) == 1
+
+
+# -- entity hooks ---------------------------------------------------------------------------------
+
+
+class FirstKey:
+    """Creates a sending account and a key with every new tenant; refuses the id "refused"."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+
+    @hookimpl
+    async def mailproxy_tenant_created(self, mp, tenant):
+        self.created.append(tenant.id)
+        await mp.save_account(tenant.id, {"id": "default", "transport": "null"})
+        if tenant.id == "refused":
+            raise InvalidInput("tenant id 'refused' is reserved")
+        return {"api_key": f"key-of-{tenant.id}"}
+
+
+class Audit:
+    @hookimpl
+    def mailproxy_tenant_created(self, tenant):
+        return {"audited": tenant.name}
+
+
+async def test_hook_tenant_created(serve_app, db_url):
+    first_key = FirstKey()
+    async with serve_app({"first_key": first_key, "audit": Audit()}, db=db_url) as live:
+        created = await live.post("/tenants/add", {"id": "acme", "name": "Acme"})
+        assert created.status_code == 200, created.text
+        body = created.json()
+        assert body["api_key"] == "key-of-acme" and body["audited"] == "Acme"
+        assert body["id"] == "acme" and body["name"] == "Acme"
+        account = await live.mp.account("acme", "default")
+        assert account is not None and account.transport == "null"
+
+        # An existing id is an update: the hook is not called, nothing is added.
+        again = await live.post("/tenants/add", {"id": "acme", "name": "Acme 2"})
+        assert again.status_code == 200 and again.json()["name"] == "Acme 2"
+        assert "api_key" not in again.json() and "audited" not in again.json()
+        assert "api_key" not in (await live.get("/tenants/get", tenant_id="acme")).json()
+        assert first_key.created == ["acme"]
+
+        # A hook that raises aborts the creation, and the work done in it is rolled back.
+        refused = await live.post("/tenants/add", {"id": "refused"})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["detail"] == "tenant id 'refused' is reserved"
+        assert (await live.get("/tenants/get", tenant_id="refused")).status_code == 404
+        assert await live.mp.account("refused", "default") is None
+        assert first_key.created == ["acme", "refused"]

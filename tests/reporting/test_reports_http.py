@@ -225,22 +225,22 @@ async def test_a_hanging_client_does_not_delay_another_tenant(
     await wait_for(lambda: [e["id"] for e in slow.acknowledged_entries()] == ["s1"], within=15.0)
 
 
-async def test_a_tenant_without_client_url_keeps_its_events(
+async def test_events_written_before_a_client_url_are_not_sent_later(
     mp_client: ApiClient, mp_kernel, client_app, add_tenant
 ) -> None:
+    # Without a client application the events count as reported (test_reports_nowhere.py);
+    # a client_base_url set later receives only what happens from then on.
     await add_tenant("acme")
     await enqueue(mp_client, message("acme", "m1"))
-    await wait_for_async(lambda: _sent_and_reported(mp_kernel, "acme", 1, reported=False))
-    await wait_for_async(lambda: _has_failures(mp_kernel, "acme"))
+    await wait_for_async(lambda: _sent_and_reported(mp_kernel, "acme", 1, reported=True))
     state = await mp_kernel.repos.sync_state.get("acme")
-    assert state is not None and "has no client_base_url" in state["last_error"]
-    assert [e["reported_ts"] for e in await history(mp_client, "acme", "m1")] == [None]
+    assert state is None or state["last_error"] is None
 
     app = client_app()
     updated = await mp_client.post("/tenants/update", tenant_id="acme", client_base_url=app.url)
     assert updated.status == 200
-    assert (await mp_client.post("/instance/run_now")).status == 200  # ignores the back-off
-    await wait_for(lambda: [e["id"] for e in app.acknowledged_entries()] == ["m1"], within=3.0)
+    await enqueue(mp_client, message("acme", "m2"))
+    await wait_for(lambda: [e["id"] for e in app.acknowledged_entries()] == ["m2"], within=5.0)
 
 
 @pytest.mark.parametrize("report_settings", [{"test_mode": True}], indirect=True)

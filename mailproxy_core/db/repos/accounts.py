@@ -7,6 +7,7 @@ and decrypts after reading (``crypto.SecretBox``), and never returns them to a c
 
 from __future__ import annotations
 
+import builtins
 import time
 import uuid
 from collections.abc import Callable
@@ -84,6 +85,11 @@ class AccountsRepo:
     async def list(self, tenant_id: str) -> list[Row]:
         """Every account of the tenant, ordered by id."""
         query = sa.select(accounts).where(accounts.c.tenant_id == tenant_id).order_by(accounts.c.id)
+        return [_decode(row) for row in await self._db.fetch_all(query)]
+
+    async def list_all(self) -> builtins.list[Row]:
+        """Every account of every tenant, ordered by tenant then id."""
+        query = sa.select(accounts).order_by(accounts.c.tenant_id, accounts.c.id)
         return [_decode(row) for row in await self._db.fetch_all(query)]
 
     async def delete(self, tenant_id: str, account_id: str) -> bool:

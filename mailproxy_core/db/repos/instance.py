@@ -64,8 +64,10 @@ class InstanceRepo:
         name: str | None = None,
         edition: str | None = None,
         config: Mapping[str, Any] | None = None,
+        admin_token_hash: str | None = None,
     ) -> dict[str, Any]:
-        """Change the name and/or edition, and merge ``config`` into the stored config.
+        """Change the name and/or edition, merge ``config`` into the stored config and replace
+        the admin token hash, all in one transaction.
 
         The merge is shallow: each key of ``config`` replaces the stored key, and a key whose
         value is ``None`` is removed. Arguments left as ``None`` are not changed. Returns the
@@ -73,6 +75,8 @@ class InstanceRepo:
         config that is not an object.
         """
         values: dict[str, Any] = {}
+        if admin_token_hash is not None:
+            values["admin_token_hash"] = admin_token_hash
         for field, value in (("name", name), ("edition", edition)):
             if value is not None:
                 if not isinstance(value, str) or not value.strip():

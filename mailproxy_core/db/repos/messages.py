@@ -14,6 +14,7 @@ rewritten under a worker.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -47,6 +48,7 @@ MESSAGE_COLUMNS = (
     "deferred_ts",
     "next_attempt_ts",
     "attempts",
+    "smtp_ts",
     "last_error",
     "created_at",
     "updated_at",
@@ -56,6 +58,18 @@ MESSAGE_COLUMNS = (
 """The columns :meth:`MessagesRepo.get` and :meth:`MessagesRepo.list` return."""
 
 DeleteOutcome = Literal["deleted", "not_found", "in_flight"]
+
+REQUEUE_STATUSES = ("error", "deferred")
+"""Statuses ``messages/retry`` puts back in the queue."""
+
+
+@dataclass(slots=True)
+class RequeueOutcome:
+    """What ``requeue`` did with each id, in the order asked."""
+
+    requeued: list[str] = field(default_factory=list)
+    not_found: list[str] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +260,72 @@ class MessagesRepo:
             in_flight = {row["id"] for row in await self._db.fetch_all(kept)}
         return [i for i in ids if i in removed], [i for i in ids if i in in_flight]
 
+    async def requeue(
+        self, tenant_id: str, ids: Sequence[str], *, requested_by: str
+    ) -> RequeueOutcome:
+        """Put a tenant's ``error`` and ``deferred`` messages back in the queue, ready now.
+
+        Each requeued message becomes ``pending`` with ``attempts = 0`` (a full set of retries)
+        and gets a ``requeued`` event naming ``requested_by``; the event is history only, marked
+        reported at once (clients learn the outcome from the next ``sent``/``error``). Messages
+        in another status are left alone and listed in ``skipped`` with it. One transaction.
+        """
+        outcome = RequeueOutcome()
+        if not ids:
+            return outcome
+        now = int(self._clock())
+        in_ids = messages.c.id.in_(json_values(self._db.dialect, ids))
+        async with self._db.transaction():
+            update = (
+                messages.update()
+                .where(
+                    messages.c.tenant_id == tenant_id,
+                    in_ids,
+                    messages.c.status.in_(REQUEUE_STATUSES),
+                )
+                .values(
+                    status="pending",
+                    attempts=0,
+                    next_attempt_ts=now,
+                    lease_owner=None,
+                    lease_until=None,
+                    updated_at=now,
+                )
+                .returning(messages.c.pk, messages.c.id)
+            )
+            requeued = {row["id"]: row["pk"] for row in await self._db.fetch_all(update)}
+            description = f"requeued by {requested_by}"
+            for message_id in ids:
+                pk = requeued.pop(message_id, None)
+                if pk is None:
+                    continue
+                outcome.requeued.append(message_id)
+                await self._db.execute(
+                    message_events.insert().values(
+                        event_uuid=str(uuid.uuid4()),
+                        message_pk=pk,
+                        tenant_id=tenant_id,
+                        event_type="requeued",
+                        event_ts=now,
+                        description=description,
+                        reported_ts=now,
+                    )
+                )
+            others = sa.select(messages.c.id, messages.c.status).where(
+                messages.c.tenant_id == tenant_id, in_ids
+            )
+            statuses = {row["id"]: row["status"] for row in await self._db.fetch_all(others)}
+        done = set(outcome.requeued)
+        for message_id in dict.fromkeys(ids):
+            if message_id in done:
+                continue
+            status = statuses.get(message_id)
+            if status is None:
+                outcome.not_found.append(message_id)
+            else:
+                outcome.skipped.append({"id": message_id, "reason": status})
+        return outcome
+
     async def cleanup(self, tenant_id: str, older_than_seconds: int) -> int:
         """Delete a tenant's finished messages whose events are all reported.
 
@@ -279,19 +359,21 @@ class MessagesRepo:
     # Last in the class: below it, ``list`` would name this method in annotations.
     async def list(
         self,
-        tenant_id: str,
+        tenant_id: str | None,
         *,
         active_only: bool = False,
         status: str | None = None,
         limit: int = 1000,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """One page of a tenant's messages in creation order (``pk``).
+        """One page of a tenant's messages (all tenants' with ``None``), in creation order (pk).
 
         ``active_only`` keeps pending, deferred and sending messages; ``status`` keeps one
         status (both filters apply when both are given).
         """
-        query = _select_messages().where(messages.c.tenant_id == tenant_id)
+        query = _select_messages()
+        if tenant_id is not None:
+            query = query.where(messages.c.tenant_id == tenant_id)
         if active_only:
             query = query.where(messages.c.status.in_(ACTIVE_STATUSES))
         if status is not None:

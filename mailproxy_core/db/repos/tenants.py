@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -65,6 +65,49 @@ class TenantsRepo:
         if row is None:
             raise Conflict(f"tenant '{tenant_id}' already exists")
         return _decode(row)
+
+    async def add_or_update(
+        self,
+        tenant_id: str,
+        *,
+        defaults: Mapping[str, Any],
+        fields: Mapping[str, Any],
+        on_create: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Create tenant ``tenant_id``, or set ``fields`` of the existing one; one transaction.
+
+        A new tenant gets ``defaults`` overridden by ``fields``; an existing one changes only
+        ``fields`` (the others keep their values). ``on_create(row)`` is awaited inside the
+        transaction right after a creation (never after an update); an exception it raises
+        rolls the creation back and propagates. Returns the row and whether it was created.
+        Raises ``TypeError`` for an unknown field.
+        """
+        now = int(self._clock())
+        values = {
+            **_encode({**defaults, **fields}),
+            "id": tenant_id,
+            "created_at": now,
+            "updated_at": now,
+        }
+        insert = (
+            self._db.insert(tenants)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[tenants.c.id])
+            .returning(*tenants.c)
+        )
+        async with self._db.transaction():
+            row = await self._db.fetch_one(insert)
+            if row is not None:
+                created = _decode(row)
+                if on_create is not None:
+                    await on_create(created)
+                return created, True
+            if not fields:
+                existing = await self.get(tenant_id)
+                if existing is None:  # deleted since the insert saw it
+                    raise NotFound(f"tenant '{tenant_id}' not found")
+                return existing, False
+            return await self.update(tenant_id, **fields), False
 
     async def get(self, tenant_id: str) -> dict[str, Any] | None:
         """The tenant row, or ``None`` when there is no such tenant."""

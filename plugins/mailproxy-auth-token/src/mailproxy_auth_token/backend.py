@@ -1,4 +1,9 @@
-"""The admin token: configured (``MAILPROXY_API_TOKEN``) or generated once and stored as a hash."""
+"""The admin token: configured (``MAILPROXY_API_TOKEN``) and/or stored as a hash.
+
+The stored token is generated on the first start without a configured one, replaced by
+``mail-proxy token --regenerate`` or set through ``instance/update`` (``api_token``). Both the
+configured token and the stored one are admin tokens.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,9 @@ from typing import Any
 from mailproxy_core import MailProxy, Principal, extract_token, hash_token, new_token, verify_token
 
 HASH_CACHE_SECONDS = 5.0
-"""How long the stored hash is trusted before it is read again, so a token regenerated with
-``mail-proxy token --regenerate`` replaces the old one in a running service within seconds."""
+"""How long a token matching the stored hash is trusted before the hash is read again, so a
+replaced token stops working in every running process within seconds. A token that does not
+match the remembered hash makes it read again at once, so a new token works at once everywhere."""
 
 
 async def ensure_admin_token(mp: MailProxy) -> None:
@@ -43,22 +49,27 @@ class AdminTokenBackend:
         self._hash: str | None = None
         self._hash_read_at = 0.0
 
-    async def _stored_hash(self) -> str | None:
-        now = time.monotonic()
-        if self._hash is None or now - self._hash_read_at > HASH_CACHE_SECONDS:
-            self._hash = await self._mp.admin_token_hash()
-            self._hash_read_at = now
+    async def _read_hash(self) -> str | None:
+        self._hash = await self._mp.admin_token_hash()
+        self._hash_read_at = time.monotonic()
         return self._hash
+
+    async def _matches_stored(self, token: str) -> bool:
+        """Whether ``token`` is the stored admin token (see ``HASH_CACHE_SECONDS``)."""
+        fresh = time.monotonic() - self._hash_read_at <= HASH_CACHE_SECONDS
+        if fresh and self._hash and verify_token(token, self._hash):
+            return True
+        stored = await self._read_hash()
+        return bool(stored) and verify_token(token, stored or "")
 
     async def authenticate(self, request: Any) -> Principal | None:
         token = extract_token(request)
         if not token:
             return None
-        if self._configured is not None:
-            if hmac.compare_digest(token.encode(), self._configured.encode()):
-                return Principal.admin()
-            return None
-        stored = await self._stored_hash()
-        if stored and verify_token(token, stored):
+        if self._configured is not None and hmac.compare_digest(
+            token.encode(), self._configured.encode()
+        ):
+            return Principal.admin()
+        if await self._matches_stored(token):
             return Principal.admin()
         return None

@@ -5,8 +5,10 @@
 has a ``report_signing_secret``, an ``X-Mailproxy-Signature`` over the exact bytes sent. Any 2xx
 answer acknowledges the report; its ``next_sync_after`` (unix seconds), when present, is handed
 back to the kernel as the client's do-not-disturb deadline. Anything else -- another status, a
-timeout, a connection error, a tenant without ``client_base_url`` -- is a failed report: the
-kernel keeps the events and retries with back-off.
+timeout, a connection error -- is a failed report: the kernel keeps the events and retries with
+back-off. A tenant without ``client_base_url`` has nowhere to be reported to: its reports are
+acknowledged without a request, so its events count as reported (retention and
+``messages/cleanup`` work) and no failure is ever logged for it.
 
 Failure texts go to ``tenant_sync_state.last_error`` and the log, so they never include URLs,
 headers or answer bodies (which could carry credentials).
@@ -74,7 +76,7 @@ class HttpReporter:
         """POST ``events`` (possibly none: an idle poll) to the tenant's client application."""
         url = sync_url(tenant)
         if url is None:
-            return ReportAck(ok=False, detail=f"tenant {tenant.id!r} has no client_base_url")
+            return ReportAck(ok=True, detail="no client_base_url: nothing to report to")
         body = report_body(events)
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
         headers.update(auth_headers(tenant.client_auth))

@@ -1,0 +1,61 @@
+"""Extra fields plugins add to the API objects of tenants and accounts (``ViewExtensionSpec``).
+
+Every response that returns tenant objects (``tenants/add|get|list|update``) or account objects
+(``accounts/add|get|list``) passes its objects through :func:`extend_views` once: each registered
+extension of the entity is awaited with the whole list and answers one mapping of extra fields
+per object. The kernel's own fields always win over an extension's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PluginError
+
+if TYPE_CHECKING:
+    from ..kernel import MailProxy
+    from ..specs import ViewEntity
+
+log = logging.getLogger(__name__)
+
+
+async def extend_views(
+    mp: MailProxy, entity: ViewEntity, views: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Add every registered extension's fields of ``entity`` to ``views`` (in place); return them.
+
+    Raises:
+        PluginError: an extension answered a different number of rows, or not mappings.
+    """
+    if not views:
+        return views
+    table = mp.registry.view_extensions
+    for name in table.names():
+        spec = table[name]
+        if spec.entity != entity:
+            continue
+        extra = list(await spec.extend(mp, [dict(view) for view in views]))
+        if len(extra) != len(views):
+            raise PluginError(
+                f"view extension {name!r} of plugin {table.plugin_of(name)!r} returned "
+                f"{len(extra)} rows for {len(views)} {entity}"
+            )
+        for view, fields in zip(views, extra, strict=True):
+            if not isinstance(fields, Mapping):
+                raise PluginError(
+                    f"view extension {name!r} returned {type(fields).__name__} for a row; "
+                    "expected a mapping of extra fields"
+                )
+            for key, value in fields.items():
+                if key in view:
+                    log.warning("view extension %r cannot replace the field %r", name, key)
+                    continue
+                view[key] = value
+    return views
+
+
+async def extend_view(mp: MailProxy, entity: ViewEntity, view: dict[str, Any]) -> dict[str, Any]:
+    """:func:`extend_views` for one object."""
+    return (await extend_views(mp, entity, [view]))[0]
