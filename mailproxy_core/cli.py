@@ -1,33 +1,43 @@
-"""The ``mail-proxy`` command line (API.md §8).
+"""The local commands of ``mail-proxy``: ``serve``, ``worker``, ``migrate``, ``plugins``, ``token``.
 
-Local commands (``serve``, ``worker``, ``migrate``, ``plugins``, ``token``) act on the local
-installation and need no running instance. Every other command is generated from the endpoint
-classes and talks HTTP to a running instance. Results go to stdout; logs and warnings to stderr,
-so ``--json`` output is exactly one JSON document.
+They act on the local installation and need no running instance. The ``mail-proxy`` command
+itself (package ``mailproxy_cli``) imports this module only when one of them runs. Results go to
+stdout; logs and warnings to stderr, and only ``serve`` and ``worker`` log at the configured
+level: the others stay silent unless something goes wrong for them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
+import warnings
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import click
 
 from .errors import MailproxyError
-from .kernel import MailProxy, build_kernel, build_plugins
+from .kernel import MailProxy, build_kernel
 from .logs import configure_logging
 from .settings import Settings, load_settings
 
 T = TypeVar("T")
 
-LOCAL_COMMANDS = ("serve", "worker", "migrate", "plugins", "token")
+
+QUIET_COMMANDS = ("migrate", "plugins", "token")
 
 
 def _configure_logging(settings: Settings) -> None:
     configure_logging(settings)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.command.name in QUIET_COMMANDS:
+        warnings.simplefilter("ignore")
+        # Some loggers set their own level (the database drivers' INFO lines): the handler's
+        # level is what keeps them off the terminal.
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(logging.ERROR)
 
 
 def _fail(err: MailproxyError) -> None:
@@ -60,38 +70,10 @@ def _run(coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
         raise  # unreachable
 
 
-class MailProxyCLI(click.Group):
-    """Local commands, plus the remote ones generated lazily from the installed endpoints."""
-
-    _remote: dict[str, click.Command] | None = None
-
-    def _remote_commands(self) -> dict[str, click.Command]:
-        if self._remote is None:
-            from .api.cli_gen import build_remote_commands
-
-            try:
-                _hooks, registry, _discovery = build_plugins(load_settings())
-            except MailproxyError as err:
-                _fail(err)
-            groups = build_remote_commands([entry.spec for entry in registry.endpoints])
-            self._remote = {group.name: group for group in groups if group.name}
-        return self._remote
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        local = super().list_commands(ctx)
-        return local + sorted(set(self._remote_commands()) - set(local))
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        command = super().get_command(ctx, cmd_name)
-        if command is not None:
-            return command
-        return self._remote_commands().get(cmd_name)
-
-
-@click.group(cls=MailProxyCLI)
+@click.group()
 @click.version_option(package_name="mailproxy-core")
 def main() -> None:
-    """mail-proxy: multi-tenant outbound e-mail dispatch service."""
+    """The local commands of mail-proxy (the full command is ``mailproxy_cli.main``)."""
 
 
 config_option = click.option(

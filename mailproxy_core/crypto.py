@@ -93,6 +93,7 @@ DEFAULT_SECRET_KEYS: frozenset[str] = frozenset(
         "private_key",
         "encryption_key",
         "credentials",
+        "credentials_json",
         "authorization",
     }
 )

@@ -1,4 +1,5 @@
-"""Install every enterprise distribution under ``mailproxy_ee/`` in editable mode.
+"""Install every enterprise distribution under ``mailproxy_ee/`` in editable mode, with its
+``test`` extra.
 
 Used by the tox env ``all`` (tox has no globs in ``deps``), so a new ``mailproxy_ee/<name>/``
 with a ``pyproject.toml`` is picked up without editing ``tox.ini``. ``make install`` does the
@@ -24,7 +25,8 @@ def main() -> int:
     if not found:
         print("no enterprise distribution under mailproxy_ee/", file=sys.stderr)
         return 0
-    editable = [arg for path in found for arg in ("-e", str(path))]
+    # With their test extras (emulator clients, ...), so that their tests run rather than skip.
+    editable = [arg for path in found for arg in ("-e", f"{path}[test]")]
     command = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     return subprocess.call([*command, *editable])
 

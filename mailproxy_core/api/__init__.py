@@ -1,8 +1,8 @@
 """The generated API layer: endpoint classes → routes, CLI commands and OpenAPI operations.
 
 This package exports only what endpoint authors need (importing it does not import Quart);
-the app factory uses :mod:`.generate`, :mod:`.auth` and :mod:`.errors`, the CLI uses
-:mod:`.cli_gen`.
+the app factory uses :mod:`.generate`, :mod:`.auth` and :mod:`.errors`, the ``mail-proxy`` command
+(package ``mailproxy_cli``) caches what :mod:`.cli_gen` describes.
 """
 
 from __future__ import annotations

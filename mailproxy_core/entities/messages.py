@@ -191,7 +191,6 @@ class MessagesEndpoint(Endpoint):
         }
 
     @POST
-    @also_get
     @tenant_scoped
     @checks_own_values
     async def retry(self, tenant_id: str, ids: list[str]) -> dict[str, Any]:
@@ -223,6 +222,7 @@ class MessagesEndpoint(Endpoint):
         }
 
     @POST
+    @also_get
     @tenant_scoped
     @checks_own_values
     async def cleanup(self, tenant_id: str, older_than_seconds: int = 86400) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Generated remote CLI commands, run against the sample API served by hypercorn over loopback."""
+"""Remote CLI commands built from the endpoint descriptions, run against the sample API served by
+hypercorn over loopback."""
 
 from __future__ import annotations
 
@@ -10,20 +11,26 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
+from mailproxy_cli.remote import build_groups
 from mailproxy_core.api import Endpoint, admin_only
-from mailproxy_core.api.cli_gen import build_remote_commands
+from mailproxy_core.api.cli_gen import describe_commands
 from mailproxy_core.errors import PluginError
 from mailproxy_core.specs import EndpointSpec
 
 # Unset so that the developer's own environment cannot leak into the tests.
-CLEAN_ENV: dict[str, str | None] = {"MAILPROXY_URL": None, "MAILPROXY_API_TOKEN": None}
+CLEAN_ENV: dict[str, str | None] = {
+    "MAILPROXY_URL": None,
+    "MAILPROXY_API_TOKEN": None,
+    "GMP_INSTANCE": None,
+    "MAILPROXY_HOME": "/nonexistent/mail-proxy-home",
+}
 
 
 @pytest.fixture(scope="module")
 def cli(api_specs: Sequence[EndpointSpec]) -> click.Group:
     """``mail-proxy`` holding only the generated remote groups."""
     root = click.Group("mail-proxy")
-    for group in build_remote_commands(api_specs):
+    for group in build_groups(describe_commands(api_specs)):
         root.add_command(group)
     return root
 
@@ -53,7 +60,13 @@ def test_groups_and_commands_follow_the_endpoints(cli: click.Group) -> None:
     assert sorted(cli.commands) == ["instance", "messages", "tenants"]
     tenants = cli.commands["tenants"]
     assert isinstance(tenants, click.Group)
-    assert list(tenants.commands) == ["add", "list", "get", "suspend_batch", "create_api_key"]
+    assert tenants.list_commands(click.Context(tenants)) == [
+        "add",
+        "list",
+        "get",
+        "suspend-batch",
+        "create-api-key",
+    ]
 
 
 def test_post_command_maps_arguments_and_options(cli: click.Group, live_api_url: str) -> None:
@@ -112,31 +125,62 @@ def test_required_parameters_are_positional_in_signature_order(
 ) -> None:
     result = run(cli, live_api_url, "messages", "get", "acme", "m1", "--json")
     assert json.loads(result.stdout) == {"tenant_id": "acme", "id": "m1"}
-    result = run(cli, live_api_url, "messages", "add", "acme", "m2", "25", "--priority", "1")
+    result = run(
+        cli, live_api_url, "messages", "add", "acme", "m2", "25", "--priority", "1", "--json"
+    )
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {"tenant_id": "acme", "id": "m2", "port": 25, "priority": 1}
 
 
-def test_method_names_keep_their_underscores(cli: click.Group, live_api_url: str) -> None:
-    result = run(
-        cli, live_api_url, "tenants", "suspend_batch", "acme", "--batch-code", "b1", "--json"
-    )
-    assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout) == {"ok": True, "suspended_batches": ["b1"]}
+def test_dashed_names_with_underscore_aliases(cli: click.Group, live_api_url: str) -> None:
+    for name in ("suspend-batch", "suspend_batch"):
+        result = run(cli, live_api_url, "tenants", name, "acme", "--batch-code", "b1", "--json")
+        assert result.exit_code == 0, result.stderr
+        answer = json.loads(result.stdout)
+        assert answer["ok"] is True and answer["suspended_batches"][-1] == "b1"
 
 
-def test_without_json_the_result_is_pretty_printed(cli: click.Group, live_api_url: str) -> None:
+def test_without_json_the_result_is_a_table(cli: click.Group, live_api_url: str) -> None:
     result = run(cli, live_api_url, "messages", "get", "acme", "m1")
     assert result.exit_code == 0
-    assert result.stdout == '{\n  "tenant_id": "acme",\n  "id": "m1"\n}\n'
+    assert [line.split() for line in result.stdout.splitlines()] == [
+        ["tenant_id", "acme"],
+        ["id", "m1"],
+    ]
 
 
-def test_extra_fields_for_kwargs_methods(cli: click.Group, live_api_url: str) -> None:
+def test_extra_fields_for_kwargs_methods(cli: click.Group, live_api_url: str, tmp_path) -> None:
     result = run(
-        cli, live_api_url, "messages", "annotate", "hi", "--extra", '{"from": "a@example.com"}'
+        cli, live_api_url, "messages", "annotate", "hi", '{"from": "a@example.com"}', "--json"
     )
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {"note": "hi", "fields": {"from": "a@example.com"}}
+    data = tmp_path / "fields.json"
+    data.write_text('{"from": "b@example.com"}')
+    result = run(cli, live_api_url, "messages", "annotate", "hi", f"@{data}", "--json")
+    assert json.loads(result.stdout) == {"note": "hi", "fields": {"from": "b@example.com"}}
+
+
+def test_json_options_from_stdin(cli: click.Group, live_api_url: str) -> None:
+    result = _runner().invoke(
+        cli,
+        [
+            "tenants",
+            "add",
+            "acme",
+            "--rate-limits",
+            "-",
+            "--json",
+            "--url",
+            live_api_url,
+            "--token",
+            "admin-token",
+        ],
+        input='{"per_minute": 7}',
+        env=CLEAN_ENV,
+    )
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["rate_limits"] == {"per_minute": 7}
 
 
 def test_public_command_needs_no_token(cli: click.Group, live_api_url: str) -> None:
@@ -164,7 +208,7 @@ def test_missing_token_hint(cli: click.Group, live_api_url: str) -> None:
     result = run(cli, live_api_url, "tenants", "list", token=None)
     assert result.exit_code == 1
     assert "HTTP 401 unauthorized" in result.stderr
-    assert "Hint: pass --token or set MAILPROXY_API_TOKEN." in result.stderr
+    assert "Hint: pass --token, set MAILPROXY_API_TOKEN" in result.stderr
 
 
 def test_unreachable_instance_exits_2(cli: click.Group) -> None:
@@ -199,7 +243,7 @@ def test_help_shows_arguments_options_and_docs(cli: click.Group) -> None:
         "--rate-limits JSON",
         "[server default: true]",
         "MAILPROXY_URL",
-        "Remote: POST /tenants/add.",
+        "Calls POST /tenants/add on the instance.",
     ):
         assert text in result.stdout, text
 
@@ -213,4 +257,4 @@ def test_parameter_clashing_with_a_common_option_is_rejected() -> None:
     with pytest.raises(
         PluginError, match=r"webhooks\.set .*'url' clashes with the CLI's own --url"
     ):
-        build_remote_commands([EndpointSpec("webhooks", Webhooks)])
+        describe_commands([EndpointSpec("webhooks", Webhooks)])

@@ -176,6 +176,15 @@ async def new_account_body(world: World, tenant: str, kind: Kind) -> Params:
     return {"id": world.unique("new-acct"), "tenant_id": tenant, "transport": "null"}
 
 
+async def new_pec_account_body(world: World, tenant: str, kind: Kind) -> Params:
+    return {
+        **await new_account_body(world, tenant, kind),
+        "imap_host": "imap.pec.example",
+        "imap_user": "box",
+        "imap_password": "imap-secret",
+    }
+
+
 async def new_mount_body(world: World, tenant: str, kind: Kind) -> Params:
     return {"tenant_id": tenant, "name": world.unique("NEW"), "protocol": "fake"}
 
@@ -424,6 +433,10 @@ TABLE: tuple[Row, ...] = (
             404, still_there("/accounts/get", tenant_id=OTHER, account_id="=account_id")
         ),
     ),
+    # EE ee_pec: PEC accounts are accounts, scoped like them
+    Row("POST", "/accounts/add_pec", new_pec_account_body, OK, OK, FORBIDDEN, plugin="ee_pec"),
+    Row("GET", "/accounts/list_pec", of_tenant(), OK, OK, FORBIDDEN, plugin="ee_pec"),
+    Row("GET", "/accounts/get_pec_ids", of_tenant(), OK, OK, FORBIDDEN, plugin="ee_pec"),
     # messages
     Row(
         "POST",

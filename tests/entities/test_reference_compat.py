@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import email
+import importlib.metadata
 import time
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,23 @@ from mailproxy_core.testing.dispatch import dispatch_now
 from mailproxy_core.testing.fakes import RecordingTransportPlugin, TenantTokenPlugin
 from mailproxy_core.testing.plugin import ADMIN_TOKEN
 
+INSTALLED_EE_PLUGINS = tuple(
+    sorted(
+        entry.name
+        for entry in importlib.metadata.entry_points(group="mailproxy")
+        if entry.name.startswith("ee_")
+    )
+)
+"""Enterprise plugins installed in this environment: disabled here, so that the edition tests
+see exactly the plugins they register."""
+
 
 @pytest.fixture
 def mp_settings(db_url: str, tmp_path: Path) -> Settings:
-    """An instance on SQLite or PostgreSQL."""
-    return Settings.from_values(db=db_url, api_token=ADMIN_TOKEN, test_mode=True)
+    """An instance on SQLite or PostgreSQL, without the installed enterprise plugins."""
+    return Settings.from_values(
+        db=db_url, api_token=ADMIN_TOKEN, test_mode=True, disabled_plugins=INSTALLED_EE_PLUGINS
+    )
 
 
 @pytest.fixture(autouse=True)
