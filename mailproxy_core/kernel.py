@@ -24,6 +24,7 @@ from .api.auth import AuthChain
 from .crypto import SecretBox, secret_box_from_settings
 from .db.engine import Database
 from .db.migrate import apply_migrations
+from .db.notifications import RECEIPT_CHANNEL
 from .db.plugin_data import PluginData
 from .db.repos import Repos
 from .errors import ConfigurationError, PluginError
@@ -62,9 +63,6 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
 
 DISPATCH_CHANNEL = "mailproxy_dispatch"
 """The notification channel that wakes dispatchers in other processes."""
-
-RECEIPT_CHANNEL = "mailproxy_receipts"
-"""The notification channel that asks other processes' receipt loops to poll now."""
 
 ESSENTIAL_BUILTINS = frozenset({"core", "defaults"})
 """Built-ins that cannot be disabled: without them there is no schema and no API."""
@@ -364,6 +362,8 @@ class MailProxy:
         (``recorded``, ``duplicate``, ``unmatched`` or ``ambiguous``), so a handler can
         acknowledge its source only once the events are durable. Call it outside your own
         ``data.transaction()``, or the events become durable only when that one commits.
+        Raises ``ValueError`` (recording nothing) for a receipt without ``event_type`` or
+        ``dedup_key``.
         """
         from .dispatch.receipt_recording import record_receipts
 

@@ -161,7 +161,7 @@ class Settings(BaseModel):
     )
     test_mode: bool = Field(
         False,
-        description="dispatcher and reporter run only on instance/run_now",
+        description="dispatcher, reporter and receipt handlers run only on instance/run_now",
         json_schema_extra=_accepts("1/0 or true/false"),
     )
     drain_timeout: float = Field(
