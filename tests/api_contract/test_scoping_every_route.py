@@ -501,6 +501,37 @@ TABLE: tuple[Row, ...] = (
             404, still_there("/accounts/get", tenant_id=OTHER, account_id="=account_id")
         ),
     ),
+    # EE ee_bounce: the bounce mailbox is the instance's (admin only); suppressions are a tenant's
+    Row("GET", "/instance/get_bounce_config", fixed(), OK, FORBIDDEN, None, plugin="ee_bounce"),
+    Row(
+        "POST",
+        "/instance/set_bounce_config",
+        fixed(poll_interval=120),
+        OK,
+        FORBIDDEN,
+        None,
+        plugin="ee_bounce",
+    ),
+    Row("POST", "/instance/reload_bounce", fixed(), OK, FORBIDDEN, None, plugin="ee_bounce"),
+    Row("GET", "/suppressions/list", of_tenant(), OK, OK, FORBIDDEN, plugin="ee_bounce"),
+    Row(
+        "POST",
+        "/suppressions/add",
+        of_tenant(address="blocked@example.com"),
+        OK,
+        OK,
+        FORBIDDEN,
+        plugin="ee_bounce",
+    ),
+    Row(
+        "POST",
+        "/suppressions/delete",
+        of_tenant(address="blocked@example.com"),
+        OK,
+        OK,
+        FORBIDDEN,
+        plugin="ee_bounce",
+    ),
     # EE ee_pec: PEC accounts are accounts, scoped like them
     Row("POST", "/accounts/add_pec", new_pec_account_body, OK, OK, FORBIDDEN, plugin="ee_pec"),
     Row("GET", "/accounts/list_pec", of_tenant(), OK, OK, FORBIDDEN, plugin="ee_pec"),

@@ -360,6 +360,10 @@ GET_QUERIES: dict[str, Queries] = {
         {"tenant_id": "acme", "account_id": "acme-acct2"},
     ),
     "/accounts/list": queries(*ACME_AND_GLOBEX),
+    "/instance/get_bounce_config": queries({}),
+    "/suppressions/list": queries(*ACME_AND_GLOBEX),
+    "/accounts/list_pec": queries(*ACME_AND_GLOBEX),
+    "/accounts/get_pec_ids": queries(*ACME_AND_GLOBEX),
     "/storages/get": queries(
         {"tenant_id": "acme", "name": "HOME"}, {"tenant_id": "acme", "name": "TENANT"}
     ),
