@@ -26,7 +26,7 @@ from .settings import Settings, load_settings
 PUBLIC_PATHS: frozenset[str] = frozenset(
     {"/health", "/health/ready", "/metrics", "/openapi.json", "/docs", "/docs/assets/"}
 )
-"""Paths that answer without credentials (API.md §1)."""
+"""Paths that answer without credentials (docs/api.md)."""
 
 
 def create_app(

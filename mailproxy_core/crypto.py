@@ -1,4 +1,4 @@
-"""Secrets at rest, secret masking and admin-token hashing (DESIGN.md §5).
+"""Secrets at rest, secret masking and admin-token hashing (docs/architecture.md).
 
 Stored secrets (SMTP/IMAP passwords, client-auth credentials, signing secrets, storage
 credentials) are encrypted with AES-256-GCM and stored as ``ENC:<base64(nonce | ciphertext | tag)>``

@@ -1,4 +1,4 @@
-"""What plugins implement (DESIGN.md §4.3).
+"""What plugins implement (docs/architecture.md).
 
 pluggy cannot await, so asynchronous work lives on the objects that registration hooks return.
 Each protocol is small; the kernel owns the objects and calls ``aclose`` (when present) on

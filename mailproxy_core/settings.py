@@ -1,6 +1,6 @@
 """Service settings: an optional TOML file overlaid by ``MAILPROXY_*`` environment variables.
 
-This is the only module of the project that reads ``os.environ`` (DESIGN.md §7). Sources, from
+This is the only module of the project that reads ``os.environ``. Sources, from
 weakest to strongest:
 
 1. field defaults (safe to run: SQLite next to the working directory, listening on 127.0.0.1);

@@ -1,4 +1,4 @@
-"""The authentication chain of the API (API.md §1, §2; DESIGN.md §4.2).
+"""The authentication chain of the API (docs/api.md; docs/architecture.md).
 
 Authentication backends are plugins (``mailproxy_register_auth_backends``): the admin token, EE
 tenant API keys, anything a third party adds. The chain asks them in order; the first that

@@ -1,4 +1,4 @@
-"""Record every state-changing API call in the command log (API.md §3, DESIGN.md §5).
+"""Record every state-changing API call in the command log (docs/api.md, docs/architecture.md).
 
 What is recorded: every ``POST`` to a generated ``/{entity}/{method}`` route, whatever its
 outcome — 2xx, 4xx (403, 404, 409, 422 ...) and 5xx — with the status answered, and the ``GET``

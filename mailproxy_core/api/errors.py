@@ -1,4 +1,4 @@
-"""Turn every exception leaving a request into the JSON error body of API.md §1.
+"""Turn every exception leaving a request into the JSON error body of docs/api.md.
 
 Body: ``{"detail": "<human readable>", "code": "<machine_code>"}``; 422 bodies add ``errors``,
 one ``{"field", "message", "type"}`` per bad field. Validation messages never echo the

@@ -1,4 +1,4 @@
-"""Generate the ``/{entity}/{method}`` routes from endpoint classes (API.md §1).
+"""Generate the ``/{entity}/{method}`` routes from endpoint classes (docs/api.md).
 
 Request handling, in order: authenticate (skipped for ``@public`` methods and ``public_paths``;
 no principal → 401), enforce ``@admin_only`` (403), read and validate the input (422 naming each

@@ -2,7 +2,7 @@
 
 quart-schema builds ``/openapi.json`` (and the ``/docs`` Swagger UI) from attributes set on view
 functions. The generated routes validate requests themselves (so that errors come out in the
-API.md §1 shape), so here we only *attach* the documentation: the request model as query
+docs/api.md shape), so here we only *attach* the documentation: the request model as query
 parameters (GET) or JSON body (POST), the response schema from the return annotation, the error
 bodies, the entity as tag, and security. Security schemes: ``ApiToken`` (header
 ``X-API-Token``) and ``Bearer``; public methods document ``security: []``.

@@ -1,6 +1,6 @@
 """Read an endpoint method's signature: parameters, their docs, and the pydantic request model.
 
-One signature feeds three consumers (API.md §1): the HTTP route validates requests with the model
+One signature feeds three consumers (docs/api.md): the HTTP route validates requests with the model
 built here, the OpenAPI document shows that model's JSON schema, and the CLI turns the same
 parameters into arguments and options. Keeping the translation in one module keeps them in step.
 

@@ -1,4 +1,4 @@
-"""The core tables (DESIGN.md §5) as SQLAlchemy Core ``Table`` objects.
+"""The core tables (docs/architecture.md) as SQLAlchemy Core ``Table`` objects.
 
 These definitions are the *current* shape of the core schema; repositories build their queries
 from them, and the core migrations (``migrate.py``) create them: v1 the tables of

@@ -7,7 +7,7 @@ plus as many claimed ahead; the claim itself enforces ``max_per_account`` across
 claimed messages wait in a priority heap and start, most urgent first, each as its own task, as
 soon as one of the ``max_concurrency`` send slots frees. Only the loop touches
 the database for the queue, so its transactions never contend with each other, and a busy loop
-batches many outcomes into one commit (DESIGN.md §6, §9). Event hooks run in a task of their
+batches many outcomes into one commit (docs/dispatch.md). Event hooks run in a task of their
 own, in order, so a slow plugin never holds up claiming.
 
 Wake-ups: an enqueued immediate message or ``run_now`` sets ``mp.dispatch_wakeup`` (in this

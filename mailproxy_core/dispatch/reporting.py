@@ -1,7 +1,7 @@
 """The reporting loop: drains the outbox (``message_events``) to each tenant's reporter.
 
 One ``ReportingLoop`` per ``serve`` process, run as the ``reporting`` background task (workers do
-not report). It follows API.md §6:
+not report). It follows docs/reports.md:
 
 * **Per tenant, in order.** Each tenant with work gets its own task, which posts the tenant's
   oldest unreported events, at most ``max_batch`` at a time (an optional attribute of the

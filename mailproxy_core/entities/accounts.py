@@ -1,4 +1,4 @@
-"""The ``accounts`` entity (API.md §3) and the kernel's way to read an account with its secrets.
+"""The ``accounts`` entity (docs/api.md) and the kernel's way to read an account with its secrets.
 
 The password and every secret-named option (``api_key``, ``token`` ... see ``secrets.py``) are
 encrypted with the instance key before they are written; responses show ``has_password`` and

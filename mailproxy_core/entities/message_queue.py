@@ -1,4 +1,4 @@
-"""Enqueueing messages: validate a whole call, then store the valid ones atomically (API.md §4).
+"""Enqueueing messages: validate a whole call, then store the valid ones atomically (docs/api.md).
 
 ``enqueue`` serves both ``messages/add_batch`` and ``messages/add``:
 

@@ -1,9 +1,9 @@
-"""Validation of submitted messages (API.md §4), without the database.
+"""Validation of submitted messages (docs/api.md), without the database.
 
 The database checks (tenant exists and is active, account exists, id already sent or in flight)
 live in ``message_queue.py``; this module checks everything a message carries by itself and
 turns it into the values stored beside the payload. Every problem is reported as the first
-failing check's *reason*, worded exactly as API.md §4 lists them; checks the contract does not
+failing check's *reason*, worded exactly as docs/api.md lists them; checks the contract does not
 word use ``invalid '<field>' field: <what>``.
 
 Order of the checks (the first failure is the reason):
@@ -46,7 +46,7 @@ DEFAULT_PRIORITY = 2
 """Priority of a message that gives none, when the batch gives no ``default_priority``."""
 
 BUILTIN_FETCH_MODES = frozenset({"base64", "http_url", "endpoint", "filesystem", "storage"})
-"""Attachment ``fetch_mode`` values of API.md §5 (installed fetcher plugins may add more)."""
+"""Attachment ``fetch_mode`` values of the API (installed fetcher plugins may add more)."""
 
 CONTENT_TYPES = ("plain", "html")
 
@@ -179,7 +179,7 @@ def split_addresses(text: str) -> list[str]:
 
 
 def is_valid_address(text: str) -> bool:
-    """Whether ``text`` is exactly one valid address (API.md §4).
+    """Whether ``text`` is exactly one valid address (docs/api.md).
 
     It must parse with ``email.headerregistry`` to exactly one addr-spec (display name
     allowed, no group), with no parser defects, a non-empty local part and a domain containing a
@@ -384,7 +384,7 @@ def check_headers(headers: Any) -> str | None:
 
 
 def check_attachments(attachments: Any, fetch_modes: frozenset[str]) -> str | None:
-    """The reason ``attachments`` is not a list of attachment specs (API.md §5), or ``None``."""
+    """The reason ``attachments`` is not a list of attachment specs, or ``None``."""
     if attachments is None:
         return None
     if not isinstance(attachments, list):

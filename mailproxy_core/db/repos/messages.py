@@ -1,4 +1,4 @@
-"""The ``messages`` table: enqueue, read, delete, count (API.md §3-§4).
+"""The ``messages`` table: enqueue, read, delete, count (docs/api.md-§4).
 
 Rows come back as dicts with ``payload`` decoded. Enqueueing writes whole batches in one
 transaction with the JSON-parameter upsert of ``message_upsert.py``; lookups of many ids use

@@ -41,7 +41,7 @@ def display_url(url: str | httpx.URL) -> str:
 
 def auth_headers(auth: Mapping[str, Any] | None) -> dict[str, str]:
     """Headers for ``{"method": "bearer", "token"}``, ``{"method": "basic", "user", "password"}``
-    or ``{"method": "none"}`` (API.md §6); an unknown method is a permanent error."""
+    or ``{"method": "none"}`` (docs/reports.md); an unknown method is a permanent error."""
     if not auth:
         return {}
     method = str(auth.get("method") or "none").lower()

@@ -1,4 +1,4 @@
-"""The ``http_url`` and ``endpoint`` fetchers (API.md §5).
+"""The ``http_url`` and ``endpoint`` fetchers (docs/attachments.md).
 
 - ``http_url``: ``GET <storage_path>`` (an ``http://`` or ``https://`` URL), with the
   attachment's own ``auth`` when it has one.
