@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import os
 import sys
 import threading
 import time
@@ -118,6 +119,8 @@ async def run_phase(
 
 
 async def main(args: argparse.Namespace) -> None:
+    # the file server listens on loopback, which fetches refuse unless an operator allows it
+    os.environ["MAILPROXY_ATTACHMENTS__ALLOWED_NETWORKS"] = "127.0.0.1/32"
     files = FileServer(args.size)
     count = args.messages
 

@@ -14,6 +14,7 @@ HERE = Path(__file__).resolve().parent
 
 MODEST: dict[str, list[str]] = {
     "attachments.py": ["--messages", "300"],
+    "dashboard_search.py": ["--messages", "20000", "--repeat", "5"],
     "enqueue.py": ["--batches", "5"],
     "reports.py": ["--events", "5000"],
     "throughput.py": [

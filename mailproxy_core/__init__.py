@@ -6,7 +6,7 @@ Plugins import only names exported here (a test checks it with ``ast``); everyth
 
 from __future__ import annotations
 
-from .api.auth import extract_token
+from .api.auth import RouteInfo, extract_token, route_info
 from .api.endpoint import POST, Endpoint, admin_only, any_principal, public, tenant_scoped
 from .crypto import SecretBox, hash_token, mask_secrets, new_token, verify_token
 from .db.plugin_data import PluginData
@@ -119,6 +119,7 @@ __all__ = [
     "ReportAck",
     "Reporter",
     "ReporterSpec",
+    "RouteInfo",
     "RouteSpec",
     "SecretBox",
     "SendError",
@@ -145,6 +146,7 @@ __all__ = [
     "mask_secrets",
     "new_token",
     "public",
+    "route_info",
     "tenant_scoped",
     "verify_token",
 ]

@@ -13,8 +13,10 @@ from typing import Any
 from quart import Quart, g, request
 
 from .api.command_recording import install_command_recording
-from .api.errors import install_error_handlers
+from .api.errors import database_unavailable_response, install_error_handlers, outage_log
 from .api.generate import build_api
+from .api.openapi import document_public_routes
+from .db.outage import is_unavailable
 from .errors import AuthError
 from .kernel import APP_KEY, MailProxy, Role, build_kernel
 from .logs import install_access_log
@@ -22,9 +24,9 @@ from .models import Principal
 from .settings import Settings, load_settings
 
 PUBLIC_PATHS: frozenset[str] = frozenset(
-    {"/health", "/metrics", "/openapi.json", "/docs", "/docs/assets/"}
+    {"/health", "/health/ready", "/metrics", "/openapi.json", "/docs", "/docs/assets/"}
 )
-"""Paths that answer without credentials (API.md §1)."""
+"""Paths that answer without credentials (docs/api.md)."""
 
 
 def create_app(
@@ -76,6 +78,19 @@ def create_app(
         """Liveness probe; never touches the database."""
         return {"status": "ok"}
 
+    @app.get("/health/ready")
+    async def ready() -> Any:
+        """Readiness probe: one round trip to the database; 503 with Retry-After when it fails."""
+        try:
+            await mp.repos.instance.ping()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            outage_log(app).failed(exc)
+            return database_unavailable_response()
+        outage_log(app).succeeded()
+        return {"status": "ready"}
+
     @app.before_request
     async def authenticate_blueprint_routes() -> None:
         # Generated routes authenticate themselves; plugin blueprints are covered here.
@@ -87,6 +102,8 @@ def create_app(
         if principal is None:
             raise AuthError("missing or invalid API token (send X-API-Token)")
         g.principal = principal
+
+    document_public_routes(app, public)
 
     @app.before_serving
     async def start_kernel() -> None:

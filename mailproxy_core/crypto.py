@@ -1,4 +1,4 @@
-"""Secrets at rest, secret masking and admin-token hashing (DESIGN.md §5).
+"""Secrets at rest, secret masking and admin-token hashing (docs/architecture.md).
 
 Stored secrets (SMTP/IMAP passwords, client-auth credentials, signing secrets, storage
 credentials) are encrypted with AES-256-GCM and stored as ``ENC:<base64(nonce | ciphertext | tag)>``
@@ -301,17 +301,23 @@ def is_secret_key(key: str, secret_keys: frozenset[str] = DEFAULT_SECRET_KEYS) -
     return any(normalized.endswith("_" + name) for name in secret_keys)
 
 
+def _maskable(value: Any) -> bool:
+    """Whether a secret key's value must be hidden: anything but ``None`` and a boolean flag."""
+    return value is not None and not isinstance(value, bool)
+
+
 def mask_secrets(obj: Any, secret_keys: frozenset[str] = DEFAULT_SECRET_KEYS) -> Any:
     """Return a copy of ``obj`` with the values of secret keys replaced by ``"***"``.
 
     Walks mappings, lists and tuples recursively (for the command log and for log records);
-    ``None`` values stay ``None`` so that "no password" remains visible. Other objects are
-    returned unchanged.
+    ``None`` values stay ``None`` so that "no password" remains visible, and booleans stay as
+    they are (``has_credentials: true`` is a flag, not a secret). Other objects are returned
+    unchanged.
     """
     if isinstance(obj, Mapping):
         masked: dict[Any, Any] = {}
         for key, value in obj.items():
-            if isinstance(key, str) and value is not None and is_secret_key(key, secret_keys):
+            if _maskable(value) and isinstance(key, str) and is_secret_key(key, secret_keys):
                 masked[key] = MASK
             else:
                 masked[key] = mask_secrets(value, secret_keys)

@@ -1,6 +1,6 @@
 """The one error hierarchy of mail-proxy.
 
-Every error a user can cause maps to an HTTP status and a machine code (API.md §1): the API error
+Every error a user can cause maps to an HTTP status and a machine code (docs/api.md): the API error
 handler reads ``status`` and ``code`` from the exception, so raising the right class is all an
 endpoint has to do. Messages say what was wrong and what to do about it.
 """
@@ -24,7 +24,7 @@ class MailproxyError(Exception):
             self.code = code
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON error body of API.md §1."""
+        """The JSON error body of docs/api.md."""
         return {"detail": self.detail, "code": self.code}
 
 

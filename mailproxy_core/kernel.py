@@ -24,6 +24,7 @@ from .api.auth import AuthChain
 from .crypto import SecretBox, secret_box_from_settings
 from .db.engine import Database
 from .db.migrate import apply_migrations
+from .db.notifications import RECEIPT_CHANNEL
 from .db.plugin_data import PluginData
 from .db.repos import Repos
 from .errors import ConfigurationError, PluginError
@@ -62,9 +63,6 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
 
 DISPATCH_CHANNEL = "mailproxy_dispatch"
 """The notification channel that wakes dispatchers in other processes."""
-
-RECEIPT_CHANNEL = "mailproxy_receipts"
-"""The notification channel that asks other processes' receipt loops to poll now."""
 
 ESSENTIAL_BUILTINS = frozenset({"core", "defaults"})
 """Built-ins that cannot be disabled: without them there is no schema and no API."""
@@ -296,6 +294,46 @@ class MailProxy:
         """Messages per status and the age in seconds of the oldest ready message (metrics)."""
         return await self.repos.queue.stats(int(time.time()))
 
+    async def status_counts(self, tenant_id: str | None = None) -> dict[str, int]:
+        """Messages per status, of one tenant or (``None``) of the whole instance."""
+        return await self.repos.messages.status_counts(tenant_id)
+
+    async def search_messages(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: str | None = None,
+        text: str | None = None,
+        client_id: str | None = None,
+        batch_code: str | None = None,
+        created_from: int | None = None,
+        created_to: int | None = None,
+        before_pk: int | None = None,
+        limit: int = 50,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """A page of messages newest first, as the API's message objects, and the next cursor.
+
+        Filters combine; ``text`` is a case-insensitive substring of the stored message (the
+        caller narrows it to a field) looked for in the 2,000 newest messages passing the other
+        filters per call, so a page costs the same on any queue size. Pass the returned cursor
+        as ``before_pk`` for the next page; ``None`` means there is none. The caller is
+        responsible for scoping ``tenant_id`` to its principal.
+        """
+        from .entities.message_views import message_object
+
+        rows, cursor = await self.repos.messages.search(
+            tenant_id=tenant_id,
+            status=status,
+            text=text,
+            client_id=client_id,
+            batch_code=batch_code,
+            created_from=created_from,
+            created_to=created_to,
+            before_pk=before_pk,
+            limit=limit,
+        )
+        return [dict(message_object(row)) for row in rows], cursor
+
     def directory_changed(self) -> None:
         """Tenants, accounts or storages changed: drop the dispatcher's caches and wake it."""
         if self.dispatcher is not None:
@@ -324,6 +362,8 @@ class MailProxy:
         (``recorded``, ``duplicate``, ``unmatched`` or ``ambiguous``), so a handler can
         acknowledge its source only once the events are durable. Call it outside your own
         ``data.transaction()``, or the events become durable only when that one commits.
+        Raises ``ValueError`` (recording nothing) for a receipt without ``event_type`` or
+        ``dedup_key``.
         """
         from .dispatch.receipt_recording import record_receipts
 

@@ -95,5 +95,12 @@ def install_access_log(app: Quart) -> None:
 
 
 def principal_label(principal: Any) -> str:
-    """``admin`` or ``tenant:<id>``: who called, for logs and the command log."""
-    return "admin" if principal.is_admin else f"tenant:{principal.tenant_id}"
+    """Who called, for logs and the command log: ``admin``, ``tenant:<id>``, or
+    ``tenant:<id>/<name>`` when the tenant's credentials have a name of their own (an EE API
+    key's name, never the key)."""
+    if principal.is_admin:
+        return "admin"
+    label = f"tenant:{principal.tenant_id}"
+    if principal.name and principal.name != principal.tenant_id:
+        label += f"/{principal.name}"
+    return label

@@ -14,12 +14,12 @@ from typing import Any, Literal
 MessageStatus = Literal["pending", "deferred", "sending", "sent", "error"]
 
 PRIORITY_LABELS: Mapping[str, int] = {"immediate": 0, "high": 1, "medium": 2, "low": 3}
-"""Priority names accepted by the API (API.md §4); 0 is the most urgent."""
+"""Priority names accepted by the API (docs/api.md); 0 is the most urgent."""
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling the API: the instance admin, or one tenant (API.md §2)."""
+    """Who is calling the API: the instance admin, or one tenant (docs/api.md)."""
 
     kind: Literal["admin", "tenant"]
     tenant_id: str | None = None
@@ -51,7 +51,7 @@ class StorageMount:
 
 @dataclass(frozen=True, slots=True)
 class Tenant:
-    """A client application served by the instance (DESIGN.md §5); secrets already decrypted."""
+    """A client application served by the instance; secrets already decrypted."""
 
     id: str
     name: str | None = None
@@ -120,7 +120,7 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class AttachmentRef:
-    """One attachment of a message as the client described it (API.md §5)."""
+    """One attachment of a message as the client described it (docs/attachments.md)."""
 
     filename: str
     storage_path: str
@@ -153,7 +153,7 @@ class SendResult:
 
 
 class ErrorClass(enum.Enum):
-    """How a failed attempt is treated (DESIGN.md §6)."""
+    """How a failed attempt is treated (docs/dispatch.md)."""
 
     TRANSIENT = "transient"
     PERMANENT = "permanent"
@@ -182,7 +182,7 @@ class GuardVerdict:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryEvent:
-    """One outbox row as handed to a reporter (API.md §6)."""
+    """One outbox row as handed to a reporter (docs/reports.md)."""
 
     event_id: str
     tenant_id: str

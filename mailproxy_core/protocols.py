@@ -1,4 +1,4 @@
-"""What plugins implement (DESIGN.md §4.3).
+"""What plugins implement (docs/architecture.md).
 
 pluggy cannot await, so asynchronous work lives on the objects that registration hooks return.
 Each protocol is small; the kernel owns the objects and calls ``aclose`` (when present) on
@@ -33,6 +33,11 @@ class Transport(Protocol):
 
     Raises ``TransientSendError``, ``PermanentSendError`` or ``RateLimitedError``; any other
     exception is classified by the ``mailproxy_classify_error`` hook.
+
+    Optionally, a transport also defines ``check_options(options) -> list[str]``: the problems
+    of an account's ``options`` for this transport, each ``"<key>: <what is wrong>"``.
+    ``accounts/add`` answers 422 with them, so that a mistake is refused when the account is
+    saved instead of failing every send later.
     """
 
     async def send(self, account: Account, envelope: Envelope, mime_bytes: bytes) -> SendResult: ...

@@ -1,6 +1,6 @@
 """Service settings: an optional TOML file overlaid by ``MAILPROXY_*`` environment variables.
 
-This is the only module of the project that reads ``os.environ`` (DESIGN.md §7). Sources, from
+This is the only module of the project that reads ``os.environ``. Sources, from
 weakest to strongest:
 
 1. field defaults (safe to run: SQLite next to the working directory, listening on 127.0.0.1);
@@ -161,13 +161,18 @@ class Settings(BaseModel):
     )
     test_mode: bool = Field(
         False,
-        description="dispatcher and reporter run only on instance/run_now",
+        description="dispatcher, reporter and receipt handlers run only on instance/run_now",
         json_schema_extra=_accepts("1/0 or true/false"),
     )
     drain_timeout: float = Field(
         5.0, ge=0, description="seconds in-flight sends may take to finish on shutdown"
     )
     max_batch_messages: int = Field(1000, ge=1, description="most messages in one add_batch call")
+    max_recipients: int = Field(
+        1000,
+        ge=1,
+        description="most recipients (to + cc + bcc) of one message; more is rejected at submit",
+    )
     max_request_bytes: int = Field(
         32 * 1024 * 1024,
         ge=1024,

@@ -46,3 +46,10 @@ def test_every_setting_is_documented():
         if name != "plugin_sections" and f"`MAILPROXY_{name.upper()}`" not in page
     ]
     assert missing == []
+
+
+def test_every_public_name_is_listed_in_the_plugin_guide():
+    import mailproxy_core
+
+    page = (ROOT / "docs" / "plugins.md").read_text()
+    assert [name for name in mailproxy_core.__all__ if f"`{name}`" not in page] == []

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import email
+import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,31 +59,48 @@ async def test_quickstart_writes_an_eml_file(mp_client, tmp_path):
 
 async def test_file_account_cannot_write_outside_its_root(mp_client, tmp_path):
     await mp_client.post("/tenants/add", id="acme")
-    await mp_client.post(
-        "/accounts/add",
-        id="evil",
-        tenant_id="acme",
-        transport="file",
-        options={"directory": "../../etc"},
-    )
-    await mp_client.post(
-        "/messages/add",
-        json={
-            "id": "m",
-            "tenant_id": "acme",
-            "account_id": "evil",
-            "from": "a@acme.example",
-            "to": "b@example.com",
-            "subject": "s",
-            "body": "b",
-        },
-    )
-    for _ in range(200):
-        got = await mp_client.get(
-            "/messages/get", tenant_id="acme", message_id="m", include_history=True
+    for escape in ("../../etc", "/etc", "sub/../../x"):
+        refused = await mp_client.post(
+            "/accounts/add",
+            id="evil",
+            tenant_id="acme",
+            transport="file",
+            options={"directory": escape},
         )
-        if got.json["status"] == "error":
+        assert refused.status == 422, refused.json
+        assert refused.json["errors"][0]["field"] == "options.directory"
+        assert "outside the file transport's root" in refused.json["detail"]
+    inside = await mp_client.post(
+        "/accounts/add", id="ok", tenant_id="acme", transport="file", options={"directory": "a/b"}
+    )
+    assert inside.status == 200, inside.json
+    assert (await mp_client.get("/accounts/list", tenant_id="acme")).json[0]["id"] == "ok"
+
+
+def readme_bodies(route: str) -> list[dict[str, Any]]:
+    """The JSON bodies the README posts to ``route`` (``curl ... $U<route> -d '<json>'``)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    pattern = re.compile(re.escape(f"$U{route} -d '") + r"(\{.*?\})'", re.DOTALL)
+    return [json.loads(body) for body in pattern.findall(readme)]
+
+
+@pytest.mark.requires_plugins("smtp")
+async def test_the_readme_smtp_example_delivers_through_a_plain_relay(mp_client, smtp_server):
+    sink = await smtp_server()
+    assert (await mp_client.post("/tenants/add", id="acme", name="Acme")).status == 200
+    (relay,) = [body for body in readme_bodies("/accounts/add") if body["id"] == "relay"]
+    assert relay["use_tls"] is False
+    added = await mp_client.post("/accounts/add", json={**relay, "port": sink.port})
+    assert added.status == 200, added.json
+    (message,) = [body for body in readme_bodies("/messages/add") if body["id"] == "hello-2"]
+    assert (await mp_client.post("/messages/add", json=message)).status == 200
+    for _ in range(200):
+        got = await mp_client.get("/messages/get", tenant_id="acme", message_id="hello-2")
+        if got.json["status"] in ("sent", "error"):
             break
         await asyncio.sleep(0.05)
-    assert got.json["status"] == "error"
-    assert "outside the configured root" in got.json["history"][0]["description"]
+    assert got.json["status"] == "sent", got.json
+    (received,) = sink.handler.messages
+    assert received.rcpt_tos == ["bob@example.com"]
+    (main,) = [body for body in readme_bodies("/accounts/add") if body["id"] == "main"]
+    assert main["use_tls"] is True and main["port"] == 587

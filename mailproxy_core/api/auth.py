@@ -1,4 +1,4 @@
-"""The authentication chain of the API (API.md §1, §2; DESIGN.md §4.2).
+"""The authentication chain of the API (docs/api.md; docs/architecture.md).
 
 Authentication backends are plugins (``mailproxy_register_auth_backends``): the admin token, EE
 tenant API keys, anything a third party adds. The chain asks them in order; the first that
@@ -10,8 +10,11 @@ raises ``AuthError``/``Forbidden``, which stops the chain and reaches the client
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from quart import current_app
 
 from ..models import Principal
 from ..protocols import AuthBackend
@@ -24,6 +27,48 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TOKEN_HEADER = "X-API-Token"
+
+ROUTES_KEY = "mailproxy_api_routes"
+"""``app.extensions`` key: the generated routes by Quart endpoint name (:func:`route_info`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteInfo:
+    """The generated ``/{entity}/{method}`` route a request is for.
+
+    Lets an authentication backend decide by route, e.g. refuse a key whose scopes do not cover
+    the call (see :func:`route_info`).
+
+    Attributes:
+        entity: the first path segment (``"messages"``).
+        method: the endpoint method (``"add_batch"``).
+        http_method: the method's declared HTTP method: ``"GET"`` for a read, ``"POST"`` for a
+            write, also when the request reached a write through its ``GET`` form (routes that
+            reference clients call with ``GET``, such as ``messages/cleanup``).
+        path: ``"/messages/add_batch"``.
+        scope: the method's scoping decision: ``"admin_only"``, ``"tenant_scoped"``,
+            ``"any_principal"`` or ``"public"``.
+    """
+
+    entity: str
+    method: str
+    http_method: str
+    path: str
+    scope: str
+
+
+def route_info(request: Request) -> RouteInfo | None:
+    """The generated route ``request`` is for, or ``None`` (a plugin blueprint route).
+
+    Call it inside the request, e.g. in ``AuthBackend.authenticate``::
+
+        route = route_info(request)
+        if route is not None and route.http_method == "GET":
+            ...  # a read of the generated API
+    """
+    routes: Mapping[str, RouteInfo] = current_app.extensions.get(ROUTES_KEY, {})
+    endpoint = request.endpoint
+    return routes.get(endpoint) if endpoint else None
 
 
 def extract_token(request: Request) -> str | None:

@@ -1,4 +1,4 @@
-"""Record every state-changing API call in the command log (API.md §3, DESIGN.md §5).
+"""Record every state-changing API call in the command log (docs/api.md, docs/architecture.md).
 
 What is recorded: every ``POST`` to a generated ``/{entity}/{method}`` route, whatever its
 outcome — 2xx, 4xx (403, 404, 409, 422 ...) and 5xx — with the status answered, and the ``GET``
@@ -11,7 +11,8 @@ recorded like any other write, after the purge, so the trail shows who purged an
 An entry holds:
 
 * ``endpoint`` — ``"POST /tenants/add"``;
-* ``principal`` — ``"admin"`` or ``"tenant:<id>"``;
+* ``principal`` — ``"admin"``, or ``"tenant:<id>"``, or ``"tenant:<id>/<name>"`` when the
+  tenant's credentials have a name of their own (an EE API key's name; never the key);
 * ``tenant_id`` — a tenant caller's own tenant; for the admin the body's ``tenant_id``, else the
   ``id`` of ``tenants/add``, else the one tenant all entries of a ``messages/add_batch`` name;
   else ``None``;
@@ -47,9 +48,12 @@ from quart import Quart, Response, g, request
 from quart.wrappers.response import DataBody
 
 from ..crypto import MASK, is_secret_key
+from ..db.outage import is_unavailable
 from ..entities.secrets import CONFIG_SECRET_KEYS
 from ..logs import principal_label
 from .endpoint import GET_FORM_SUFFIX
+from .errors import outage_log
+from .json_limits import too_deep
 
 if TYPE_CHECKING:
     from ..kernel import MailProxy
@@ -85,7 +89,11 @@ def install_command_recording(app: Quart, mp: MailProxy) -> None:
             return response
         try:
             await _record(mp, route, response)
-        except Exception:
+        except Exception as exc:
+            if is_unavailable(exc):
+                # the call itself was answered 503: the outage is logged once, not per call
+                outage_log(app).failed(exc)
+                return response
             logger.error(
                 "could not record %s %s (status %s) in the command log",
                 request.method,
@@ -122,10 +130,11 @@ async def _record(mp: MailProxy, route: str, response: Response) -> None:
 def masked_payload(raw: bytes) -> tuple[Any, str | None]:
     """The request body decoded and masked, and the JSON text to store for it.
 
-    Returns ``(None, None)`` for an empty or non-JSON body. When nothing was masked the client's
+    Returns ``(None, None)`` for an empty or non-JSON body, and for one nested deeper than the
+    API accepts (refused unparsed, see ``json_limits``). When nothing was masked the client's
     own text is stored (no second encoding); otherwise the masked value is encoded.
     """
-    if not raw.strip():
+    if not raw.strip() or too_deep(raw):
         return None, None
     try:
         body = json.loads(raw)
@@ -154,7 +163,8 @@ def mask_secret_values(value: Any) -> tuple[Any, bool]:
         changed = False
         result: dict[Any, Any] = {}
         for key, item in value.items():
-            if item is not None and isinstance(key, str) and _is_secret(key):
+            flag = item is None or isinstance(item, bool)  # "no secret" / has_credentials: true
+            if not flag and isinstance(key, str) and _is_secret(key):
                 result[key] = MASK
                 changed = True
             else:
@@ -162,6 +172,8 @@ def mask_secret_values(value: Any) -> tuple[Any, bool]:
                 changed = changed or inner
         return (result if changed else value), changed
     if isinstance(value, list):
+        if not any(isinstance(item, dict | list) for item in value):
+            return value, False  # a list of scalars (recipients ...): nothing to look into
         items = [mask_secret_values(item) for item in value]
         if any(inner for _, inner in items):
             return [item for item, _ in items], True

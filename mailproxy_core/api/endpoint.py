@@ -1,4 +1,4 @@
-"""Endpoint classes: the one place an API operation is declared (API.md §1, §2).
+"""Endpoint classes: the one place an API operation is declared (docs/api.md).
 
 An entity (``tenants``, ``messages`` ...) is a subclass of :class:`Endpoint` registered with an
 ``EndpointSpec(entity, cls)``. Each public ``async def`` method becomes the route

@@ -1,4 +1,4 @@
-"""Turn every exception leaving a request into the JSON error body of API.md §1.
+"""Turn every exception leaving a request into the JSON error body of docs/api.md.
 
 Body: ``{"detail": "<human readable>", "code": "<machine_code>"}``; 422 bodies add ``errors``,
 one ``{"field", "message", "type"}`` per bad field. Validation messages never echo the
@@ -17,6 +17,7 @@ from quart import Quart, Response, current_app, request
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
+from ..db.outage import RETRY_AFTER_SECONDS, OutageLog, is_unavailable
 from ..errors import InvalidInput, MailproxyError
 
 logger = logging.getLogger(__name__)
@@ -128,7 +129,33 @@ def _size(limit: Any) -> str:
     return f"{limit} bytes"
 
 
+OUTAGE_LOG_KEY = "mailproxy_outage_log"
+
+
+def outage_log(app: Quart) -> OutageLog:
+    """The app's bounded log of database outages (created on first use)."""
+    log = app.extensions.get(OUTAGE_LOG_KEY)
+    if not isinstance(log, OutageLog):
+        log = app.extensions[OUTAGE_LOG_KEY] = OutageLog(logger)
+    return log
+
+
+def database_unavailable_response() -> Response:
+    """503 ``database_unavailable`` with ``Retry-After``."""
+    return _json_error(
+        {
+            "detail": "the database is unavailable; retry in a few seconds",
+            "code": "database_unavailable",
+        },
+        503,
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 async def _handle_unexpected(exc: Exception) -> Response:
+    if is_unavailable(exc):
+        outage_log(current_app).failed(exc)
+        return database_unavailable_response()
     logger.error(
         "unhandled error in %s %s",
         request.method,
@@ -144,7 +171,9 @@ def install_error_handlers(app: Quart) -> None:
     Handled: ``MailproxyError`` (its ``status`` and ``to_dict()``; 401 adds
     ``WWW-Authenticate``), pydantic ``ValidationError`` and quart-schema's
     ``RequestSchemaValidationError`` (422 naming each field), ``HTTPException`` (404 unknown
-    route, 405 with ``Allow``, 400 ...) and any other ``Exception`` (500, logged, text hidden).
+    route, 405 with ``Allow``, 400 ...), a database that cannot be reached (503 with
+    ``Retry-After``, logged as a bounded outage) and any other ``Exception`` (500, logged, text
+    hidden).
     """
     if app.extensions.get(_INSTALLED_FLAG):
         return

@@ -1,4 +1,4 @@
-"""Generate the ``/{entity}/{method}`` routes from endpoint classes (API.md §1).
+"""Generate the ``/{entity}/{method}`` routes from endpoint classes (docs/api.md).
 
 Request handling, in order: authenticate (skipped for ``@public`` methods and ``public_paths``;
 no principal → 401), enforce ``@admin_only`` (403), read and validate the input (422 naming each
@@ -19,6 +19,9 @@ Input decisions:
 * **POST bodies** must be a JSON object whose fields are the parameters (any content type is
   read as JSON, so ``curl -d`` works); an empty body means ``{}``. Malformed JSON → 400, valid
   JSON that is not an object → 422. The query string of a POST is ignored.
+* **Nesting**: a body (or JSON-encoded query parameter) nested deeper than ``MAX_JSON_DEPTH``
+  levels is refused with 422 ``json_too_deep`` before it is parsed, so no recursion over it
+  can fail.
 
 Results: dicts, lists, scalars, ``None``, dataclasses, pydantic models, enums and dates are
 converted to JSON; a Quart ``Response`` is passed through unchanged.
@@ -39,6 +42,7 @@ from werkzeug.exceptions import BadRequest
 
 from ..errors import AuthError, Forbidden, InvalidInput
 from ..models import Principal
+from .auth import ROUTES_KEY, RouteInfo
 from .endpoint import (
     CHECKS_OWN_VALUES_ATTR,
     GET_FORM_SUFFIX,
@@ -49,6 +53,7 @@ from .endpoint import (
 )
 from .errors import field_errors, install_error_handlers, invalid_input
 from .input_guard import unstorable_values
+from .json_limits import too_deep, too_deep_message
 from .openapi import document_operation, install_openapi
 from .signature import ParamInfo, is_scalar, is_scalar_list, model_values
 
@@ -90,6 +95,7 @@ def build_api(
     install_error_handlers(app)
     install_openapi(app)
     public = frozenset(public_paths)
+    routes: dict[str, RouteInfo] = app.extensions.setdefault(ROUTES_KEY, {})
     for info in methods:
         forms = [info]
         if info.also_get:
@@ -99,9 +105,18 @@ def build_api(
             is_public = form.scope is Scope.PUBLIC or form.path in public
             suffix = "" if form is info else GET_FORM_SUFFIX
             document_operation(view, form, public=is_public)
+            endpoint_name = f"mailproxy_api:{form.entity}:{form.name}{suffix}"
+            # A write also served with GET stays a write: its declared method is recorded.
+            routes[endpoint_name] = RouteInfo(
+                entity=info.entity,
+                method=info.name,
+                http_method=info.http_method,
+                path=info.path,
+                scope=str(info.scope),
+            )
             app.add_url_rule(
                 form.path,
-                endpoint=f"mailproxy_api:{form.entity}:{form.name}{suffix}",
+                endpoint=endpoint_name,
                 view_func=view,
                 methods=[form.http_method],
             )
@@ -185,6 +200,8 @@ def _query_input(info: MethodInfo, req: Request) -> tuple[dict[str, Any], list[d
             )
         elif is_scalar(param.annotation):
             data[name] = values[0]
+        elif too_deep(values[0]):
+            errors.append({"field": name, "message": too_deep_message(), "type": "json_too_deep"})
         else:
             try:
                 data[name] = json.loads(values[0])
@@ -204,6 +221,13 @@ async def _body_input(info: MethodInfo, req: Request) -> dict[str, Any]:
     raw = await req.get_data(as_text=False)
     if not raw.strip():
         return {}
+    if too_deep(raw):
+        # checked before parsing: every parser and walk over the body recurses once per level
+        raise InvalidInput(
+            f"body: {too_deep_message()}",
+            code="json_too_deep",
+            errors=[{"field": "body", "message": too_deep_message(), "type": "json_too_deep"}],
+        )
     try:
         data = json.loads(raw)
     except ValueError as exc:

@@ -2,7 +2,7 @@
 
 quart-schema builds ``/openapi.json`` (and the ``/docs`` Swagger UI) from attributes set on view
 functions. The generated routes validate requests themselves (so that errors come out in the
-API.md §1 shape), so here we only *attach* the documentation: the request model as query
+docs/api.md shape), so here we only *attach* the documentation: the request model as query
 parameters (GET) or JSON body (POST), the response schema from the return annotation, the error
 bodies, the entity as tag, and security. Security schemes: ``ApiToken`` (header
 ``X-API-Token``) and ``Bearer``; public methods document ``security: []``.
@@ -10,6 +10,7 @@ bodies, the entity as tag, and security. Security schemes: ``ApiToken`` (header
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
@@ -55,6 +56,12 @@ class ErrorBody(BaseModel):
     detail: str
     code: str
     errors: list[dict[str, Any]] | None = None
+
+
+class HealthStatus(BaseModel):
+    """The process is up."""
+
+    status: str
 
 
 class MailproxyOpenAPIProvider(OpenAPIProvider):
@@ -143,6 +150,23 @@ def _response_model(info: MethodInfo) -> type[BaseModel] | None:
     return model
 
 
+def document_public_routes(app: Quart, paths: frozenset[str] | set[str]) -> None:
+    """Document ``security: []`` on the app's routes served without credentials.
+
+    For routes that are not generated (``/health``, plugin blueprints such as ``/metrics``):
+    their ``public_paths`` are exempt from authentication, and the document must say so.
+    """
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions.get(rule.endpoint)
+        # quart-schema's own routes (/openapi.json, /docs) are bound methods it hides anyway
+        if inspect.isfunction(view) and rule.rule in paths:
+            security_scheme([])(view)
+            if rule.rule in ("/health", "/health/ready"):
+                document_response(HealthStatus, 200)(view)
+            if rule.rule == "/health/ready":
+                document_response(ErrorBody, 503)(view)
+
+
 def document_operation(view: Callable[..., Any], info: MethodInfo, *, public: bool) -> None:
     """Attach the OpenAPI description of ``info`` to its view function (in place).
 
@@ -163,7 +187,11 @@ def document_operation(view: Callable[..., Any], info: MethodInfo, *, public: bo
     response = _response_model(info)
     if response is not None:
         document_response(response, 200)(view)
-    document_response(ErrorBody, 422)(view)
+    # Every generated route may answer these: 400 a body that is not JSON, 404 an object that
+    # does not exist, 405 another HTTP method on the path, 409 a conflict with stored state,
+    # 413 a body over the size limit, 422 invalid input.
+    for status in (400, 404, 405, 409, 413, 422):
+        document_response(ErrorBody, status)(view)
     if public:
         security_scheme([])(view)
     else:

@@ -1,6 +1,6 @@
 """Read an endpoint method's signature: parameters, their docs, and the pydantic request model.
 
-One signature feeds three consumers (API.md §1): the HTTP route validates requests with the model
+One signature feeds three consumers (docs/api.md): the HTTP route validates requests with the model
 built here, the OpenAPI document shows that model's JSON schema, and the CLI turns the same
 parameters into arguments and options. Keeping the translation in one module keeps them in step.
 
@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
 
 from ..errors import PluginError
@@ -208,6 +208,29 @@ def read_params(
     return tuple(params), accepts_extra
 
 
+def _not_a_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    return value
+
+
+_NUMBERS = (int, float)
+
+
+def numbers_refuse_booleans(annotation: Any) -> Any:
+    """``annotation`` with ``true``/``false`` refused where it declares ``int`` or ``float``.
+
+    pydantic's lax mode reads ``true`` as 1 for an integer field; the OpenAPI document says
+    ``integer``, so a boolean is a client's mistake (422). Strings of digits in query strings
+    are still accepted.
+    """
+    inner, _ = unwrap_optional(annotation)
+    if inner not in _NUMBERS:
+        return annotation
+    # wraps the whole annotation, so its own constraints (Field(ge=1) ...) are kept
+    return Annotated[annotation, BeforeValidator(_not_a_boolean)]
+
+
 def build_request_model(
     model_name: str,
     params: tuple[ParamInfo, ...],
@@ -241,7 +264,7 @@ def build_request_model(
         description = " ".join(
             part for part in (param.description, (notes or {}).get(param.name, "")) if part
         )
-        annotation = param.annotation
+        annotation = numbers_refuse_booleans(param.annotation)
         if param.name in relaxed:
             annotation = Union[annotation, None]  # noqa: UP007 - annotation is a runtime value
             default: Any = None if param.required else param.default

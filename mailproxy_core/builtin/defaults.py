@@ -20,7 +20,7 @@ def mailproxy_select_transport(account: Account, message: Message) -> str | None
 
 
 def infer_fetch_mode(ref: AttachmentRef, storage_names: frozenset[str]) -> str:
-    """Fetch mode of an attachment (API.md §5): ``fetch_mode``, else by the path's shape."""
+    """Fetch mode of an attachment: ``fetch_mode``, else by the path's shape."""
     if ref.fetch_mode:
         return ref.fetch_mode
     path = ref.storage_path
@@ -40,7 +40,7 @@ def infer_fetch_mode(ref: AttachmentRef, storage_names: frozenset[str]) -> str:
 def mailproxy_resolve_fetcher(
     ref: AttachmentRef, tenant: Tenant, storage_names: frozenset[str]
 ) -> str | None:
-    """Honour ``fetch_mode``, otherwise infer it from the path (API.md §5)."""
+    """Honour ``fetch_mode``, otherwise infer it from the path (docs/attachments.md)."""
     return infer_fetch_mode(ref, storage_names)
 
 
@@ -64,7 +64,7 @@ def mailproxy_classify_error(error: BaseException) -> ErrorClass | None:
 def mailproxy_retry_delay(
     retry: int, error: BaseException | None, message: Message, delays: Sequence[float]
 ) -> float | None:
-    """``delays[min(retry-1, len-1)]`` with ±10 % jitter (DESIGN.md §6)."""
+    """``delays[min(retry-1, len-1)]`` with ±10 % jitter (docs/dispatch.md)."""
     if not delays:
         return 0.0
     base = float(delays[min(max(retry, 1) - 1, len(delays) - 1)])

@@ -11,8 +11,9 @@ import asyncio
 import os
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -45,11 +46,31 @@ class FileTransport:
         assert isinstance(settings, FileTransportSettings)
         self.root = settings.root.resolve()
 
+    def check_options(self, options: Mapping[str, Any]) -> list[str]:
+        """``directory`` must be a relative path that stays inside the root (``accounts/add``)."""
+        sub = options.get("directory")
+        if sub is None:
+            return []
+        if not isinstance(sub, str):
+            return ["directory: must be a string (a path relative to MAILPROXY_FILE__ROOT)"]
+        if self._resolve(sub) is None:
+            return [
+                f"directory: {sub!r} is outside the file transport's root; use a relative path "
+                "inside MAILPROXY_FILE__ROOT"
+            ]
+        return []
+
+    def _resolve(self, sub: str) -> Path | None:
+        target = (self.root / sub).resolve() if sub else self.root
+        if target != self.root and self.root not in target.parents:
+            return None
+        return target
+
     def directory_for(self, account: Account) -> Path:
         """The directory of an account's files; refuses paths leaving the root."""
         sub = str(account.options.get("directory") or "")
-        target = (self.root / sub).resolve() if sub else self.root
-        if target != self.root and self.root not in target.parents:
+        target = self._resolve(sub)
+        if target is None:  # saved before accounts/add checked it, or the root moved
             raise PermanentSendError(
                 f"file transport directory {sub!r} of account {account.id!r} is outside the "
                 f"configured root; use a relative path inside MAILPROXY_FILE__ROOT"

@@ -26,7 +26,7 @@ __all__ = [
 DRIVER_LOGGERS = ("databases", "aiosqlite", "asyncpg")
 """Loggers that write every statement with its bound values (passwords, tokens) at DEBUG."""
 
-# No secret may reach a log (DESIGN.md §5): the drivers' statement logs stay off even when the
+# No secret may reach a log: the drivers' statement logs stay off even when the
 # service runs at DEBUG. An operator who really wants them can lower the level explicitly.
 for _name in DRIVER_LOGGERS:
     logging.getLogger(_name).setLevel(logging.INFO)

@@ -215,7 +215,7 @@ class Database:
         return int(last) if last.isdigit() else 0
 
     async def execute_many(self, statement: Statement, values: Sequence[Mapping[str, Any]]) -> None:
-        """Run one statement once per set of values (slow: one round trip each, DESIGN.md §9).
+        """Run one statement once per set of values (slow: one round trip each).
 
         For bulk inserts prefer one multi-row ``insert(table).values([...])`` statement.
         """

@@ -138,6 +138,12 @@ def core_migrations() -> list[MigrationSpec]:
             "message_events.dedup_key, their indexes, core table receipt_leases",
             _core_v4,
         ),
+        MigrationSpec(
+            CORE_COMPONENT,
+            5,
+            "indexes ix_messages_tenant_pk, ix_messages_tenant_batch: message search pages",
+            _core_v5,
+        ),
     ]
 
 
@@ -167,6 +173,12 @@ async def _core_v4(ctx: MigrationContext) -> None:
             if index.name in schema.CORE_V4_INDEXES:
                 await ctx.execute(CreateIndex(index))
     await ctx.create_tables(*schema.CORE_V4_TABLES)
+
+
+async def _core_v5(ctx: MigrationContext) -> None:
+    for index in schema.messages.indexes:
+        if index.name in schema.CORE_V5_INDEXES:
+            await ctx.execute(CreateIndex(index))
 
 
 BACKFILL_CHUNK = 1000
@@ -219,7 +231,7 @@ def _dialect(name: str) -> sa.engine.Dialect:
 def _v1_tables() -> tuple[Table, ...]:
     """The core tables as core v1 created them: without what v4 added (``schema.py``)."""
     meta = sa.MetaData(naming_convention=schema.NAMING_CONVENTION)
-    later_indexes = set(schema.CORE_V4_INDEXES)
+    later_indexes = {*schema.CORE_V4_INDEXES, *schema.CORE_V5_INDEXES}
     tables: list[Table] = []
     for table in schema.CORE_TABLES:
         later_columns = set(schema.CORE_V4_COLUMNS.get(table.name, ()))

@@ -41,6 +41,10 @@ PROBE_TIMEOUT = 10.0
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)
 """Back-off between reconnection attempts (the last repeats)."""
 
+RECEIPT_CHANNEL = "mailproxy_receipts"
+"""The channel that asks other processes' receipt loops to poll now (payload: a handler name,
+or ``*`` for every handler)."""
+
 _MAX_CHANNEL = 63  # PostgreSQL identifiers are at most 63 bytes
 
 

@@ -1,10 +1,11 @@
-"""The core tables (DESIGN.md §5) as SQLAlchemy Core ``Table`` objects.
+"""The core tables (docs/architecture.md) as SQLAlchemy Core ``Table`` objects.
 
 These definitions are the *current* shape of the core schema; repositories build their queries
 from them, and the core migrations (``migrate.py``) create them: v1 the tables of
 ``CORE_TABLES``, v2 those of ``CORE_V2_TABLES`` (``tenant_sync_state``), v3 those of
 ``CORE_V3_TABLES`` (``rate_counters``), v4 adds the columns of ``CORE_V4_COLUMNS`` and the
-indexes of ``CORE_V4_INDEXES`` to v1 tables and creates ``CORE_V4_TABLES`` (``receipt_leases``).
+indexes of ``CORE_V4_INDEXES`` to v1 tables and creates ``CORE_V4_TABLES`` (``receipt_leases``),
+v5 adds the indexes of ``CORE_V5_INDEXES``.
 Any later change to a table here must ship as a new core migration step that performs it on
 existing databases, and v1 must then create the v1 shape explicitly (it leaves the v4 additions
 out); ``tests/db/test_db_schema.py`` compares the migrated
@@ -166,6 +167,9 @@ messages = sa.Table(
     # Core v4: receipts are matched by the Message-ID sent, and by client id across tenants.
     sa.Index("ix_messages_message_id_header", "message_id_header"),
     sa.Index("ix_messages_id", "id"),
+    # Core v5: a tenant's messages newest first, all or of one batch (keyset search pages).
+    sa.Index("ix_messages_tenant_pk", "tenant_id", "pk"),
+    sa.Index("ix_messages_tenant_batch", "tenant_id", "batch_code", "pk"),
     sqlite_autoincrement=True,
 )
 
@@ -313,6 +317,9 @@ CORE_V4_INDEXES: tuple[str, ...] = (
     "ix_message_events_dedup",
 )
 """Indexes core migration v4 adds to v1 tables."""
+
+CORE_V5_INDEXES: tuple[str, ...] = ("ix_messages_tenant_pk", "ix_messages_tenant_batch")
+"""Indexes core migration v5 adds to v1 tables (all on ``messages``)."""
 
 
 def plugin_metadata() -> sa.MetaData:

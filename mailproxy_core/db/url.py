@@ -1,6 +1,6 @@
 """Turning the ``MAILPROXY_DB`` setting into something the drivers can open.
 
-Accepted forms (DESIGN.md §7):
+Accepted forms (docs/configuration.md):
 
 - a plain SQLite path: ``./mailproxy.db``, ``/var/lib/mail-proxy/queue.db``;
 - ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or the same with ``sqlite+aiosqlite``;

@@ -1,4 +1,4 @@
-"""Fetching a message's attachments through the registered fetchers (API.md §5).
+"""Fetching a message's attachments through the registered fetchers (docs/attachments.md).
 
 The fetch mode of each attachment is decided by the ``mailproxy_resolve_fetcher`` hook (explicit
 ``fetch_mode``, else inferred from the path); the fetcher registered under that name does the

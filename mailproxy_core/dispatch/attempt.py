@@ -1,4 +1,4 @@
-"""One delivery attempt of one message, turned into an ``Outcome`` (DESIGN.md §6).
+"""One delivery attempt of one message, turned into an ``Outcome`` (docs/dispatch.md).
 
 Order: account and tenant → send guards → rate limits → attachments → compose (envelope sender
 hook) → prepare hooks → transport. Guards come first so that a refused message, or one whose

@@ -1,12 +1,12 @@
 """MIME composition: a stored message payload → an ``EmailMessage`` and its SMTP envelope.
 
-The payload is the message exactly as the client submitted it (API.md §4). Composition is pure
+The payload is the message exactly as the client submitted it (docs/api.md). Composition is pure
 CPU; the dispatcher runs it in a worker thread when the message is large, so a 20 MB attachment
 never stalls the event loop.
 
 Every outgoing mail carries ``Date``, a ``Message-ID`` that is the same on every attempt (the
 one stored when the message was queued: the client's own ``message_id``, else generated) and
-``X-Genro-Mail-ID: <client id>`` for bounce correlation (DESIGN.md §6).
+``X-Genro-Mail-ID: <client id>`` for bounce correlation (docs/dispatch.md).
 """
 
 from __future__ import annotations

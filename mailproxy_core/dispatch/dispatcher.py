@@ -7,7 +7,7 @@ plus as many claimed ahead; the claim itself enforces ``max_per_account`` across
 claimed messages wait in a priority heap and start, most urgent first, each as its own task, as
 soon as one of the ``max_concurrency`` send slots frees. Only the loop touches
 the database for the queue, so its transactions never contend with each other, and a busy loop
-batches many outcomes into one commit (DESIGN.md §6, §9). Event hooks run in a task of their
+batches many outcomes into one commit (docs/dispatch.md). Event hooks run in a task of their
 own, in order, so a slow plugin never holds up claiming.
 
 Wake-ups: an enqueued immediate message or ``run_now`` sets ``mp.dispatch_wakeup`` (in this
@@ -29,6 +29,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ..db.outage import OutageLog, is_unavailable
 from ..db.repos.queue import Holds, QueueRepo, WrittenEvent
 from ..kernel import DISPATCH_CHANNEL
 from ..models import Message
@@ -79,6 +80,7 @@ class Dispatcher:
         self.mp = mp
         self.settings = mp.settings
         self.queue = QueueRepo(mp.db)
+        self._outage = OutageLog(log)
         self.directory = Directory(mp, self.queue)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.in_flight: dict[int, asyncio.Task[None]] = {}
@@ -160,10 +162,14 @@ class Dispatcher:
             )
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("the dispatcher's database work failed; retrying shortly")
+        except Exception as exc:
+            if is_unavailable(exc):
+                self._outage.failed(exc)  # bounded: not one traceback per round
+            else:
+                log.exception("the dispatcher's database work failed; retrying shortly")
             await asyncio.sleep(DB_RETRY_DELAY)
             return 0
+        self._outage.succeeded()
         group = finished[:count]
         del finished[:count]  # sends that finished during the exchange stay for the next cycle
         if group:

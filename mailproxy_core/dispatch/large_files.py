@@ -1,4 +1,4 @@
-"""A tenant's ``large_file_config`` (API.md §5): reject, warn about, or link large attachments.
+"""A tenant's ``large_file_config``: reject, warn about, or link large attachments.
 
 ``{enabled, max_size_mb, action, storage_url?, public_base_url?, file_ttl_days?}``; a file is
 large when it has more than ``max_size_mb`` MiB. ``reject`` ends the message with ``Attachment
@@ -83,7 +83,7 @@ class LargeFilePolicy:
         return int(self.max_size_mb * MIB)
 
     def too_large(self, filename: str, size: int) -> str:
-        """``Attachment '<name>' (<x.x> MB) exceeds limit (<y> MB)`` (API.md §5)."""
+        """``Attachment '<name>' (<x.x> MB) exceeds limit (<y> MB)`` (docs/attachments.md)."""
         return (
             f"Attachment '{filename}' ({size / MIB:.1f} MB) exceeds limit ({self.max_size_mb:g} MB)"
         )

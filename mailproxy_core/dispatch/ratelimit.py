@@ -1,4 +1,4 @@
-"""Rate limits per account and per tenant, per minute / hour / day (DESIGN.md §6).
+"""Rate limits per account and per tenant, per minute / hour / day (docs/dispatch.md).
 
 Windows are fixed and aligned to UTC (a minute window starts at :00). Counters live in the
 database so every worker sees the same numbers; a unit is taken for each *attempt* just before

@@ -38,9 +38,21 @@ SENT_STATUS = "sent"
 
 
 async def record_receipts(mp: MailProxy, receipts: Sequence[Receipt]) -> list[ReceiptResult]:
-    """Record ``receipts`` (see the module docstring); one result per receipt, same order."""
+    """Record ``receipts`` (see the module docstring); one result per receipt, same order.
+
+    Raises ``TypeError``/``ValueError`` (before recording anything) for an item that is not a
+    ``Receipt`` or lacks its ``event_type`` or ``dedup_key``.
+    """
     if not receipts:
         return []
+    for index, receipt in enumerate(receipts):
+        if not isinstance(receipt, Receipt):
+            raise TypeError(f"receipt {index} is a {type(receipt).__name__}, not a Receipt")
+        if not str(receipt.event_type).strip() or not receipt.dedup_key.strip():
+            raise ValueError(
+                f"receipt {index} needs an event_type and a dedup_key (the incoming mail's "
+                "Message-ID, or mailbox|uidvalidity|uid)"
+            )
     repo = mp.repos.receipts
     results: list[ReceiptResult] = []
     now = int(time.time())
@@ -102,7 +114,8 @@ async def _candidates(repo: ReceiptsRepo, receipt: Receipt) -> list[dict[str, An
         )
         if found:
             if len(found) > 1 and receipt.recipient:
-                found = _to_recipient(found, receipt.recipient)
+                # clients may reuse their own Message-IDs across tenants: the recipient decides
+                found = _to_recipient(found, receipt.recipient) or found
             return found
     if receipt.client_message_id:
         found = await repo.find(

@@ -31,7 +31,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..kernel import RECEIPT_CHANNEL
+from ..db.notifications import RECEIPT_CHANNEL
 from ..models import ReceiptHandlerStatus
 
 if TYPE_CHECKING:
@@ -72,7 +72,9 @@ class HandlerState:
     last_poll_ts: float | None = None
     last_error: str | None = None
     polls: int = 0
-    """Polls this process made (tests)."""
+    """Polls this process finished and recorded (tests wait on it)."""
+    failures: int = 0
+    """Failed polls in a row (by this process)."""
     last_poll_end: float | None = None
 
     def status(self) -> ReceiptHandlerStatus:
@@ -197,11 +199,19 @@ class ReceiptLoop:
             raise
         except Exception as exc:  # a handler's failure: shown in its status, retried next round
             error = _error_text(exc)
-            log.warning("receipt handler %r failed: %s", state.name, error, exc_info=True)
+            # The first failure in a row with its traceback; repeats briefly (every round).
+            repeated = state.failures > 0
+            log.log(
+                logging.INFO if repeated else logging.WARNING,
+                "receipt handler %r failed (%d in a row): %s",
+                state.name,
+                state.failures + 1,
+                error,
+                exc_info=not repeated,
+            )
         finally:
             renewing.cancel()
             await asyncio.gather(renewing, return_exceptions=True)
-            state.polls += 1
             state.last_poll_end = time.monotonic()
         now = int(time.time())
         try:
@@ -213,6 +223,10 @@ class ReceiptLoop:
         state.last_error = error
         if error is None:
             state.last_poll_ts = float(now)
+            state.failures = 0
+        else:
+            state.failures += 1
+        state.polls += 1
 
     async def _keep_lease(self, state: HandlerState) -> None:
         while True:

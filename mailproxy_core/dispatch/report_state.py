@@ -45,7 +45,7 @@ WRITE_RETRY_DELAY = 0.5
 
 
 def backoff_delay(failures: int, report_interval: float) -> float:
-    """Seconds to wait after ``failures`` consecutive failures (API.md §6): the report interval
+    """Seconds to wait after ``failures`` consecutive failures: the report interval
     (at least 1 s), doubling per failure, at most ``MAX_BACKOFF``."""
     step = max(1.0, report_interval)
     return min(MAX_BACKOFF, step * 2 ** min(max(failures, 1) - 1, 30))

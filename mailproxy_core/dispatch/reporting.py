@@ -1,7 +1,7 @@
 """The reporting loop: drains the outbox (``message_events``) to each tenant's reporter.
 
 One ``ReportingLoop`` per ``serve`` process, run as the ``reporting`` background task (workers do
-not report). It follows API.md §6:
+not report). It follows docs/reports.md:
 
 * **Per tenant, in order.** Each tenant with work gets its own task, which posts the tenant's
   oldest unreported events, at most ``max_batch`` at a time (an optional attribute of the
@@ -37,6 +37,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from ..db.outage import OutageLog, is_unavailable
 from ..entities.tenants import load_tenant
 from ..models import DeliveryEvent, ReportAck, Tenant
 from .report_state import MAX_BACKOFF, Outcome, StateWriter, TenantState, backoff_delay
@@ -91,6 +92,7 @@ class ReportingLoop:
         self.mp = mp
         self.settings = mp.settings
         self.states: dict[str, TenantState] = {}
+        self._outage = OutageLog(log)
         self.writer = StateWriter(mp, self.states)
         self._stopping = False
         self._scanning = False
@@ -140,10 +142,14 @@ class ReportingLoop:
         self._scanning = True
         try:
             await self.scan(time.time())
+            self._outage.succeeded()
         except asyncio.CancelledError:
             raise
-        except Exception:  # the database is unreachable, say: try again on the next round
-            log.exception("the reporting loop could not scan for pending reports")
+        except Exception as exc:  # the database is unreachable, say: try again on the next round
+            if is_unavailable(exc):
+                self._outage.failed(exc)  # bounded: not one traceback per round
+            else:
+                log.exception("the reporting loop could not scan for pending reports")
         finally:
             self._scanning = False
             self._last_pass = time.monotonic()

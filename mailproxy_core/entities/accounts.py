@@ -1,4 +1,4 @@
-"""The ``accounts`` entity (API.md §3) and the kernel's way to read an account with its secrets.
+"""The ``accounts`` entity (docs/api.md) and the kernel's way to read an account with its secrets.
 
 The password and every secret-named option (``api_key``, ``token`` ... see ``secrets.py``) are
 encrypted with the instance key before they are written; responses show ``has_password`` and
@@ -166,6 +166,11 @@ async def store_account(
                 errors.add(field, f"required for the {fields.transport} transport", "missing")
     options = fields.options or {}
     errors.extend(secret_value_errors(options, "options"))
+    check_options = getattr(mp.transports.get(fields.transport), "check_options", None)
+    if check_options is not None:
+        for problem in check_options(options):
+            key, _, what = problem.partition(": ")
+            errors.add(f"options.{key}", what or problem)
     errors.raise_if_any()
     secret = blank_to_none(fields.password)
     row, created = await mp.repos.accounts.upsert(

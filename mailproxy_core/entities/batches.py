@@ -1,4 +1,4 @@
-"""Batch suspension of a tenant (API.md §3 ``tenants/suspend_batch`` and ``instance/suspend``).
+"""Batch suspension of a tenant (docs/api.md ``tenants/suspend_batch`` and ``instance/suspend``).
 
 A tenant's ``suspended_batches`` is a sorted list of batch codes, or ``["*"]`` for everything
 (messages without a batch code included). The dispatcher does not claim messages of suspended

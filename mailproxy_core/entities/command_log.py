@@ -1,8 +1,8 @@
-"""The ``command_log`` entity: read, export and purge the audit trail (API.md §3).
+"""The ``command_log`` entity: read, export and purge the audit trail (docs/api.md).
 
 Entries are written by the API itself (``api/command_recording.py``): every state-changing call,
 with its payload (secrets masked), status and a short answer. All methods are admin-only
-(API.md §2): the log spans every tenant.
+(docs/api.md): the log spans every tenant.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Input shapes and checks shared by the tenants, accounts and storages entities (API.md §3).
+"""Input shapes and checks shared by the tenants, accounts and storages entities (docs/api.md).
 
 The JSON objects a client sends (``client_auth``, ``rate_limits``, ``large_file_config``) are
 pydantic models used as parameter types, so the generated route validates them (422 naming
@@ -159,7 +159,7 @@ class RateLimits(_Strict):
 
 
 class LargeFileConfig(_Strict):
-    """What to do with attachments larger than ``max_size_mb`` (API.md §5)."""
+    """What to do with attachments larger than ``max_size_mb`` (docs/attachments.md)."""
 
     enabled: bool
     max_size_mb: Annotated[int | float, Field(gt=0)]

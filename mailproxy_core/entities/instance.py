@@ -1,4 +1,4 @@
-"""The ``instance`` entity: health, status, instance settings and the plugin list (API.md §3)."""
+"""The ``instance`` entity: health, status, instance settings and the plugin list (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -162,7 +162,7 @@ class InstanceEndpoint(Endpoint):
         and every tenant with unreported events is reported, ignoring back-off. With
         ``tenant_id``, that tenant's do-not-disturb is cleared and it is polled at once. Every
         receipt handler (bounce mailbox, PEC mailboxes) is polled at once too.
-        Reserved to the instance admin, like every instance write (API.md §2).
+        Reserved to the instance admin, like every instance write (docs/api.md).
 
         Args:
             tenant_id: the tenant to poll at once.

@@ -1,4 +1,4 @@
-"""``instance/get_sync_status``: where delivery reporting stands with each tenant (API.md §3).
+"""``instance/get_sync_status``: where delivery reporting stands with each tenant (docs/api.md).
 
 A second endpoint class of the ``instance`` entity (the API merges the classes of one entity).
 The state comes from ``tenant_sync_state``, which the reporting loop maintains; a tenant that was

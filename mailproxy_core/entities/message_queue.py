@@ -1,4 +1,4 @@
-"""Enqueueing messages: validate a whole call, then store the valid ones atomically (API.md §4).
+"""Enqueueing messages: validate a whole call, then store the valid ones atomically (docs/api.md).
 
 ``enqueue`` serves both ``messages/add_batch`` and ``messages/add``:
 
@@ -21,7 +21,9 @@ probe which tenants exist).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,6 +39,24 @@ if TYPE_CHECKING:
     from ..kernel import MailProxy
 
 log = logging.getLogger(__name__)
+
+SLICE_SECONDS = 0.01
+"""Longest stretch of validation work between two yields to the event loop: a large batch is
+checked in slices, so other requests are served while it is (see docs/performance.md)."""
+
+
+class _Slicer:
+    """Yields to the event loop once ``SLICE_SECONDS`` of work has passed since the last time."""
+
+    def __init__(self) -> None:
+        self._since = time.perf_counter()
+
+    async def pause(self) -> None:
+        now = time.perf_counter()
+        if now - self._since >= SLICE_SECONDS:
+            await asyncio.sleep(0)
+            self._since = time.perf_counter()
+
 
 QUEUED_HOOK = "mailproxy_message_queued"
 BLOCKED_REASONS = {"sending": "in flight", "sent": "already sent", "error": "already sent"}
@@ -77,11 +97,15 @@ async def enqueue(
     """
     own_tenant = None if principal.is_admin else principal.tenant_id
     checker = MessageChecker(
-        fetch_modes=mp.registry.attachment_fetchers.names(), default_priority=default_priority
+        fetch_modes=mp.registry.attachment_fetchers.names(),
+        default_priority=default_priority,
+        max_recipients=mp.settings.max_recipients,
     )
     reasons: dict[int, str] = {}
     keyed: dict[int, tuple[str, str, str]] = {}
+    slicer = _Slicer()
     for index, entry in enumerate(entries):
+        await slicer.pause()
         if not isinstance(entry, dict):
             reasons[index] = "invalid message: not a JSON object"
             continue
@@ -93,11 +117,14 @@ async def enqueue(
         tenant_id = str(entry.get("tenant_id") or own_tenant)
         keyed[index] = (tenant_id, entry["id"], entry["account_id"])
 
-    accepted = await _check_entries(mp, own_tenant, entries, keyed, checker, reasons)
+    accepted = await _check_entries(mp, own_tenant, entries, keyed, checker, reasons, slicer)
     merged: dict[Key, _Accepted] = {}
     for item in accepted.values():
         merged[item.key] = item  # the first occurrence keeps its place, the last its content
-    rows = [_queued_row(item) for item in merged.values()]
+    rows = []
+    for item in merged.values():
+        await slicer.pause()
+        rows.append(_queued_row(item))
     outcome = await mp.repos.messages.enqueue(rows)
 
     result = EnqueueResult(pks=outcome.stored)
@@ -128,6 +155,7 @@ async def _check_entries(
     keyed: dict[int, tuple[str, str, str]],
     checker: MessageChecker,
     reasons: dict[int, str],
+    slicer: _Slicer,
 ) -> dict[int, _Accepted]:
     """Tenant, account and content checks of the entries whose identity is usable."""
     tenant_ids = {tenant for tenant, _, _ in keyed.values()}
@@ -138,6 +166,7 @@ async def _check_entries(
     account_pks = await mp.repos.messages.account_pks(pairs)
     accepted: dict[int, _Accepted] = {}
     for index, (tenant_id, message_id, account_id) in keyed.items():
+        await slicer.pause()
         active = states.get(tenant_id)
         if active is None:
             reasons[index] = f"tenant '{tenant_id}' not found"

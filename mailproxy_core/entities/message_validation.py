@@ -1,9 +1,9 @@
-"""Validation of submitted messages (API.md §4), without the database.
+"""Validation of submitted messages (docs/api.md), without the database.
 
 The database checks (tenant exists and is active, account exists, id already sent or in flight)
 live in ``message_queue.py``; this module checks everything a message carries by itself and
 turns it into the values stored beside the payload. Every problem is reported as the first
-failing check's *reason*, worded exactly as API.md §4 lists them; checks the contract does not
+failing check's *reason*, worded exactly as docs/api.md lists them; checks the contract does not
 word use ``invalid '<field>' field: <what>``.
 
 Order of the checks (the first failure is the reason):
@@ -46,9 +46,13 @@ DEFAULT_PRIORITY = 2
 """Priority of a message that gives none, when the batch gives no ``default_priority``."""
 
 BUILTIN_FETCH_MODES = frozenset({"base64", "http_url", "endpoint", "filesystem", "storage"})
-"""Attachment ``fetch_mode`` values of API.md §5 (installed fetcher plugins may add more)."""
+"""Attachment ``fetch_mode`` values of the API (installed fetcher plugins may add more)."""
 
 CONTENT_TYPES = ("plain", "html")
+
+DEFAULT_MAX_RECIPIENTS = 1000
+"""Most recipients (``to`` + ``cc`` + ``bcc``) of one message, unless ``max_recipients`` says
+otherwise (see docs/configuration.md for the choice)."""
 
 MAX_SUBJECT_CHARS = 998
 """Longest accepted subject: RFC 5322's line limit, a bound no real subject comes near."""
@@ -67,6 +71,8 @@ _FAST_ADDRESS = re.compile(rf"(?:{_PLAIN_ADDRESS}|{_ATEXT}(?: {_ATEXT})* <{_PLAI
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII except ':' (RFC 5322 ftext)
 _LINE_BREAK = re.compile(r"[\r\n\x00]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_TAB = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_MIME_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _MD5_HEX = re.compile(r"[0-9a-fA-F]{32}")
 _REGISTRY = HeaderRegistry()
@@ -173,7 +179,7 @@ def split_addresses(text: str) -> list[str]:
 
 
 def is_valid_address(text: str) -> bool:
-    """Whether ``text`` is exactly one valid address (API.md §4).
+    """Whether ``text`` is exactly one valid address (docs/api.md).
 
     It must parse with ``email.headerregistry`` to exactly one addr-spec (display name
     allowed, no group), with no parser defects, a non-empty local part and a domain containing a
@@ -219,9 +225,11 @@ class MessageChecker:
         *,
         fetch_modes: Iterable[str] = BUILTIN_FETCH_MODES,
         default_priority: int = DEFAULT_PRIORITY,
+        max_recipients: int = DEFAULT_MAX_RECIPIENTS,
     ) -> None:
         self._fetch_modes = frozenset(fetch_modes) | BUILTIN_FETCH_MODES
         self._default_priority = default_priority
+        self._max_recipients = max_recipients
         self._addresses: dict[str, bool] = {}
 
     def identity(self, entry: Mapping[str, Any], default_tenant: str | None) -> str | None:
@@ -293,6 +301,8 @@ class MessageChecker:
                 return invalid(name, "must be one address (a string)")
             if not self._valid(value.strip()):
                 return f"invalid address '{value}' in '{name}'"
+        lists: list[tuple[str, list[str]]] = []
+        recipients = 0
         for name in LIST_ADDRESS_FIELDS:
             value = entry.get(name)
             if value is None:
@@ -305,6 +315,16 @@ class MessageChecker:
                 return invalid(name, "must be a string or a list of strings")
             if name == "to" and not items:
                 return missing("to")
+            if name != "reply_to":
+                recipients += len(items)
+            lists.append((name, items))
+        # counted before any address is parsed: the cap bounds the work per message
+        if recipients > self._max_recipients:
+            return (
+                f"too many recipients: {recipients} in to, cc and bcc, at most "
+                f"{self._max_recipients} per message (max_recipients); split the message"
+            )
+        for name, items in lists:
             for item in items:
                 if not self._valid(item):
                     return f"invalid address '{item}' in '{name}'"
@@ -316,6 +336,8 @@ class MessageChecker:
             return invalid("subject", "must be a string")
         if _LINE_BREAK.search(subject):
             return invalid("subject", "must not contain line breaks")
+        if _CONTROL_BUT_TAB.search(subject):
+            return invalid("subject", "must not contain control characters")
         if len(subject) > MAX_SUBJECT_CHARS:
             return invalid("subject", f"at most {MAX_SUBJECT_CHARS} characters")
         body = entry.get("body")
@@ -325,6 +347,15 @@ class MessageChecker:
             value = entry.get(name)
             if value is not None and not isinstance(value, str):
                 return invalid(name, "must be a string")
+        for name in ("body", "html"):
+            value = entry.get(name)
+            if value is not None and "\x00" in value:
+                # RFC 5322 text cannot carry NUL; other control characters are legal in a body
+                # and line breaks are written as CRLF whatever the client sent
+                return invalid(name, "must not contain NUL characters (U+0000)")
+        message_id = entry.get("message_id")
+        if message_id is not None and _CONTROL.search(message_id):
+            return invalid("message_id", "must not contain control characters")
         batch_code = entry.get("batch_code")
         if batch_code is not None and _CONTROL.search(batch_code):
             return invalid("batch_code", "must not contain control characters")
@@ -347,11 +378,13 @@ def check_headers(headers: Any) -> str | None:
             return invalid("headers", f"the value of '{name}' must be a string")
         if _LINE_BREAK.search(value):
             return invalid("headers", f"the value of '{name}' must not contain line breaks")
+        if _CONTROL_BUT_TAB.search(value):
+            return invalid("headers", f"the value of '{name}' must not contain control characters")
     return None
 
 
 def check_attachments(attachments: Any, fetch_modes: frozenset[str]) -> str | None:
-    """The reason ``attachments`` is not a list of attachment specs (API.md §5), or ``None``."""
+    """The reason ``attachments`` is not a list of attachment specs, or ``None``."""
     if attachments is None:
         return None
     if not isinstance(attachments, list):
@@ -366,13 +399,24 @@ def check_attachments(attachments: Any, fetch_modes: frozenset[str]) -> str | No
             value = spec.get(name)
             if not isinstance(value, str) or not value:
                 return f"invalid attachment: #{number} has no '{name}'"
+        if _CONTROL.search(spec["filename"]):
+            # a header parameter: a line break would inject headers, a NUL cannot be carried
+            return (
+                f"invalid attachment: #{number} 'filename' must not contain control characters "
+                "(line breaks, NUL, ...)"
+            )
         mode = spec.get("fetch_mode")
         if mode is not None and mode not in fetch_modes:
             known = ", ".join(sorted(fetch_modes))
             return f"invalid attachment: #{number} has unknown fetch_mode '{shown(mode)}' ({known})"
         mime_type = spec.get("mime_type")
-        if mime_type is not None and (not isinstance(mime_type, str) or "/" not in mime_type):
-            return f"invalid attachment: #{number} has an invalid mime_type"
+        if mime_type is not None and (
+            not isinstance(mime_type, str) or not _MIME_TYPE.fullmatch(mime_type)
+        ):
+            return (
+                f"invalid attachment: #{number} has an invalid 'mime_type' (expected "
+                "type/subtype, e.g. application/pdf, without spaces or control characters)"
+            )
         md5 = spec.get("content_md5")
         if md5 is not None and (not isinstance(md5, str) or not _MD5_HEX.fullmatch(md5)):
             return f"invalid attachment: #{number} content_md5 must be 32 hexadecimal digits"

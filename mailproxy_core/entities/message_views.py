@@ -3,10 +3,10 @@
 At rest the payload is the message exactly as submitted, with one exception: the credentials an
 attachment may carry for its download (``attachments[n].auth``, e.g. ``{"method": "bearer",
 "token": "..."}``) are client-auth credentials, so their secret values (keys such as ``token``,
-``password``: ``crypto.is_secret_key``) are encrypted like every stored secret (DESIGN.md §5).
+``password``: ``crypto.is_secret_key``) are encrypted like every stored secret.
 Code that fetches the attachment reads them back with :func:`open_attachment_auth`.
 
-In answers (API.md §3) secrets are write-only: an attachment's ``auth`` is left out of the
+In answers (docs/api.md) secrets are write-only: an attachment's ``auth`` is left out of the
 payload altogether (not masked), and ``has_auth: true`` says there was one.
 
 The sender is stored and shown under ``from``, also when the client sent it as ``from_addr``

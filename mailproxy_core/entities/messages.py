@@ -1,4 +1,4 @@
-"""The ``messages`` entity: the queue (API.md §3 messages rows, §4).
+"""The ``messages`` entity: the queue (docs/api.md messages rows, §4).
 
 Scoping: tenant keys see and change only their own tenant's messages. Reads and tenant-wide
 writes are ``@tenant_scoped``; ``add``/``add_batch`` carry the tenant inside each message, and
@@ -58,7 +58,7 @@ class MessagesEndpoint(Endpoint):
         """Queue up to ``max_batch_messages`` (default 1,000) messages in one call.
 
         Every message is validated first; the valid ones are then stored in one transaction and
-        the others are listed in ``rejected`` with their reason (API.md §4). Re-submitting the id
+        the others are listed in ``rejected`` with their reason (docs/api.md). Re-submitting the id
         of a pending or deferred message replaces it and keeps its place in the queue; an id
         being sent is rejected ``in flight``, one already sent or failed ``already sent``. When
         one batch holds the same id twice, the later entry replaces the earlier one (both count
@@ -69,7 +69,7 @@ class MessagesEndpoint(Endpoint):
         rejected as ``tenant '<t>' not found``.
 
         Args:
-            messages: the messages (objects with the fields of API.md §4).
+            messages: the messages (objects with the fields of docs/api.md).
             default_priority: priority of messages that give none: 0..3 or immediate, high,
                 medium, low (default 2).
         """
@@ -91,7 +91,7 @@ class MessagesEndpoint(Endpoint):
     @checks_own_values
     @documented_body(MessageSpec)
     async def add(self, **message: Any) -> dict[str, Any]:
-        """Queue one message; the body is the message itself (fields of API.md §4).
+        """Queue one message; the body is the message itself (fields of docs/api.md).
 
         Required: ``id``, ``tenant_id`` (tenant keys may omit it), ``account_id``, ``from`` (or
         ``from_addr``, not both), ``to``, ``subject`` and ``body`` (or ``html``). Answers

@@ -7,7 +7,7 @@ defaults (``account_key``, ``connection_string`` ...). Three operations:
 * :func:`seal` encrypts every secret-named string value, at any depth, before writing;
 * :func:`unseal` decrypts them again, for internal use only (transports, storage backends);
 * :func:`redact` removes secret-named values for API responses and reports where they were, so a
-  client can see *that* a credential is set without ever seeing it (API.md §2).
+  client can see *that* a credential is set without ever seeing it (docs/api.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""The ``storages`` entity (API.md §3): a tenant's named file-storage mounts.
+"""The ``storages`` entity (docs/api.md): a tenant's named file-storage mounts.
 
 An attachment's ``storage_path`` of the form ``<mount>:<relative path>`` is read from the
-tenant's mount of that name (API.md §5), through the storage backend registered for the mount's
+tenant's mount of that name, through the storage backend registered for the mount's
 ``protocol`` (``local``; EE ``s3``, ``gcs``, ``azure``). The mount's ``config`` may hold cloud
 credentials, so it is encrypted *as a whole* at rest; responses show only its non-secret keys
 and list the secret ones in ``secret_config_keys``. :func:`load_storage` returns the decrypted

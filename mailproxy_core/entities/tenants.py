@@ -1,4 +1,4 @@
-"""The ``tenants`` entity (API.md §3) and the kernel's way to read a tenant with its secrets.
+"""The ``tenants`` entity (docs/api.md) and the kernel's way to read a tenant with its secrets.
 
 Secrets at rest: the ``client_auth`` token/password and the ``report_signing_secret`` are
 encrypted with the instance key (``mp.secrets``) before they are written. API responses never

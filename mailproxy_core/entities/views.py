@@ -1,4 +1,4 @@
-"""The objects the API returns for tenants, accounts and storages: never a secret (API.md §2).
+"""The objects the API returns for tenants, accounts and storages: never a secret (docs/api.md).
 
 Each view is built field by field from a repository row (an allow-list, not a copy with secrets
 deleted), so a column added later stays private until someone decides to show it. Secrets are

@@ -1,4 +1,4 @@
-"""Every hook of mail-proxy (DESIGN.md §4.2).
+"""Every hook of mail-proxy (docs/architecture.md).
 
 Five kinds:
 
@@ -279,7 +279,7 @@ def mailproxy_resolve_fetcher(
 
     When: for each attachment before it is fetched. Arguments: the attachment spec, its tenant and
     the names of the tenant's storage mounts. Returns: a registered fetcher name or ``None``
-    (the default honours ``fetch_mode`` and otherwise infers it as API.md §5 says). Sync only.
+    (the default honours ``fetch_mode`` and otherwise infers it). Sync only.
     Example::
 
         @hookimpl

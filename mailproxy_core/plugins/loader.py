@@ -1,4 +1,4 @@
-"""Plugin discovery with stevedore (DESIGN.md §4.1).
+"""Plugin discovery with stevedore (docs/architecture.md).
 
 Entry points of group ``mailproxy`` are listed without importing anything; the allow-list
 (``MAILPROXY_PLUGINS``) and deny-list (``MAILPROXY_DISABLED_PLUGINS``) are applied to the names,
@@ -38,7 +38,7 @@ class PluginInfo:
     builtin: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        """The shape of ``GET /instance/plugins`` (API.md §3)."""
+        """The shape of ``GET /instance/plugins`` (docs/api.md)."""
         return {
             "name": self.name,
             "distribution": self.distribution,

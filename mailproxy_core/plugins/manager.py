@@ -1,4 +1,4 @@
-"""The pluggy plugin manager of one app (DESIGN.md §4).
+"""The pluggy plugin manager of one app (docs/architecture.md).
 
 Built inside ``create_app()`` (never at import time): built-in plugins first, then the discovered
 ones, each under its one name. Validation happens here so that a broken plugin is a startup error

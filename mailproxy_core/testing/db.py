@@ -1,4 +1,4 @@
-"""Database fixtures: run a test against SQLite and against a real PostgreSQL (DESIGN.md §8).
+"""Database fixtures: run a test against SQLite and against a real PostgreSQL.
 
 * ``db_url`` — parametrized ``sqlite`` (a file in ``tmp_path``) and ``postgresql``; the PostgreSQL
   URL carries ``?schema=<unique name>``, so every test gets its own schema (created on connect,

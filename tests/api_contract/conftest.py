@@ -76,11 +76,14 @@ class World:
     """What ``seed_world`` created, and a way to create throwaway objects with unique ids.
 
     Per tenant ``t``: account ``t-acct`` (null transport), mount ``T_HOME`` (protocol ``fake``),
-    messages ``t-m1`` and ``t-m2`` (batch ``b1``). ``message_pks[t]`` maps message id to pk.
+    messages ``t-m1`` and ``t-m2`` (batch ``b1``). ``message_pks[t]`` maps message id to pk;
+    ``api_keys[t]`` is the tenant's default key when the EE ``ee_apikeys`` plugin is loaded.
     """
 
     admin: ApiClient
     message_pks: dict[str, dict[str, int]] = field(default_factory=dict)
+    api_keys: dict[str, str] = field(default_factory=dict)
+    """Each tenant's first default key, where the EE ``ee_apikeys`` plugin minted one."""
     _counter: itertools.count[int] = field(default_factory=itertools.count)
 
     @staticmethod
@@ -140,6 +143,13 @@ class World:
         )
         return message_id, int(added["pk"])
 
+    async def new_api_key(self, tenant_id: str) -> str:
+        """A new scoped key of ``tenant_id`` (EE ``ee_apikeys``), for calls that revoke one."""
+        name = self.unique("tmp-key")
+        body = {"tenant_id": tenant_id, "name": name, "scopes": ["read"]}
+        await ok(await self.admin.post("/api_keys/add", json=body), "api_keys/add")
+        return name
+
     async def exists(self, path: str, **query: Any) -> bool:
         """Whether the admin's ``GET path`` finds the object (200) rather than 404."""
         response = await self.admin.get(path, **query)
@@ -151,10 +161,12 @@ async def seed_world(admin: ApiClient) -> World:
     """Create tenants ``acme`` and ``globex`` with an account, a mount and two messages each."""
     world = World(admin)
     for tenant_id in TENANTS:
-        await ok(
+        created = await ok(
             await admin.post("/tenants/add", json={"id": tenant_id, "name": tenant_id.title()}),
             "tenants/add",
         )
+        if created.get("api_key"):
+            world.api_keys[tenant_id] = created["api_key"]
         account = {
             "id": world.account_id(tenant_id),
             "tenant_id": tenant_id,

@@ -13,6 +13,12 @@ Each route served by the app has exactly one row in ``TABLE``, saying what these
 ``test_every_route_has_a_scoping_row`` fails when the app serves a route the table does not list
 (a new route needs a scoping decision here) and when a row names a route the app does not serve.
 Rows of routes that plugins add (``plugin=...``) apply only when that plugin is loaded.
+
+The tenant caller is the test-only tenant token, and, where the EE ``ee_apikeys`` plugin is
+loaded, also ``acme``'s real default API key. With that plugin, every row is also called with
+``acme``'s scoped keys (``send``, ``read``, ``manage``: the row's ``own`` answer where the scope
+allows the call, else 403 naming the scope), an expired key and a revoked key (the ``anon``
+answer: 401 except public routes).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from mailproxy_core.kernel import MailProxy
 from mailproxy_core.settings import Settings
 from mailproxy_core.testing.client import ApiClient, Response
 from mailproxy_core.testing.plugin import ADMIN_TOKEN
+from tests.api_contract.conftest import ok
 
 if TYPE_CHECKING:
     from tests.api_contract.conftest import World
@@ -189,6 +196,30 @@ async def new_mount_body(world: World, tenant: str, kind: Kind) -> Params:
     return {"tenant_id": tenant, "name": world.unique("NEW"), "protocol": "fake"}
 
 
+async def new_key_body(world: World, tenant: str, kind: Kind) -> Params:
+    return {"tenant_id": tenant, "name": world.unique("key"), "scopes": ["read"]}
+
+
+async def new_key_params(world: World, tenant: str, kind: Kind) -> Params:
+    return {"tenant_id": tenant, "name": await world.new_api_key(tenant)}
+
+
+async def foreign_key(world: World) -> Params:
+    return {"name": await world.new_api_key(OTHER)}
+
+
+def key_still_there(tenant: str | None) -> Check:
+    """The key named by the refused call is still listed for ``tenant`` (default: the call's)."""
+
+    async def check(body: Any, params: Params, world: World) -> str | None:
+        owner = tenant or params.get("tenant_id", CALLER)
+        listed = (await world.admin.get("/api_keys/list", tenant_id=owner)).json
+        names = {entry["name"] for entry in listed}
+        return None if params["name"] in names else f"key {params['name']!r} was revoked"
+
+    return check
+
+
 async def a_command_id(world: World, tenant: str, kind: Kind) -> Params:
     entries = (await world.admin.get("/command_log/list", limit=1)).json
     assert entries, "the seeded world must have recorded calls in the command log"
@@ -329,12 +360,14 @@ EE_INSTALLED = any(
 UPGRADE_TO_EE = OK if EE_INSTALLED else Expect(409)
 """``instance/upgrade_to_ee`` confirms an installed EE plugin, else 409 naming what to install."""
 PUBLIC = Expect(200)
+SIGN_IN = Expect(302)
 
 # --- the table ---------------------------------------------------------------------------------
 
 TABLE: tuple[Row, ...] = (
     # public
     Row("GET", "/health", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC),
+    Row("GET", "/health/ready", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC),
     Row("GET", "/instance/health", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC),
     Row("GET", "/openapi.json", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC),
     Row("GET", "/docs", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC),
@@ -351,6 +384,41 @@ TABLE: tuple[Row, ...] = (
         None,
         anon=NOT_FOUND,
         plugin="storage_local",
+    ),
+    # The dashboard: its own sign-in and sessions, so an API token opens nothing. Pages redirect
+    # to the sign-in form, forms without a session and its CSRF token are refused with 403.
+    *(
+        Row("GET", path, fixed(), SIGN_IN, SIGN_IN, None, anon=SIGN_IN, plugin="dashboard")
+        for path in (
+            "/ui/",
+            "/ui/messages",
+            "/ui/messages/<tenant_id>/<path:message_id>",
+            "/ui/tenants",
+            "/ui/reports",
+            "/ui/plugins",
+            "/ui/x/<name>",
+        )
+    ),
+    Row("GET", "/ui/login", fixed(), PUBLIC, PUBLIC, None, anon=PUBLIC, plugin="dashboard"),
+    Row(
+        "GET",
+        "/ui/static/<path:filename>",
+        fixed(),
+        NOT_FOUND,
+        NOT_FOUND,
+        None,
+        anon=NOT_FOUND,
+        plugin="dashboard",
+    ),
+    *(
+        Row("POST", path, fixed(), FORBIDDEN, FORBIDDEN, None, anon=FORBIDDEN, plugin="dashboard")
+        for path in (
+            "/ui/login",
+            "/ui/logout",
+            "/ui/messages/<tenant_id>/<path:message_id>/<action>",
+            "/ui/reports/run",
+            "/ui/x/<name>",
+        )
     ),
     # instance
     Row("GET", "/instance/status", fixed(), OK, OK, None),
@@ -432,6 +500,37 @@ TABLE: tuple[Row, ...] = (
         foreign_expect=Expect(
             404, still_there("/accounts/get", tenant_id=OTHER, account_id="=account_id")
         ),
+    ),
+    # EE ee_bounce: the bounce mailbox is the instance's (admin only); suppressions are a tenant's
+    Row("GET", "/instance/get_bounce_config", fixed(), OK, FORBIDDEN, None, plugin="ee_bounce"),
+    Row(
+        "POST",
+        "/instance/set_bounce_config",
+        fixed(poll_interval=120),
+        OK,
+        FORBIDDEN,
+        None,
+        plugin="ee_bounce",
+    ),
+    Row("POST", "/instance/reload_bounce", fixed(), OK, FORBIDDEN, None, plugin="ee_bounce"),
+    Row("GET", "/suppressions/list", of_tenant(), OK, OK, FORBIDDEN, plugin="ee_bounce"),
+    Row(
+        "POST",
+        "/suppressions/add",
+        of_tenant(address="blocked@example.com"),
+        OK,
+        OK,
+        FORBIDDEN,
+        plugin="ee_bounce",
+    ),
+    Row(
+        "POST",
+        "/suppressions/delete",
+        of_tenant(address="blocked@example.com"),
+        OK,
+        OK,
+        FORBIDDEN,
+        plugin="ee_bounce",
     ),
     # EE ee_pec: PEC accounts are accounts, scoped like them
     Row("POST", "/accounts/add_pec", new_pec_account_body, OK, OK, FORBIDDEN, plugin="ee_pec"),
@@ -550,6 +649,46 @@ TABLE: tuple[Row, ...] = (
     Row("GET", "/command_log/get", a_command_id, OK, FORBIDDEN, None),
     Row("GET", "/command_log/export", fixed(), OK, FORBIDDEN, None),
     Row("POST", "/command_log/purge", fixed(threshold_ts=0), OK, FORBIDDEN, None),
+    # EE ee_apikeys: the default key is the admin's business, named keys are tenant-scoped.
+    Row(
+        "POST",
+        "/tenants/create_api_key",
+        new_tenant_params,
+        Expect(200, fields_are(ok=True)),
+        FORBIDDEN,
+        FORBIDDEN,
+        plugin="ee_apikeys",
+    ),
+    Row(
+        "POST",
+        "/tenants/revoke_api_key",
+        new_tenant_params,
+        Expect(200, body_is({"ok": True})),
+        FORBIDDEN,
+        FORBIDDEN,
+        plugin="ee_apikeys",
+    ),
+    Row(
+        "POST",
+        "/api_keys/add",
+        new_key_body,
+        Expect(200, fields_are(ok=True, tenant_id=CALLER)),
+        Expect(200, fields_are(ok=True, tenant_id=CALLER)),
+        FORBIDDEN,
+        plugin="ee_apikeys",
+    ),
+    Row("GET", "/api_keys/list", of_tenant(), OK, OK, FORBIDDEN, plugin="ee_apikeys"),
+    Row(
+        "POST",
+        "/api_keys/revoke",
+        new_key_params,
+        Expect(200, body_is({"ok": True})),
+        Expect(200, body_is({"ok": True})),
+        Expect(403, key_still_there(OTHER)),
+        foreign=foreign_key,
+        foreign_expect=Expect(404, key_still_there(OTHER)),
+        plugin="ee_apikeys",
+    ),
 )
 
 IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})
@@ -643,23 +782,38 @@ async def verify(
     return problems
 
 
-async def probe_row(row: Row, world: World, mp_client: ApiClient) -> list[str]:
-    """Call the row's route as every kind of caller; return what did not match."""
+async def probe_own(
+    row: Row, world: World, tenant: ApiClient, expect: Expect, label: str = "own"
+) -> list[str]:
+    """Call the row's route on the caller's own tenant, naming it and (if any) leaving it out."""
+    params = await row.params(world, CALLER, "own")
+    response = await call(tenant, row, params)
+    problems = await verify(row, label, expect, response, params, world)
+    if "tenant_id" in params:
+        params = dict(await row.params(world, CALLER, "own"))
+        del params["tenant_id"]
+        response = await call(tenant, row, params)
+        problems += await verify(
+            row, f"{label}, tenant_id left out", expect, response, params, world
+        )
+    return problems
+
+
+async def probe_row(
+    row: Row, world: World, mp_client: ApiClient, tenant: ApiClient | None = None
+) -> list[str]:
+    """Call the row's route as every kind of caller; return what did not match.
+
+    ``tenant`` is ``acme``'s client (default: the test-only tenant token).
+    """
     admin = mp_client
-    tenant = mp_client.as_tenant(CALLER)
+    tenant = tenant or mp_client.as_tenant(CALLER)
     problems: list[str] = []
 
     params = await row.params(world, CALLER, "admin")
     problems += await verify(row, "admin", row.admin, await call(admin, row, params), params, world)
 
-    params = await row.params(world, CALLER, "own")
-    response = await call(tenant, row, params)
-    problems += await verify(row, "own", row.own, response, params, world)
-    if "tenant_id" in params:
-        params = dict(await row.params(world, CALLER, "own"))
-        del params["tenant_id"]
-        response = await call(tenant, row, params)
-        problems += await verify(row, "own, tenant_id left out", row.own, response, params, world)
+    problems += await probe_own(row, world, tenant, row.own)
 
     if row.other is not None:
         params = await row.params(world, OTHER, "other")
@@ -685,14 +839,99 @@ async def probe_row(row: Row, world: World, mp_client: ApiClient) -> list[str]:
     return problems
 
 
+def rows_to_probe(mp_app: Quart, mp_kernel: MailProxy) -> list[Row]:
+    """The applicable rows of served routes; ``run_now`` (it wakes the dispatcher, which then
+    sends what is queued) goes last, so that no other row races with a send."""
+    rows = [row for row in applicable_rows(mp_kernel) if row.route in served_routes(mp_app)]
+    rows.sort(key=lambda row: row.wakes_dispatcher)
+    return rows
+
+
+NEEDS_API_KEYS = pytest.mark.requires_plugins("ee_apikeys")
+"""Real tenant API keys come from the EE plugin ``ee_apikeys``."""
+
+
+@pytest.mark.parametrize(
+    "credential", ["test_token", pytest.param("default_api_key", marks=NEEDS_API_KEYS)]
+)
 async def test_scoping_of_every_route(
+    mp_app: Quart, mp_kernel: MailProxy, mp_client: ApiClient, world: World, credential: str
+) -> None:
+    if credential == "test_token":
+        tenant = mp_client.as_tenant(CALLER)
+    else:
+        tenant = mp_client.with_token(world.api_keys[CALLER])
+    problems: list[str] = []
+    for row in rows_to_probe(mp_app, mp_kernel):
+        problems += await probe_row(row, world, mp_client, tenant)
+    assert not problems, "scoping mismatches:\n" + "\n".join(problems)
+
+
+# --- scoped API keys (EE ee_apikeys) -----------------------------------------------------------
+
+SEND_WRITES = frozenset({"POST /messages/add", "POST /messages/add_batch"})
+"""The writes the ``send`` scope allows; it also reads the tenant's messages."""
+
+WRITES_BY_GET = frozenset(
+    f"GET {row.path}"
+    for row in TABLE
+    if row.method == "POST" and any(r.method == "GET" and r.path == row.path for r in TABLE)
+)
+"""The GET forms of writes (served with GET too for reference clients): never a read."""
+
+
+def scope_allows(row: Row, scope: str) -> bool:
+    """Whether a key with only ``scope`` may call the row's route (stated here, independently of
+    the plugin's code)."""
+    is_read = row.method == "GET" and row.route not in WRITES_BY_GET
+    if scope == "manage":
+        return True
+    if scope == "read":
+        return is_read
+    return row.route in SEND_WRITES or (is_read and row.path.startswith("/messages/"))
+
+
+def scoped_expectation(row: Row, scope: str) -> Expect:
+    """The row's ``own`` answer where the scope allows it (or where the route is public, or
+    refuses every tenant anyway); else 403 naming the narrowest scope that would allow it."""
+    public = row.anon.status != 401
+    if public or scope_allows(row, scope) or row.own.status in (401, 403):
+        return row.own
+    is_read = row.method == "GET" and row.route not in WRITES_BY_GET
+    needed = "send" if row.route in SEND_WRITES else "read" if is_read else "manage"
+
+    async def names_scope(body: Any, params: Params, world: World) -> str | None:
+        wanted = f"lacks the scope '{needed}'"
+        return None if wanted in str(body.get("detail")) else f"detail should say {wanted!r}"
+
+    return Expect(403, names_scope)
+
+
+async def new_key(world: World, scopes: list[str], **extra: Any) -> tuple[str, str]:
+    """A new scoped key of ``acme`` (made by the admin): its name and the key."""
+    name = world.unique("probe")
+    body = {"tenant_id": CALLER, "name": name, "scopes": scopes, **extra}
+    made = await ok(await world.admin.post("/api_keys/add", json=body), "api_keys/add")
+    return name, str(made["api_key"])
+
+
+@NEEDS_API_KEYS
+async def test_scoped_expired_and_revoked_keys_on_every_route(
     mp_app: Quart, mp_kernel: MailProxy, mp_client: ApiClient, world: World
 ) -> None:
-    rows = [row for row in applicable_rows(mp_kernel) if row.route in served_routes(mp_app)]
-    # run_now wakes the dispatcher, which then sends what is queued: it goes last, so that no
-    # other row races with a send.
-    rows.sort(key=lambda row: row.wakes_dispatcher)
+    scoped = {scope: (await new_key(world, [scope]))[1] for scope in ("send", "read", "manage")}
+    _, expired = await new_key(world, ["manage"], expires_at=1)
+    revoked_name, revoked = await new_key(world, ["manage"])
+    body = {"tenant_id": CALLER, "name": revoked_name}
+    await ok(await mp_client.post("/api_keys/revoke", json=body), "api_keys/revoke")
     problems: list[str] = []
-    for row in rows:
-        problems += await probe_row(row, world, mp_client)
-    assert not problems, "scoping mismatches:\n" + "\n".join(problems)
+    for row in rows_to_probe(mp_app, mp_kernel):
+        for scope, key in scoped.items():
+            client = mp_client.with_token(key)
+            expect = scoped_expectation(row, scope)
+            problems += await probe_own(row, world, client, expect, label=f"{scope} key")
+        for label, key in (("expired key", expired), ("revoked key", revoked)):
+            params = await row.params(world, CALLER, "anon")
+            response = await call(mp_client.with_token(key), row, params)
+            problems += await verify(row, label, row.anon, response, params, world)
+    assert not problems, "scoped key mismatches:\n" + "\n".join(problems)

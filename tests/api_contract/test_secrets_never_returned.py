@@ -12,6 +12,11 @@ answer, the creations' answers, the command log and the log records (DEBUG) for:
 * a secret-named field (``password``, ``token``, ``api_key_hash``, ``*_secret`` ...) holding text
   (the command log may show ``"***"`` in recorded payloads, nothing else).
 
+With the EE plugin ``ee_apikeys``, tenant API keys are shown exactly once: as the top-level
+``api_key`` of the answer that creates them (``tenants/add`` creating a tenant,
+``tenants/create_api_key``, ``api_keys/add``). The scan allows that field there only, and checks
+that no other answer, no command log entry and no log record holds any of those keys.
+
 Run with and without an encryption key, on SQLite and PostgreSQL.
 """
 
@@ -86,6 +91,7 @@ class Caller:
     """Sends calls with one token and keeps every answer for the scan."""
 
     def __init__(self, app: Quart, token: str | None, who: str, answers: list[Answer]) -> None:
+        self.app = app
         self._client = app.test_client()
         self._headers = {"X-API-Token": token} if token else {}
         self.who = who
@@ -294,6 +300,27 @@ async def create_objects_with_secrets(admin: Caller, tenant: Caller) -> None:
     )
 
 
+async def create_api_keys(admin: Caller) -> None:
+    """EE ``ee_apikeys``: replace acme's default key, add scoped keys, use and revoke some."""
+    replaced = await admin.post("/tenants/create_api_key", {"tenant_id": "acme"})
+    scoped = await admin.post(
+        "/api_keys/add", {"tenant_id": "acme", "name": "ci", "scopes": ["send", "read"]}
+    )
+    await admin.post(
+        "/api_keys/add",
+        {"tenant_id": "globex", "name": "expired", "scopes": ["read"], "expires_at": 1},
+    )
+    default = Caller(admin.app, replaced.json["api_key"], "acme's default key", admin.answers)
+    await default.get("/tenants/get", {}, expect=200)
+    await default.post("/api_keys/add", {"name": "more", "scopes": ["manage"]})
+    await default.post("/api_keys/revoke", {"name": "more"})
+    ci = Caller(admin.app, scoped.json["api_key"], "acme's ci key", admin.answers)
+    await ci.get("/api_keys/list", {}, expect=200)
+    await ci.post("/api_keys/add", {"name": "other", "scopes": ["manage"]}, expect=403)
+    await admin.post("/api_keys/revoke", {"tenant_id": "acme", "name": "ci"})
+    await ci.get("/tenants/get", {}, expect=401)
+
+
 Queries = Callable[[Caller], Awaitable[list[dict[str, Any]]]]
 
 
@@ -316,6 +343,7 @@ ACME_AND_GLOBEX = ({"tenant_id": "acme"}, {"tenant_id": "globex"})
 
 GET_QUERIES: dict[str, Queries] = {
     "/health": queries({}),
+    "/health/ready": queries({}),
     "/metrics": queries({}),
     "/openapi.json": queries({}),
     "/docs": queries({}),
@@ -332,6 +360,10 @@ GET_QUERIES: dict[str, Queries] = {
         {"tenant_id": "acme", "account_id": "acme-acct2"},
     ),
     "/accounts/list": queries(*ACME_AND_GLOBEX),
+    "/instance/get_bounce_config": queries({}),
+    "/suppressions/list": queries(*ACME_AND_GLOBEX),
+    "/accounts/list_pec": queries(*ACME_AND_GLOBEX),
+    "/accounts/get_pec_ids": queries(*ACME_AND_GLOBEX),
     "/storages/get": queries(
         {"tenant_id": "acme", "name": "HOME"}, {"tenant_id": "acme", "name": "TENANT"}
     ),
@@ -355,6 +387,7 @@ GET_QUERIES: dict[str, Queries] = {
     "/command_log/list": queries({}, {"limit": 10000}, {"tenant_id": "acme"}),
     "/command_log/get": every_command_id,
     "/command_log/export": queries({}, {"tenant_id": "acme"}),
+    "/api_keys/list": queries(*ACME_AND_GLOBEX),
 }
 """Valid queries for every GET route. A GET route missing here fails the test: say how to call
 it, so that its answers are scanned too."""
@@ -394,8 +427,44 @@ def walk(value: Any, path: str = "") -> Iterator[tuple[str, str, Any]]:
             yield from walk(item, f"{path}.{index}")
 
 
+SHOWS_A_KEY_ONCE = ("POST /tenants/add ", "POST /tenants/create_api_key ", "POST /api_keys/add ")
+"""Answers (labels) that show a new tenant API key once, as their top-level ``api_key``."""
+
+
+def shown_keys(answers: list[Answer]) -> dict[str, Answer]:
+    """Each tenant API key shown once, and the answer that showed it."""
+    shown: dict[str, Answer] = {}
+    for answer in answers:
+        body = answer.json
+        if answer.label.startswith(SHOWS_A_KEY_ONCE) and isinstance(body, dict):
+            if isinstance(body.get("api_key"), str):
+                shown[body["api_key"]] = answer
+    return shown
+
+
+def key_leaks(answers: list[Answer], records: list[logging.LogRecord]) -> list[str]:
+    """Answers (but the one that showed it) and log records holding a tenant API key."""
+    shown = shown_keys(answers)
+    found = [
+        f"{answer.label}: holds the API key shown by {origin.label}"
+        for key, origin in shown.items()
+        for answer in answers
+        if answer is not origin and key in answer.text
+    ]
+    formatter = logging.Formatter()
+    for record in records:
+        text = f"{formatter.format(record)} {record.__dict__!r}"
+        found += [
+            f"log {record.name} {record.levelname}: holds the API key shown by {origin.label}"
+            for key, origin in shown.items()
+            if key in text
+        ]
+    return found
+
+
 def leaks(answer: Answer) -> list[str]:
-    """What ``answer`` reveals: plaintexts, ciphertexts, secret-named fields holding text."""
+    """What ``answer`` reveals: plaintexts, ciphertexts, secret-named fields holding text
+    (except the ``api_key`` an answer of ``SHOWS_A_KEY_ONCE`` shows once)."""
     found = [
         f"{answer.label}: holds the {name}"
         for name, value in SECRETS.items()
@@ -411,6 +480,8 @@ def leaks(answer: Answer) -> list[str]:
             continue
         if masked_ok and value == MASK:
             continue
+        if location == "api_key" and answer.label.startswith(SHOWS_A_KEY_ONCE):
+            continue  # shown once; key_leaks checks that it appears nowhere else
         found.append(f"{answer.label}: field {location} holds a value")
     return found
 
@@ -444,11 +515,14 @@ async def test_no_answer_or_log_holds_a_secret(
     caplog.set_level(logging.DEBUG)
     admin, tenant = callers
     await create_objects_with_secrets(admin, tenant)
+    if any(rule.rule == "/api_keys/add" for rule in mp_app.url_map.iter_rules()):
+        await create_api_keys(admin)
     await call_every_get_route(mp_app, callers)
     answers = admin.answers
     assert any("/command_log/export" in answer.label for answer in answers)
     problems = [problem for answer in answers for problem in leaks(answer)]
     problems += logged_leaks(caplog.records)
+    problems += key_leaks(answers, caplog.records)
     assert not problems, "secrets revealed:\n" + "\n".join(problems)
 
 

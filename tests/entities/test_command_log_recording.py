@@ -418,3 +418,15 @@ async def test_real_write_routes_are_recorded_masked_and_attributed(
         assert secret not in logged, secret
     assert entries[2]["payload"]["password"] == "***"
     assert entries[3]["payload"]["config"]["base_path"] == "/srv/docs"
+
+
+async def test_flags_about_secrets_are_not_masked(
+    mp_client: ApiClient, mp_kernel: MailProxy
+) -> None:
+    auth = {"method": "bearer", "token": "client-secret-token"}
+    added = await mp_client.post("/tenants/add", json={"id": "flags", "client_auth": auth})
+    assert added.status == 200 and added.json["has_credentials"] is True
+    (entry,) = [e for e in await _entries(mp_kernel) if e["tenant_id"] == "flags"]
+    assert entry["payload"]["client_auth"] == {"method": "bearer", "token": "***"}
+    assert entry["response_body"]["has_credentials"] is True
+    assert "client-secret-token" not in str(entry)

@@ -86,7 +86,9 @@ async def test_add_get_list_update_delete(mp_client: ApiClient) -> None:
     assert tenant["active"] is True and tenant["reporter"] == "http"
     assert tenant["suspended_batches"] == []
     assert is_utc_text(tenant["created_at"]) and tenant["updated_at"] >= tenant["created_at"]
-    assert (await mp_client.get("/tenants/get", tenant_id="acme")).json == tenant
+    # Where the EE plugin ee_apikeys is installed, the creation also shows the first key, once.
+    shown_once = {k: v for k, v in tenant.items() if k != "api_key"}
+    assert (await mp_client.get("/tenants/get", tenant_id="acme")).json == shown_once
 
     minimal = await mp_client.post("/tenants/add", json={"id": "globex", "active": False})
     assert minimal.status == 200

@@ -773,7 +773,8 @@ class FirstKey:
         await mp.save_account(tenant.id, {"id": "default", "transport": "null"})
         if tenant.id == "refused":
             raise InvalidInput("tenant id 'refused' is reserved")
-        return {"api_key": f"key-of-{tenant.id}"}
+        # Not "api_key": the EE plugin ee_apikeys answers with that field where it is installed.
+        return {"first_key": f"key-of-{tenant.id}"}
 
 
 class Audit:
@@ -788,7 +789,7 @@ async def test_hook_tenant_created(serve_app, db_url):
         created = await live.post("/tenants/add", {"id": "acme", "name": "Acme"})
         assert created.status_code == 200, created.text
         body = created.json()
-        assert body["api_key"] == "key-of-acme" and body["audited"] == "Acme"
+        assert body["first_key"] == "key-of-acme" and body["audited"] == "Acme"
         assert body["id"] == "acme" and body["name"] == "Acme"
         account = await live.mp.account("acme", "default")
         assert account is not None and account.transport == "null"
@@ -796,8 +797,8 @@ async def test_hook_tenant_created(serve_app, db_url):
         # An existing id is an update: the hook is not called, nothing is added.
         again = await live.post("/tenants/add", {"id": "acme", "name": "Acme 2"})
         assert again.status_code == 200 and again.json()["name"] == "Acme 2"
-        assert "api_key" not in again.json() and "audited" not in again.json()
-        assert "api_key" not in (await live.get("/tenants/get", tenant_id="acme")).json()
+        assert "first_key" not in again.json() and "audited" not in again.json()
+        assert "first_key" not in (await live.get("/tenants/get", tenant_id="acme")).json()
         assert first_key.created == ["acme"]
 
         # A hook that raises aborts the creation, and the work done in it is rolled back.

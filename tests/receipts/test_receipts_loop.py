@@ -17,6 +17,7 @@ from mailproxy_core import MailProxy, ReceiptHandlerSpec, Settings, hookimpl
 from mailproxy_core.app import create_app, kernel_of
 from mailproxy_core.dispatch import receipts as receipt_loop
 from mailproxy_core.testing.plugin import ADMIN_TOKEN, admin_token_plugins
+from mailproxy_core.testing.receipts import poll_receipts_now
 
 
 class CountingHandler:
@@ -153,6 +154,19 @@ async def test_a_failing_handler_is_shown_and_retried_and_never_stops_the_others
         assert rows["alpha"]["last_error"] is None and rows["alpha"]["last_poll_ts"] is not None
 
 
+async def test_poll_receipts_now_waits_for_the_poll_and_its_outcome(db_url):
+    plugin = HandlersPlugin()
+    async with running(_settings(db_url, test_mode=True), plugin) as (_app, mp):
+        status = await poll_receipts_now(mp, "alpha")
+        assert plugin.built["alpha"].polls == 1 and plugin.built["beta"].polls == 0
+        assert status.polling and status.last_error is None and status.last_poll_ts is not None
+        plugin.built["alpha"].failure = "mailbox gone"
+        status = await poll_receipts_now(mp, "alpha")
+        assert status.last_error == "ConnectionError: mailbox gone"
+        with pytest.raises(AssertionError, match="no receipt handler named 'gamma'"):
+            await poll_receipts_now(mp, "gamma")
+
+
 async def test_a_handler_that_cannot_be_built_is_shown_the_others_run(db_url):
     plugin = HandlersPlugin(broken=True)
     async with running(_settings(db_url, test_mode=True), plugin) as (_app, mp):
@@ -189,7 +203,10 @@ async def test_one_process_polls_a_handler_and_another_takes_over(db_url, fast_l
             assert mp_b.receipt_handler_status("alpha").last_poll_ts is not None  # type: ignore[union-attr]
 
 
-async def test_a_dead_holder_is_taken_over_when_its_lease_ends(db_url, fast_leases):
+async def test_a_dead_holder_is_taken_over_when_its_lease_ends(
+    db_url, fast_leases, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(receipt_loop, "LEASE_SECONDS", 3)  # time to look at the orphaned lease
     first, second = HandlersPlugin(), HandlersPlugin()
     settings = _settings(db_url, test_mode=True)
     async with running(settings, first) as (_a, mp_a):
@@ -199,12 +216,14 @@ async def test_a_dead_holder_is_taken_over_when_its_lease_ends(db_url, fast_leas
             async def crash(self: Any, name: str, owner: str) -> None:
                 return None  # a process that dies never releases its leases
 
+            mp_a_owner = mp_a.receipt_loop.owner  # type: ignore[union-attr]
             with pytest.MonkeyPatch.context() as patch:
                 patch.setattr(type(mp_a.repos.receipt_leases), "release", crash)
                 await _stop_early(mp_a)
-            started = time.monotonic()
+            row = (await mp_b.repos.receipt_leases.get_all())["alpha"]
+            assert row["owner"] == mp_a_owner  # the dead holder's lease is still there
             await until(lambda: mp_b.receipt_handler_status("alpha").polling)  # type: ignore[union-attr]
-            assert time.monotonic() - started >= 0.5  # not before the dead holder's lease ended
+            assert time.time() >= row["lease_until"]  # taken over only once it ended
 
 
 async def test_worker_processes_never_poll(db_url):

@@ -255,3 +255,43 @@ async def test_find_messages_and_message_id_header(mp_kernel, mp_client, add_ten
 
     queued = message_from_row({**row, "account_pk": None, "smtp_ts": None})
     assert mp_kernel.message_id_header(queued) == pending[1].message_id_header
+
+
+async def test_a_message_id_two_tenants_gave_is_told_apart_by_recipient(
+    mp_kernel, mp_client, add_tenant
+):
+    await add_tenant("acme")
+    await add_tenant("globex")
+    shared = "<newsletter-7@client.example>"
+    await _sent(
+        mp_kernel,
+        mp_client,
+        message("acme", "n7", message_id=shared, to="ann@example.com"),
+        message("globex", "n7", message_id=shared, to="bob@example.com"),
+    )
+    by_recipient, unknown_recipient, no_recipient = await mp_kernel.record_receipts(
+        [
+            bounce("a", message_id_header=shared, recipient="BOB@example.com"),
+            bounce("b", message_id_header=shared, recipient="zed@example.com"),
+            bounce("c", message_id_header=shared),
+        ]
+    )
+    assert (by_recipient.outcome, by_recipient.tenant_id) == (ReceiptOutcome.RECORDED, "globex")
+    assert unknown_recipient.outcome is ReceiptOutcome.AMBIGUOUS
+    assert no_recipient.outcome is ReceiptOutcome.AMBIGUOUS
+
+
+async def test_receipts_without_a_key_are_refused_before_anything_is_recorded(
+    mp_kernel, mp_client, add_tenant
+):
+    await add_tenant("acme")
+    await _sent(mp_kernel, mp_client, message("acme", "m1"))
+    (sent,) = await mp_kernel.find_messages(client_message_id="m1")
+    good = bounce("ok", message_pk=sent.pk)
+    with pytest.raises(ValueError, match="receipt 1 needs an event_type and a dedup_key"):
+        await mp_kernel.record_receipts([good, bounce(" ", message_pk=sent.pk)])
+    with pytest.raises(TypeError, match="receipt 0 is a dict"):
+        await mp_kernel.record_receipts([{"event_type": "bounce"}])  # type: ignore[list-item]
+    assert await mp_kernel.record_receipts([]) == []
+    history = (await get_message(mp_client, "acme", "m1"))["history"]
+    assert [e["event_type"] for e in history] == ["sent"]

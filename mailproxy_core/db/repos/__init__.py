@@ -1,4 +1,4 @@
-"""Repositories: the only code that writes SQL (STYLE.md §2).
+"""Repositories: the only code that writes SQL (the project's style guide).
 
 Each repository wraps one table (or one aggregate) and speaks in Python values: JSON columns are
 decoded, secrets are left to the caller (entities encrypt before writing). ``Repos`` gathers them

@@ -1,7 +1,7 @@
 """The ``message_events`` table: a message's history for the API, and the reporting outbox.
 
 Events are written by the dispatcher and the receipt handlers in the same transaction as the
-status change they record (DESIGN.md §5). This repository reads them for ``messages/get`` and
+status change they record. This repository reads them for ``messages/get`` and
 ``messages/list`` with ``include_history``, and serves the reporting loop
 (``dispatch/reporting.py``): which tenants have unreported events, a tenant's oldest unreported
 events in order, and marking events reported once a client acknowledged them.

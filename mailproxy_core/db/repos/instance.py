@@ -49,6 +49,10 @@ class InstanceRepo:
         self._db = db
         self._clock = clock
 
+    async def ping(self) -> None:
+        """One round trip to the database (readiness probe); raises when it cannot be reached."""
+        await self._db.fetch_val(sa.text("SELECT 1"))
+
     async def get(self) -> dict[str, Any]:
         """``{name, edition, config (dict), created_at, updated_at}``."""
         row = await self._db.fetch_one(_select_public())

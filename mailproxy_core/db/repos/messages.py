@@ -1,4 +1,4 @@
-"""The ``messages`` table: enqueue, read, delete, count (API.md §3-§4).
+"""The ``messages`` table: enqueue, read, delete, count (docs/api.md-§4).
 
 Rows come back as dicts with ``payload`` decoded. Enqueueing writes whole batches in one
 transaction with the JSON-parameter upsert of ``message_upsert.py``; lookups of many ids use
@@ -355,6 +355,88 @@ class MessagesRepo:
                 removed += count
                 if count < _DELETE_CHUNK:
                     return removed
+
+    async def search(
+        self,
+        *,
+        tenant_id: str | None = None,
+        status: str | None = None,
+        text: str | None = None,
+        client_id: str | None = None,
+        batch_code: str | None = None,
+        created_from: int | None = None,
+        created_to: int | None = None,
+        before_pk: int | None = None,
+        limit: int = 50,
+        text_window: int = 2000,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of messages, newest first, and the cursor of the next page (or ``None``).
+
+        Every filter is optional and they combine: ``tenant_id``, ``status``, ``client_id``
+        and ``batch_code`` match exactly, ``created_from``/``created_to`` bound ``created_at``
+        (unix seconds, inclusive), ``text`` is a case-insensitive substring of the stored
+        payload (the caller checks in which field it occurs). ``before_pk`` is the cursor: only
+        messages with a smaller pk. The ``(tenant_id, pk)``, ``(tenant_id, status, pk)`` and
+        ``(tenant_id, batch_code, pk)`` indexes serve the order.
+
+        A ``text`` search reads at most the ``text_window`` newest messages that pass the other
+        filters, so that one page costs the same on any queue size; when the window ends before
+        the page is full, the cursor continues the search below the window (the page may then
+        hold fewer than ``limit`` messages, or none).
+        """
+        conditions: list[sa.ColumnElement[bool]] = []
+        if tenant_id is not None:
+            conditions.append(messages.c.tenant_id == tenant_id)
+        if status is not None:
+            conditions.append(messages.c.status == status)
+        if client_id is not None:
+            conditions.append(messages.c.id == client_id)
+        if batch_code is not None:
+            conditions.append(messages.c.batch_code == batch_code)
+        if created_from is not None:
+            conditions.append(messages.c.created_at >= created_from)
+        if created_to is not None:
+            conditions.append(messages.c.created_at <= created_to)
+        if before_pk is not None:
+            conditions.append(messages.c.pk < before_pk)
+        window_floor: int | None = None
+        window_full = False
+        if text:
+            window = (
+                sa.select(messages.c.pk)
+                .where(*conditions)
+                .order_by(messages.c.pk.desc())
+                .limit(text_window)
+                .subquery()
+            )
+            bounds = await self._db.fetch_one(
+                sa.select(sa.func.min(window.c.pk).label("floor"), sa.func.count().label("n"))
+            )
+            if bounds is None or bounds["floor"] is None:
+                return [], None
+            window_floor = int(bounds["floor"])
+            window_full = int(bounds["n"]) == text_window
+            escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            conditions.append(messages.c.pk >= window_floor)
+            conditions.append(
+                sa.func.lower(sa.cast(messages.c.payload, sa.Text)).like(
+                    f"%{escaped}%", escape="\\"
+                )
+            )
+        query = _select_messages().where(*conditions).order_by(messages.c.pk.desc()).limit(limit)
+        rows = [_decode(row) for row in await self._db.fetch_all(query)]
+        if len(rows) == limit:
+            return rows, int(rows[-1]["pk"])
+        if window_full and window_floor is not None:
+            return rows, window_floor
+        return rows, None
+
+    async def status_counts(self, tenant_id: str | None = None) -> dict[str, int]:
+        """Messages per status, of one tenant or (``None``) of every tenant."""
+        query = sa.select(messages.c.status, sa.func.count().label("n")).group_by(messages.c.status)
+        if tenant_id is not None:
+            query = query.where(messages.c.tenant_id == tenant_id)
+        return {row["status"]: int(row["n"]) for row in await self._db.fetch_all(query)}
 
     # Last in the class: below it, ``list`` would name this method in annotations.
     async def list(

@@ -1,6 +1,6 @@
 """The dispatcher's side of ``messages``: claim with a lease, record outcomes, rate counters.
 
-Claiming (DESIGN.md §6). One claim at a time across all processes (PostgreSQL: a transaction
+Claiming (docs/dispatch.md). One claim at a time across all processes (PostgreSQL: a transaction
 advisory lock; SQLite: ``BEGIN IMMEDIATE``), so that the per-account in-flight limit holds across
 workers: the claim counts the account's rows already ``sending`` under a live lease, skips
 saturated accounts, and takes at most the free slots of each account. Rows are then switched to

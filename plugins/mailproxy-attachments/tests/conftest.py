@@ -30,6 +30,9 @@ from mailproxy_core.testing.dispatch import dispatch_now
 from mailproxy_core.testing.plugin import ADMIN_TOKEN
 from mailproxy_core.testing.smtp import ScriptedServer
 
+LOOPBACK_TEST_NETWORK = "127.0.0.1/32"
+"""Where the test file server listens; fetches may reach it only when allowed explicitly."""
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -158,8 +161,16 @@ def attachment_roots(tmp_path: Path) -> tuple[Path, ...]:
 
 @pytest.fixture
 def attachments_settings(tmp_path: Path) -> dict[str, Any]:
-    """``[plugins.attachments]`` of the test instance (override to change)."""
-    return {"timeout": 2.0, "disk_cache_dir": str(tmp_path / "cache")}
+    """``[plugins.attachments]`` of the test instance (override to change).
+
+    The test file server listens on loopback, which fetches refuse by default: the tests allow
+    it explicitly, as an operator allows an intranet server.
+    """
+    return {
+        "timeout": 2.0,
+        "disk_cache_dir": str(tmp_path / "cache"),
+        "allowed_networks": [LOOPBACK_TEST_NETWORK],
+    }
 
 
 @pytest.fixture

@@ -75,7 +75,11 @@ class TestConcurrency:
 
     @pytest.fixture
     def attachments_settings(self, tmp_path):
-        return {"max_concurrent_fetches": 2, "disk_cache_dir": str(tmp_path / "cache")}
+        return {
+            "max_concurrent_fetches": 2,
+            "disk_cache_dir": str(tmp_path / "cache"),
+            "allowed_networks": ["127.0.0.1/32"],
+        }
 
     async def test_fetches_run_concurrently_within_the_limit(self, mail, file_server, reply):
         for n in range(4):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 
 import pytest
+
+from mailproxy_attachments.settings import AttachmentsSettings
 
 pytestmark = pytest.mark.requires_plugins("attachments", "smtp", "auth_token")
 
@@ -91,7 +94,12 @@ async def test_500_then_200_is_retried_and_sent(mail, file_server, reply):
 
 @pytest.fixture
 def attachments_settings(tmp_path):
-    return {"timeout": 0.5, "disk_cache_dir": str(tmp_path / "cache"), "max_size_mb": 0.05}
+    return {
+        "timeout": 0.5,
+        "disk_cache_dir": str(tmp_path / "cache"),
+        "max_size_mb": 0.05,
+        "allowed_networks": ["127.0.0.1/32"],
+    }
 
 
 async def test_slow_server_times_out_transiently(mail, file_server, reply):
@@ -144,21 +152,127 @@ async def test_credentials_are_not_sent_to_another_origin(mail, file_server, rep
     assert "Authorization" not in file_server.seen("/elsewhere.pdf")[0].headers
 
 
-class TestPrivateAddresses:
+NOT_PUBLIC = "it is not a public address"
+
+
+class TestAddressPolicyDefaults:
+    """No ``allowed_networks``: the defaults refuse every non-public destination."""
+
     @pytest.fixture
     def attachments_settings(self, tmp_path):
-        return {"allow_private_addresses": False, "disk_cache_dir": str(tmp_path / "cache")}
+        return {"disk_cache_dir": str(tmp_path / "cache")}
 
-    async def test_loopback_is_refused_when_private_addresses_are_off(self, mail, file_server):
+    async def test_loopback_is_refused_by_default_after_name_resolution(self, mail, file_server):
         url = file_server.file("/a.pdf", PDF)
-        for_localhost = url.replace("127.0.0.1", "localhost")
+        for_localhost = url.replace("127.0.0.1", "localhost")  # resolved, then checked
         await mail.deliver(
             mail.message("m1", {"filename": "a.pdf", "storage_path": url}),
             mail.message("m2", {"filename": "a.pdf", "storage_path": for_localhost}),
         )
         for mid in ("m1", "m2"):
             [(kind, text)] = await mail.history(mid)
-            assert kind == "error" and "is a private or loopback address" in (text or "")
+            assert kind == "error" and NOT_PUBLIC in (text or "")
+            assert "allowed_networks" in (text or "")
+        assert file_server.requests == []
+
+    async def test_private_and_link_local_addresses_are_refused(self, mail):
+        # nothing listens there: the refusal comes before any connection
+        urls = {
+            "p1": "http://10.1.2.3/a.pdf",
+            "p2": "http://192.168.1.1/a.pdf",
+            "p3": "http://169.254.169.254/latest/meta-data",
+            "p4": "http://[::1]:9/a.pdf",
+            "p5": "http://[fe80::1]/a.pdf",
+            "p6": "http://0.0.0.0:5432/",
+        }
+        await mail.deliver(
+            *(
+                mail.message(mid, {"filename": "a.pdf", "storage_path": url})
+                for mid, url in urls.items()
+            )
+        )
+        for mid in urls:
+            [(kind, text)] = await mail.history(mid)
+            assert kind == "error" and NOT_PUBLIC in (text or ""), (mid, text)
+
+    async def test_refusal_texts_do_not_tell_what_answered(self, mail, file_server):
+        # a port with a server and a port without one give the same text (port aside)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            closed_port = sock.getsockname()[1]
+        listening = file_server.file("/x", PDF)
+        closed = f"http://127.0.0.1:{closed_port}/x"
+        await mail.deliver(
+            mail.message("m1", {"filename": "a.pdf", "storage_path": listening}),
+            mail.message("m2", {"filename": "a.pdf", "storage_path": closed}),
+        )
+        [(_, open_text)] = await mail.history("m1")
+        [(_, closed_text)] = await mail.history("m2")
+        assert open_text and closed_text
+        assert open_text.replace(str(file_server.port), "P") == closed_text.replace(
+            str(closed_port), "P"
+        )
+        assert file_server.requests == []
+
+
+class TestAllowedNetworks:
+    """``allowed_networks`` opens exactly the listed networks, never the service's own port."""
+
+    @pytest.fixture
+    def attachments_settings(self, tmp_path):
+        return {"disk_cache_dir": str(tmp_path / "cache"), "allowed_networks": ["127.0.0.1/32"]}
+
+    async def test_an_allowed_address_is_fetched_by_name_and_by_address(self, mail, file_server):
+        url = file_server.file("/a.pdf", PDF)
+        await mail.deliver(
+            mail.message("m1", {"filename": "a.pdf", "storage_path": url}),
+            mail.message(
+                "m2", {"filename": "a.pdf", "storage_path": url.replace("127.0.0.1", "localhost")}
+            ),
+        )
+        for mid in ("m1", "m2"):
+            assert [kind for kind, _ in await mail.history(mid)] == ["sent"]
+
+    async def test_every_redirect_hop_is_checked(self, mail, file_server, reply):
+        # 127.0.0.2 is loopback too, but not in allowed_networks
+        elsewhere = f"http://127.0.0.2:{file_server.port}/secret"
+        file_server.route("/hop", reply(302, headers={"Location": elsewhere}))
+        file_server.file("/secret", PDF)
+        url = file_server.url("/hop")
+        await mail.deliver(mail.message("m1", {"filename": "a.pdf", "storage_path": url}))
+        [(kind, text)] = await mail.history("m1")
+        assert kind == "error" and NOT_PUBLIC in (text or "") and "127.0.0.2" in (text or "")
+        assert [seen.path for seen in file_server.requests] == ["/hop"]
+
+
+class TestOwnAddress:
+    """The service's own port on its own addresses is refused even where it is allowed."""
+
+    @pytest.fixture
+    def attachments_settings(self, tmp_path):
+        return {
+            "disk_cache_dir": str(tmp_path / "cache"),
+            "allowed_networks": ["127.0.0.0/8"],
+            "allow_private_addresses": True,
+        }
+
+    @pytest.fixture
+    def mp_settings(self, mp_settings, file_server):
+        # the file server stands in for the service's own API: same address, same port
+        return mp_settings.model_copy(update={"port": file_server.port})
+
+    async def test_the_service_own_port_is_refused(self, mail, file_server):
+        own = file_server.file("/metrics", b"mailproxy_messages_total 3")
+        await mail.deliver(
+            mail.message("m1", {"filename": "m.txt", "storage_path": own}),
+            mail.message(
+                "m2",
+                {"filename": "m.txt", "storage_path": own.replace("127.0.0.1", "localhost")},
+            ),
+        )
+        for mid in ("m1", "m2"):
+            [(kind, text)] = await mail.history(mid)
+            assert kind == "error" and "this service's own address" in (text or "")
         assert file_server.requests == []
 
 
@@ -218,3 +332,18 @@ class TestTenantWithoutClientApp:
                 "fetch endpoint attachments from",
             )
         ]
+
+
+def test_allowed_networks_accept_cidr_and_addresses_and_refuse_anything_else():
+    settings = AttachmentsSettings.model_validate(
+        {"allowed_networks": "10.20.0.0/16, 192.168.1.20,fd00::/8"}
+    )
+    assert [str(network) for network in settings.networks()] == [
+        "10.20.0.0/16",
+        "192.168.1.20/32",
+        "fd00::/8",
+    ]
+    assert AttachmentsSettings().allow_private_addresses is False
+    assert AttachmentsSettings().networks() == ()
+    with pytest.raises(ValueError, match="'intranet' is not a network or address"):
+        AttachmentsSettings.model_validate({"allowed_networks": ["intranet"]})

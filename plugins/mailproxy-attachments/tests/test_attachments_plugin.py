@@ -39,7 +39,11 @@ def test_invalid_settings_stop_startup_naming_the_setting(tmp_path: Path) -> Non
 
 @pytest.fixture
 def attachments_settings(tmp_path):
-    return {"max_concurrent_fetches": 3, "disk_cache_dir": str(tmp_path / "cache")}
+    return {
+        "max_concurrent_fetches": 3,
+        "disk_cache_dir": str(tmp_path / "cache"),
+        "allowed_networks": ["127.0.0.1/32"],
+    }
 
 
 @pytest.mark.requires_plugins("attachments", "smtp", "auth_token")

@@ -1,5 +1,5 @@
 """mail-proxy plugin ``attachments``: the ``http_url``, ``endpoint``, ``filesystem`` and ``storage``
-attachment fetchers (API.md §5).
+attachment fetchers (docs/attachments.md).
 
 The kernel chooses a fetcher per attachment (explicit ``fetch_mode``, else inferred from the
 path) and applies the tenant's ``large_file_config`` to what was fetched. Every fetcher of this
@@ -40,7 +40,7 @@ def mailproxy_register_settings() -> list[SettingsSpec]:
 
 @hookimpl
 def mailproxy_register_attachment_fetchers() -> list[AttachmentFetcherSpec]:
-    """The four fetch modes of API.md §5 besides the kernel's ``base64``."""
+    """The four fetch modes of docs/attachments.md besides the kernel's ``base64``."""
     return [
         AttachmentFetcherSpec("http_url", HttpUrlFetcher),
         AttachmentFetcherSpec("endpoint", EndpointFetcher),

@@ -18,6 +18,7 @@ import base64
 import ipaddress
 import socket
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
 
@@ -40,7 +41,7 @@ def display_url(url: str | httpx.URL) -> str:
 
 def auth_headers(auth: Mapping[str, Any] | None) -> dict[str, str]:
     """Headers for ``{"method": "bearer", "token"}``, ``{"method": "basic", "user", "password"}``
-    or ``{"method": "none"}`` (API.md §6); an unknown method is a permanent error."""
+    or ``{"method": "none"}`` (docs/reports.md); an unknown method is a permanent error."""
     if not auth:
         return {}
     method = str(auth.get("method") or "none").lower()
@@ -56,15 +57,71 @@ def auth_headers(auth: Mapping[str, Any] | None) -> dict[str, str]:
     )
 
 
-async def check_public_address(url: httpx.URL) -> None:
-    """Refuse a URL whose host is, or resolves to, a non-public address (permanent error)."""
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class AddressPolicy:
+    """Which addresses a URL that came with a message may reach.
+
+    Public addresses are allowed; non-public ones (loopback, private, link-local, shared,
+    reserved, multicast) only when ``allow_private`` is set or they fall in ``allowed``; the
+    service's own port on its own addresses (``own_addresses``, loopback and the unspecified
+    address) never, so that a message cannot mail out the service's own API.
+    """
+
+    allow_private: bool = False
+    allowed: tuple[Network, ...] = ()
+    own_port: int | None = None
+    own_addresses: frozenset[Address] = frozenset()
+
+    def refusal(self, address: Address, port: int) -> str | None:
+        """Why ``address:port`` may not be fetched, or ``None``."""
+        mapped = getattr(address, "ipv4_mapped", None)
+        address = mapped or address
+        own = address.is_loopback or address.is_unspecified or address in self.own_addresses
+        if own and port == self.own_port:
+            return "it is this service's own address"
+        if address.is_global or self.allow_private:
+            return None
+        if any(address in network for network in self.allowed):
+            return None
+        return (
+            "it is not a public address (loopback, private, link-local or reserved); "
+            "operators allow intranet servers with allowed_networks"
+        )
+
+
+def own_addresses(host: str) -> frozenset[Address]:
+    """The addresses this service answers on: its listen address and its host name's addresses."""
+    found: set[Address] = set()
+    for name in (host, socket.gethostname()):
+        try:
+            infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            continue
+        for info in infos:
+            try:
+                found.add(ipaddress.ip_address(str(info[4][0]).split("%")[0]))
+            except ValueError:
+                continue
+    return frozenset(found)
+
+
+async def check_address(url: httpx.URL, policy: AddressPolicy) -> None:
+    """Refuse a URL whose host is, or resolves to, an address ``policy`` refuses (permanent).
+
+    Every address the name resolves to must be allowed. The refusal text is the same whatever
+    listens (or not) on the address: nothing is sent to it.
+    """
     host = url.host
     if not host:
         raise AttachmentError(f"URL {display_url(url)} has no host", transient=False)
+    port = url.port or (443 if url.scheme == "https" else 80)
     try:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
-        port = url.port or (443 if url.scheme == "https" else 80)
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(
                 host, port, type=socket.SOCK_STREAM
@@ -74,25 +131,26 @@ async def check_public_address(url: httpx.URL) -> None:
         # IPv6 link-local answers carry a scope ("fe80::1%eth0"), which ip_address refuses.
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     for address in addresses:
-        mapped = getattr(address, "ipv4_mapped", None)
-        if not (mapped or address).is_global:
-            raise AttachmentError(
-                f"refused to fetch {display_url(url)}: {host} is a private or loopback address "
-                "(allow_private_addresses is off)",
-                transient=False,
-            )
+        reason = policy.refusal(address, port)
+        if reason is not None:
+            raise AttachmentError(f"refused to fetch {display_url(url)}: {reason}", transient=False)
 
 
 class HttpDownloader:
     """Streams one HTTP resource with redirects, a size cap and an overall timeout."""
 
     def __init__(
-        self, client: httpx.AsyncClient, *, timeout: float, max_redirects: int, guard: bool
+        self,
+        client: httpx.AsyncClient,
+        *,
+        timeout: float,
+        max_redirects: int,
+        policy: AddressPolicy,
     ) -> None:
         self.client = client
         self.timeout = timeout
         self.max_redirects = max_redirects
-        self.guard = guard
+        self.policy = policy
 
     async def download(
         self,
@@ -102,9 +160,12 @@ class HttpDownloader:
         limit: int,
         headers: Mapping[str, str] | None = None,
         json: Any = None,
-        guard: bool | None = None,
+        guard: bool = True,
     ) -> bytes:
-        """The body of a 2xx answer to ``method url`` (see the module doc for failures)."""
+        """The body of a 2xx answer to ``method url`` (see the module doc for failures).
+
+        ``guard``: check every hop against the address policy (URLs that came with a message).
+        """
         try:
             async with asyncio.timeout(self.timeout):
                 return await self._follow(
@@ -113,7 +174,7 @@ class HttpDownloader:
                     limit,
                     dict(headers or {}),
                     json,
-                    self.guard if guard is None else guard,
+                    guard,
                 )
         except TimeoutError as err:
             raise AttachmentError(
@@ -132,7 +193,7 @@ class HttpDownloader:
         target = _parse(url)
         for hop in range(self.max_redirects + 1):
             if guard:
-                await check_public_address(target)
+                await check_address(target, self.policy)
             try:
                 async with self.client.stream(
                     method,

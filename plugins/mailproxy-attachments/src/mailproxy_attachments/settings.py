@@ -5,9 +5,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SETTINGS_SECTION = "attachments"
 """The plugin's name, and so its settings section."""
@@ -39,11 +41,20 @@ class AttachmentsSettings(BaseModel):
         ),
     )
     allow_private_addresses: bool = Field(
-        default=True,
+        default=False,
         description=(
             "Whether http_url fetches (and endpoint fetches to an explicit [url]) may reach "
-            "loopback, private, link-local and other non-public addresses. Allowed by default so "
-            "local setups work; turn off where clients must not reach the internal network."
+            "every loopback, private, link-local and other non-public address. Off by default: "
+            "message submitters must not reach the internal network; prefer allowed_networks."
+        ),
+    )
+    allowed_networks: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Non-public networks or addresses (CIDR, e.g. 10.20.0.0/16, 127.0.0.1) that http_url "
+            "fetches may reach although allow_private_addresses is off: the intranet file "
+            "servers an operator trusts. Comma-separated in the environment. The service's own "
+            "port on its own addresses stays refused."
         ),
     )
     max_concurrent_fetches: int = Field(
@@ -75,3 +86,22 @@ class AttachmentsSettings(BaseModel):
     disk_cache_ttl: float = Field(
         default=86400.0, gt=0, description="Seconds a file stays in the disk cache."
     )
+
+    @field_validator("allowed_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        for item in value or ():
+            try:
+                ipaddress.ip_network(str(item), strict=False)
+            except ValueError as err:
+                raise ValueError(
+                    f"{item!r} is not a network or address (expected CIDR such as "
+                    "10.0.0.0/8 or an address such as 192.168.1.20)"
+                ) from err
+        return value
+
+    def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """``allowed_networks`` parsed."""
+        return tuple(ipaddress.ip_network(item, strict=False) for item in self.allowed_networks)

@@ -1,4 +1,4 @@
-"""The ``http_url`` and ``endpoint`` fetchers (API.md §5).
+"""The ``http_url`` and ``endpoint`` fetchers (docs/attachments.md).
 
 - ``http_url``: ``GET <storage_path>`` (an ``http://`` or ``https://`` URL), with the
   attachment's own ``auth`` when it has one.
@@ -7,9 +7,11 @@
   own ``auth``); the response body is the file. ``[http://host/path]params`` posts
   ``{"storage_path": "params"}`` to that URL instead of the tenant's.
 
-Addresses are checked against ``allow_private_addresses`` for URLs that come with the message
-(``http_url`` and the ``[url]`` form); the tenant's own client application is configured by the
-operator or the tenant and is reached like the delivery reports are.
+Addresses are checked against the address policy (``allow_private_addresses``,
+``allowed_networks``, never the service's own port) for URLs that come with the message
+(``http_url`` and the ``[url]`` form), after DNS resolution and on every redirect; the tenant's own
+client application is configured by the operator or the tenant and is reached like the delivery
+reports are.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import re
 
 from mailproxy_core import AttachmentError, AttachmentRef, MailProxy, Tenant
 
-from .httpfetch import HttpDownloader, auth_headers
+from .httpfetch import AddressPolicy, HttpDownloader, auth_headers, own_addresses
 from .service import FetchService, service_for
 
 DEFAULT_ATTACHMENT_PATH = "/mail-proxy/attachments"
@@ -30,11 +32,14 @@ EXPLICIT_ENDPOINT = re.compile(r"^\[(https?://[^\]\s]+)\](.*)$", re.DOTALL)
 
 def _downloader(mp: MailProxy, service: FetchService) -> HttpDownloader:
     settings = service.settings
+    policy = AddressPolicy(
+        allow_private=settings.allow_private_addresses,
+        allowed=settings.networks(),
+        own_port=mp.settings.port,
+        own_addresses=own_addresses(mp.settings.host),
+    )
     return HttpDownloader(
-        mp.http,
-        timeout=settings.timeout,
-        max_redirects=settings.max_redirects,
-        guard=not settings.allow_private_addresses,
+        mp.http, timeout=settings.timeout, max_redirects=settings.max_redirects, policy=policy
     )
 
 
@@ -84,7 +89,7 @@ class EndpointFetcher:
                 limit=limit,
                 headers=headers,
                 json={"storage_path": value},
-                guard=self.downloader.guard and explicit is not None,
+                guard=explicit is not None,
             )
 
         return await self.service.fetch(ref, tenant, max_bytes, load)

@@ -1,4 +1,4 @@
-"""mail-proxy plugin ``auth_token``: the instance admin token (API.md §2)."""
+"""mail-proxy plugin ``auth_token``: the instance admin token (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""mail-proxy plugin ``metrics``: Prometheus metrics at ``GET /metrics`` (API.md §7).
+"""mail-proxy plugin ``metrics``: Prometheus metrics at ``GET /metrics`` (docs/api.md).
 
 Each app gets its own ``CollectorRegistry``. The reference's delivery counters are fed by the
 ``message_sent`` / ``_failed`` / ``_deferred`` events, the queue gauges are read from

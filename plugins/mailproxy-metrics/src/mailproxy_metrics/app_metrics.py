@@ -37,7 +37,7 @@ SETTINGS_SECTION = "metrics"
 """The plugin's name, and so its settings section."""
 
 OUTCOME_LABELS = ("tenant_id", "tenant_name", "account_id", "account_name")
-"""Labels of the reference's counters (API.md §7)."""
+"""Labels of the reference's counters (docs/api.md)."""
 
 DURATION_LABELS = ("tenant_id", "account_id", "outcome")
 

@@ -1,4 +1,4 @@
-"""The reference's delivery counters and which outcome increments which (API.md §7).
+"""The reference's delivery counters and which outcome increments which (docs/api.md).
 
 Each of ``gmp_sent_total``, ``gmp_errors_total`` and ``gmp_deferred_total`` counts the events of
 one type, so they add up to what the delivery reports say: ``sent + errors`` is the number of
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from mailproxy_core import Message
 
 RATE_LIMIT_REASON = "rate_limit"
-"""The deferral reason of a rate-limit deferral (API.md §6), exactly."""
+"""The deferral reason of a rate-limit deferral (docs/reports.md), exactly."""
 
 RATE_LIMIT_REJECTED = "rate_limit_exceeded"
 """The error text of a message refused by a ``reject`` rate limit, exactly."""

@@ -1,4 +1,4 @@
-"""``GET /metrics``: the app's registry in the Prometheus text format 0.0.4 (public, API.md §1)."""
+"""``GET /metrics``: the app's registry in the Prometheus text format 0.0.4 (public)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Registers the ``http`` reporter, the default of every tenant: the kernel's reporting loop hands it
 a tenant's unreported events in order, and it POSTs them to the tenant's client application as
-API.md §6 describes (auth, optional HMAC signature). Settings live in
+docs/reports.md describes (auth, optional HMAC signature). Settings live in
 ``[plugins.reporter_http]`` (``ReporterHttpSettings``); the protocol for client authors is in
 ``docs/reports.md``.
 """

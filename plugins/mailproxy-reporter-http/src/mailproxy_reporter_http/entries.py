@@ -1,4 +1,4 @@
-"""The report body of API.md §6: one entry per event, in event order, and its signature.
+"""The report body of docs/reports.md: one entry per event, in event order, and its signature.
 
 Entry shapes by event type (``T`` is the event's unix time)::
 

@@ -1,4 +1,4 @@
-"""``HttpReporter``: POSTs a tenant's delivery report to its client application (API.md §6).
+"""``HttpReporter``: POSTs a tenant's delivery report to its client application (docs/reports.md).
 
 ``POST <client_base_url><client_sync_path or /mail-proxy/sync>`` with the JSON body of
 ``entries.report_body``, the tenant's ``client_auth`` (bearer, basic or none) and, when the tenant

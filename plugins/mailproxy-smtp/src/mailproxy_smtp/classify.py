@@ -4,7 +4,7 @@ The transport turns every aiosmtplib failure into ``TransientSendError`` or
 ``PermanentSendError`` here. Texts of server replies read exactly ``<code> <text>``
 (``550 5.1.1 User unknown``); the other texts name the server and the stage that failed.
 
-Rules (DESIGN.md §6): 4xx replies, timeouts and connection trouble are transient; 5xx replies are
+Rules: 4xx replies, timeouts and connection trouble are transient; 5xx replies are
 permanent; all recipients refused is permanent unless one refusal was a 4xx (greylisting answers
 at RCPT); an authentication failure is permanent and tells the operator what to check.
 """

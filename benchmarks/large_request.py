@@ -1,0 +1,118 @@
+"""Latency of unrelated API calls while the largest accepted request is processed.
+
+Starts ``mail-proxy serve`` (SQLite, test mode) as a subprocess, creates a tenant and an account,
+then measures ``GET /tenants/list`` (authenticated, one database read) every 20 ms:
+
+1. idle, for ``--probes`` calls;
+2. while one ``messages/add_batch`` of the largest size the defaults accept is in flight:
+   ``max_batch_messages`` (1,000) messages of ``max_recipients`` (1,000) distinct recipients
+   each, about 25 MB of JSON, just under ``max_request_bytes`` (32 MiB).
+
+Reports p50/p99/max of the probes in both phases and how long the large request took. The
+large request is parsed, depth-checked, validated in slices that yield to the event loop (see
+``message_queue.SLICE_SECONDS``) and stored in one transaction.
+
+Usage::
+
+    .venv/bin/python benchmarks/large_request.py
+    .venv/bin/python benchmarks/large_request.py --messages 200 --recipients 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from enqueue import TOKEN, running_server
+
+HEADERS = {"X-API-Token": TOKEN}
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def large_batch(messages: int, recipients: int) -> bytes:
+    batch = [
+        {
+            "id": f"big-{n}",
+            "tenant_id": "bench",
+            "account_id": "null",
+            "from": "sender@example.com",
+            "to": [f"u{n}.{i}@r{i % 97}.example.com" for i in range(recipients)],
+            "subject": f"large {n}",
+            "body": "hello",
+        }
+        for n in range(messages)
+    ]
+    return json.dumps({"messages": batch}, separators=(",", ":")).encode()
+
+
+async def probe(client: httpx.AsyncClient, url: str, stop: asyncio.Event) -> list[float]:
+    latencies: list[float] = []
+    while not stop.is_set():
+        started = time.perf_counter()
+        response = await client.get(f"{url}/tenants/list", headers=HEADERS)
+        response.raise_for_status()
+        latencies.append((time.perf_counter() - started) * 1000)
+        await asyncio.sleep(0.02)
+    return latencies
+
+
+def summary(label: str, latencies: list[float]) -> str:
+    return (
+        f"{label:<28} n={len(latencies):<5} p50={statistics.median(latencies):7.1f} ms  "
+        f"p99={percentile(latencies, 0.99):7.1f} ms  max={max(latencies):7.1f} ms"
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    body = large_batch(args.messages, args.recipients)
+    print(f"large request: {args.messages} messages x {args.recipients} recipients, "
+          f"{len(body) / 1e6:.1f} MB")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        async with running_server(str(Path(tmp) / "bench.db"), None, "large") as (url, _pid):
+            async with httpx.AsyncClient(timeout=600) as client:
+                await client.post(f"{url}/tenants/add", json={"id": "bench"}, headers=HEADERS)
+                account = {"id": "null", "tenant_id": "bench", "transport": "null"}
+                await client.post(f"{url}/accounts/add", json=account, headers=HEADERS)
+
+                idle_stop = asyncio.Event()
+                idle = asyncio.create_task(probe(client, url, idle_stop))
+                await asyncio.sleep(args.probes * 0.025)
+                idle_stop.set()
+                print(summary("idle", await idle))
+
+                busy_stop = asyncio.Event()
+                busy = asyncio.create_task(probe(client, url, busy_stop))
+                started = time.perf_counter()
+                async with httpx.AsyncClient(timeout=600) as big:
+                    response = await big.post(
+                        f"{url}/messages/add_batch",
+                        content=body,
+                        headers={**HEADERS, "Content-Type": "application/json"},
+                    )
+                took = time.perf_counter() - started
+                busy_stop.set()
+                answer = response.json()
+                print(f"large request: HTTP {response.status_code}, queued "
+                      f"{answer.get('queued')}, {took:.1f} s")  # fmt: skip
+                print(summary("during the large request", await busy))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--recipients", type=int, default=1000)
+    parser.add_argument("--probes", type=int, default=200)
+    asyncio.run(main(parser.parse_args()))

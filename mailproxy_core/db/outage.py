@@ -1,0 +1,97 @@
+"""Telling a database outage from a bug, and logging it without flooding the log.
+
+``is_unavailable`` recognises, anywhere in an exception's cause chain, the errors a driver raises
+when the database cannot be reached: a refused or reset connection, a connection that the server
+closed (``AdminShutdownError`` when PostgreSQL stops), a server still starting. The API answers
+those with 503 and ``Retry-After`` instead of 500.
+
+``OutageLog`` keeps the log bounded during an outage: one WARNING when the database goes away, a
+reminder at most once per ``REMINDER_SECONDS`` while it stays away (with the number of failures
+since the last line), one INFO when it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+RETRY_AFTER_SECONDS = 5
+"""What a 503 tells clients and load balancers to wait before retrying."""
+
+REMINDER_SECONDS = 60.0
+"""Least time between two log lines about one outage."""
+
+_DRIVER_OUTAGE_NAMES = frozenset(
+    {
+        "PostgresConnectionError",  # asyncpg: connection lost or refused by the server
+        "ConnectionDoesNotExistError",
+        "ConnectionFailureError",
+        "ClientCannotConnectError",
+        "CannotConnectNowError",  # the server is starting or shutting down
+        "AdminShutdownError",
+        "CrashShutdownError",
+        "ConnectionRejectionError",
+        "TooManyConnectionsError",
+    }
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) means the database cannot be reached right now."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionError):
+            return True
+        if any(cls.__name__ in _DRIVER_OUTAGE_NAMES for cls in type(current).__mro__):
+            return True
+        if type(current).__name__ == "InterfaceError" and "closed" in str(current).lower():
+            return True  # asyncpg: "connection is closed"
+        current = current.__cause__ or current.__context__
+    return False
+
+
+class OutageLog:
+    """One WARNING when the database goes away, a reminder per minute, one INFO when it is back."""
+
+    def __init__(self, logger: logging.Logger, clock: Callable[[], float] = time.monotonic) -> None:
+        self._logger = logger
+        self._clock = clock
+        self._down_since: float | None = None
+        self._last_line = 0.0
+        self._failures = 0
+
+    @property
+    def down(self) -> bool:
+        """Whether an outage is being reported."""
+        return self._down_since is not None
+
+    def failed(self, exc: BaseException) -> None:
+        """The database could not be reached (``exc`` says how; its text is not logged)."""
+        now = self._clock()
+        self._failures += 1
+        if self._down_since is None:
+            self._down_since = self._last_line = now
+            self._failures = 0
+            self._logger.warning(
+                "database unavailable (%s); API calls answer 503 until it is back",
+                type(exc).__name__,
+            )
+        elif now - self._last_line >= REMINDER_SECONDS:
+            self._logger.warning(
+                "database still unavailable after %.0f s (%d failed calls since the last line)",
+                now - self._down_since,
+                self._failures,
+            )
+            self._last_line = now
+            self._failures = 0
+
+    def succeeded(self) -> None:
+        """The database answered: ends a reported outage with one INFO line."""
+        if self._down_since is None:
+            return
+        self._logger.info("database available again after %.0f s", self._clock() - self._down_since)
+        self._down_since = None
+        self._failures = 0

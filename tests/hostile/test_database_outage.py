@@ -1,0 +1,186 @@
+"""A PostgreSQL outage: 503 with Retry-After (never 500), readiness says so, the log stays bounded.
+
+The database is a throw-away cluster made with ``initdb`` and run with ``pg_ctl`` on a free
+loopback port (never the machine's own server), stopped and started again by the test.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mailproxy_core.db.outage import OutageLog, is_unavailable
+from tests.hostile.conftest import free_port, running_service
+
+
+def _tool(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(candidate)
+    return None
+
+
+@dataclass
+class Cluster:
+    """A throw-away PostgreSQL cluster on 127.0.0.1:``port``."""
+
+    data: Path
+    port: int
+    pg_ctl: str
+    as_user: list[str]
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _ctl(self, *args: str) -> None:
+        command = [*self.as_user, self.pg_ctl, "-D", str(self.data), "-w", *args]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data}"
+        self._ctl("-o", options, "-l", str(self.data / "server.log"), "start")
+
+    def stop(self) -> None:
+        self._ctl("-m", "fast", "stop")
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    initdb, pg_ctl = _tool("initdb"), _tool("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.skip("initdb/pg_ctl not installed (PostgreSQL server binaries)")
+    # not under pytest's tmp_path: as root that is private to root, and PostgreSQL must run as
+    # another user
+    home = Path(tempfile.mkdtemp(prefix="mailproxy-pg-"))
+    data = home / "pgdata"
+    data.mkdir()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        shutil.chown(home, "postgres")
+        shutil.chown(data, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    made = Cluster(data, free_port(), pg_ctl, as_user)
+    made.start()
+    try:
+        yield made
+    finally:
+        try:
+            made.stop()
+        except subprocess.CalledProcessError:
+            pass  # already stopped
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_api_answers_503_with_retry_after_while_the_database_is_away(
+    cluster: Cluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with running_service(cluster.url, tmp_path) as service:
+        assert service.post("/tenants/add", {"id": "acme"}).status_code == 200
+        assert service.get("/health/ready").json() == {"status": "ready"}
+
+        cluster.stop()
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            answers = [service.get("/tenants/list") for _ in range(10)]
+            answers.append(service.post("/tenants/add", {"id": "globex"}))
+            for response in answers:
+                assert response.status_code == 503, response.text
+                assert response.headers["Retry-After"] == "5"
+                assert response.json()["code"] == "database_unavailable"
+            # liveness stays DB-free, readiness checks the database
+            assert service.get("/health").status_code == 200
+            ready = service.get("/health/ready")
+            assert ready.status_code == 503 and ready.headers["Retry-After"] == "5"
+
+            api_lines = [r for r in caplog.records if r.name == "mailproxy_core.api.errors"]
+            # one WARNING for the whole outage (reminders come at most once a minute)
+            assert [r.levelname for r in api_lines] == ["WARNING"], [
+                r.getMessage() for r in api_lines
+            ]
+            assert not [r for r in caplog.records if r.levelno >= logging.ERROR and
+                        r.name.startswith("mailproxy_core.api")]  # fmt: skip
+
+            cluster.start()
+            assert service.get("/health/ready").json() == {"status": "ready"}
+            assert service.get("/tenants/list").status_code == 200
+            back = [r for r in caplog.records if r.name == "mailproxy_core.api.errors"]
+            assert [r.levelname for r in back] == ["WARNING", "INFO"]
+            assert "available again" in back[-1].getMessage()
+
+
+LOOPS = ("mailproxy_core.dispatch.dispatcher", "mailproxy_core.dispatch.reporting")
+
+
+def test_background_loops_log_an_outage_once_not_per_round(
+    cluster: Cluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with running_service(cluster.url, tmp_path, test_mode=False) as service:
+        assert service.post("/tenants/add", {"id": "acme"}).status_code == 200
+        with caplog.at_level(logging.INFO):
+            cluster.stop()
+            deadline = time.monotonic() + 4.0
+            while time.monotonic() < deadline:  # the loops retry many times meanwhile
+                service.post("/instance/run_now", {})
+                time.sleep(0.2)
+            cluster.start()
+            for _ in range(100):
+                if service.get("/health/ready").status_code == 200:
+                    break
+                time.sleep(0.1)
+            time.sleep(2.0)  # a dispatcher round after the restart
+        lines = [r for r in caplog.records if r.name in LOOPS]
+        assert not [r for r in lines if r.levelno >= logging.ERROR], [r.getMessage() for r in lines]
+        for name in LOOPS:
+            warnings = [r for r in lines if r.name == name and r.levelno == logging.WARNING]
+            assert len(warnings) <= 1, [r.getMessage() for r in warnings]
+        dispatcher = [r for r in lines if r.name == LOOPS[0]]
+        assert [r.levelname for r in dispatcher] == ["WARNING", "INFO"], [
+            r.getMessage() for r in dispatcher
+        ]
+        assert service.get("/tenants/list").status_code == 200
+
+
+def test_outage_log_is_one_warning_a_reminder_per_minute_and_one_info(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [1000.0]
+    log = OutageLog(logging.getLogger("outage-test"), clock=lambda: now[0])
+    error = ConnectionRefusedError(111, "refused")
+    with caplog.at_level(logging.INFO, logger="outage-test"):
+        for _ in range(300):  # 300 failures in 150 s: a WARNING, then one reminder per minute
+            log.failed(error)
+            now[0] += 0.5
+        log.succeeded()
+        log.succeeded()  # nothing more: the outage is over
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert [level for level, _ in lines] == ["WARNING", "WARNING", "WARNING", "INFO"]
+    assert lines[0][1].startswith("database unavailable (ConnectionRefusedError)")
+    assert "still unavailable after 60 s (120 failed calls" in lines[1][1]
+    assert lines[3][1] == "database available again after 150 s"
+
+
+def test_outage_errors_are_told_from_bugs() -> None:
+    assert is_unavailable(ConnectionRefusedError(111, "refused"))
+    wrapped = RuntimeError("query failed")
+    wrapped.__cause__ = ConnectionResetError()
+    assert is_unavailable(wrapped)
+    assert not is_unavailable(ValueError("a bug"))
+    assert not is_unavailable(KeyError("x"))
