@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from quart import Quart, g, request
+from quart_schema import hide
 
 from .api.command_recording import install_command_recording
 from .api.errors import database_unavailable_response, install_error_handlers, outage_log
@@ -54,6 +55,11 @@ def create_app(
     for route in mp.registry.routes:
         public.update(route.public_paths)
         app.register_blueprint(route.blueprint)
+        if not route.in_openapi:
+            prefix = f"{route.blueprint.name}."
+            for endpoint, view in app.view_functions.items():
+                if endpoint.startswith(prefix):
+                    hide(getattr(view, "__func__", view))  # a bound method: static files
     route_blueprints = {route.blueprint.name for route in mp.registry.routes}
     # A public path ending in "/" is a prefix (e.g. "/download/" for signed download links).
     public_prefixes = tuple(path for path in public if path.endswith("/"))

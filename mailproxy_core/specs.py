@@ -134,12 +134,14 @@ class RouteSpec:
     """A raw Quart blueprint for routes outside ``/{entity}/{method}`` (``/metrics``).
 
     ``public_paths`` lists the paths that answer without credentials; one ending in ``/`` is a
-    prefix (``"/download/"`` makes every path under it public).
+    prefix (``"/download/"`` makes every path under it public). ``in_openapi=False`` keeps the
+    blueprint's routes out of the OpenAPI document (web pages, not API operations).
     """
 
     name: str
     blueprint: Blueprint
     public_paths: tuple[str, ...] = ()
+    in_openapi: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,6 +86,95 @@ class AccountsApi(SyncEntity):
             },
         )
 
+    def add_pec(
+        self,
+        id: str,
+        imap_host: str,
+        *,
+        batch_size: int | None = None,
+        host: str | None = None,
+        imap_folder: str | None = None,
+        imap_password: str | None = None,
+        imap_port: int | None = None,
+        imap_ssl: bool | None = None,
+        imap_user: str | None = None,
+        limit_behavior: Literal["defer", "reject"] | None = None,
+        limit_per_day: int | None = None,
+        limit_per_hour: int | None = None,
+        limit_per_minute: int | None = None,
+        options: Mapping[str, Any] | None = None,
+        password: str | None = None,
+        port: int | None = None,
+        tenant_id: str | None = None,
+        transport: str | None = None,
+        ttl: int | None = None,
+        use_tls: bool | None = None,
+        user: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a PEC account of the tenant, or replace the one with the same id.
+
+        The sending fields are those of `accounts/add`, with the same checks and the same upsert;
+        the IMAP fields say where the PEC receipts of this account arrive. Returns the account
+        object with `pec: true` and the IMAP fields, never a password (`has_imap_password`). The
+        mailbox is read from the next polling round on.
+
+        Args:
+            batch_size: messages sent per connection before it is recycled.
+            host: the SMTP server of the PEC provider.
+            id: the account id chosen by the client (no spaces, '/' or '\\').
+            imap_folder: the folder the receipts arrive in, INBOX by default.
+            imap_host: the IMAP server of the PEC mailbox.
+            imap_password: the IMAP password (write-only, stored encrypted); default: password.
+            imap_port: the IMAP port (1-65535), 993 by default.
+            imap_ssl: true = implicit TLS; false = plain IMAP, upgraded with STARTTLS when the
+                server offers it.
+            imap_user: the IMAP login user; default: user.
+            limit_behavior: over a limit, "defer" to the next window or "reject" the message.
+            limit_per_day: messages per day through this account.
+            limit_per_hour: messages per hour through this account.
+            limit_per_minute: messages per minute through this account.
+            options: transport-specific settings (secret-named values stored encrypted).
+            password: the login password (write-only; also the IMAP password unless imap_password is
+                given).
+            port: the SMTP port (1-65535).
+            tenant_id: the owning tenant. Tenant keys may omit it (their own tenant is used); the
+                admin must pass it.
+            transport: the registered transport that sends (smtp by default).
+            ttl: seconds an idle pooled connection is kept.
+            use_tls: SMTP TLS: true = implicit TLS on 465, STARTTLS required otherwise; false =
+                plain; null = TLS on 465, STARTTLS when offered.
+            user: the login user (also the IMAP user unless imap_user is given).
+
+        Route: POST /accounts/add_pec.
+        """
+        return self._call(
+            "POST",
+            "/accounts/add_pec",
+            {
+                "batch_size": batch_size,
+                "host": host,
+                "id": id,
+                "imap_folder": imap_folder,
+                "imap_host": imap_host,
+                "imap_password": imap_password,
+                "imap_port": imap_port,
+                "imap_ssl": imap_ssl,
+                "imap_user": imap_user,
+                "limit_behavior": limit_behavior,
+                "limit_per_day": limit_per_day,
+                "limit_per_hour": limit_per_hour,
+                "limit_per_minute": limit_per_minute,
+                "options": options,
+                "password": password,
+                "port": port,
+                "tenant_id": tenant_id,
+                "transport": transport,
+                "ttl": ttl,
+                "use_tls": use_tls,
+                "user": user,
+            },
+        )
+
     def delete(self, account_id: str, *, tenant_id: str | None = None) -> dict[str, Any]:
         """Delete an account; its messages stay (they can no longer be sent through it).
 
@@ -114,6 +203,17 @@ class AccountsApi(SyncEntity):
             "GET", "/accounts/get", {"tenant_id": tenant_id, "account_id": account_id}
         )
 
+    def get_pec_ids(self, *, tenant_id: str | None = None) -> builtins.list[Any]:
+        """The ids of the PEC accounts, scoped like `list_pec`.
+
+        Args:
+            tenant_id: only this tenant's PEC accounts. Tenant keys may omit it (their own tenant is
+                used); the admin must pass it.
+
+        Route: GET /accounts/get_pec_ids.
+        """
+        return self._call("GET", "/accounts/get_pec_ids", {"tenant_id": tenant_id})
+
     def list(self, *, tenant_id: str | None = None) -> builtins.list[Any]:
         """Every account of the tenant, ordered by id (no passwords, no secret options).
 
@@ -124,6 +224,80 @@ class AccountsApi(SyncEntity):
         Route: GET /accounts/list.
         """
         return self._call("GET", "/accounts/list", {"tenant_id": tenant_id})
+
+    def list_pec(self, *, tenant_id: str | None = None) -> builtins.list[Any]:
+        """The PEC accounts, ordered by tenant then id: the admin without `tenant_id` gets
+
+        every tenant's, a tenant key its own.
+
+        Args:
+            tenant_id: only this tenant's PEC accounts. Tenant keys may omit it (their own tenant is
+                used); the admin must pass it.
+
+        Route: GET /accounts/list_pec.
+        """
+        return self._call("GET", "/accounts/list_pec", {"tenant_id": tenant_id})
+
+
+class ApiKeysApi(SyncEntity):
+    """The /api_keys/* routes."""
+
+    def add(
+        self,
+        name: str,
+        scopes: Sequence[Literal["send", "read", "manage"]],
+        *,
+        expires_at: int | None = None,
+        tenant_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a named API key with scopes; the key is shown only in this answer.
+
+        Scopes: `send` (`messages/add`, `messages/add_batch` and reading the tenant's messages),
+        `read` (every read of the tenant), `manage` (everything the tenant's default key may do). A
+        name already in use by the tenant → 409.
+
+        Args:
+            expires_at: unix seconds from which the key is refused (401); absent or null means
+                never.
+            name: the key's name, unique per tenant: 1-64 letters, digits, `_`, `.`, `-` (`default`
+                is the default key's).
+            scopes: one or more of `send`, `read`, `manage`.
+            tenant_id: the tenant the key acts for. Tenant keys may omit it (their own tenant is
+                used); the admin must pass it.
+
+        Route: POST /api_keys/add.
+        """
+        return self._call(
+            "POST",
+            "/api_keys/add",
+            {"expires_at": expires_at, "name": name, "scopes": scopes, "tenant_id": tenant_id},
+        )
+
+    def list(self, *, tenant_id: str | None = None) -> builtins.list[Any]:
+        """A tenant's API keys (the default key as `default`), never the keys themselves.
+
+        Each entry: `{name, scopes, created_ts, expires_at, last_used_ts}`. `last_used_ts` is kept
+        to the minute.
+
+        Args:
+            tenant_id: the tenant. Tenant keys may omit it (their own tenant is used); the admin
+                must pass it.
+
+        Route: GET /api_keys/list.
+        """
+        return self._call("GET", "/api_keys/list", {"tenant_id": tenant_id})
+
+    def revoke(self, name: str, *, tenant_id: str | None = None) -> dict[str, Any]:
+        """Remove a tenant's API key by name; it is refused from now on, in every process.
+
+        Args:
+            name: the key's name (`default` removes the default key).
+            tenant_id: the tenant. Tenant keys may omit it (their own tenant is used); the admin
+                must pass it.
+
+        Route: POST /api_keys/revoke.
+        """
+        return self._call("POST", "/api_keys/revoke", {"name": name, "tenant_id": tenant_id})
 
 
 class CommandLogApi(SyncEntity):
@@ -261,6 +435,13 @@ class InstanceApi(SyncEntity):
         """
         return self._call("GET", "/instance/get", {})
 
+    def get_bounce_config(self) -> dict[str, Any]:
+        """The bounce mailbox configuration and the state of its last poll (no password).
+
+        Route: GET /instance/get_bounce_config.
+        """
+        return self._call("GET", "/instance/get_bounce_config", {})
+
     def get_sync_status(self) -> dict[str, Any]:
         """Reporting status per tenant: last exchange, next poll, do-not-disturb.
 
@@ -292,6 +473,13 @@ class InstanceApi(SyncEntity):
         """
         return self._call("GET", "/instance/plugins", {})
 
+    def reload_bounce(self) -> dict[str, Any]:
+        """Reconnect the bounce poller with the stored configuration and poll at once.
+
+        Route: POST /instance/reload_bounce.
+        """
+        return self._call("POST", "/instance/reload_bounce", {})
+
     def run_now(self, *, tenant_id: str | None = None) -> dict[str, Any]:
         """Wake the dispatcher, the reporting loop and the receipt handlers now.
 
@@ -299,7 +487,7 @@ class InstanceApi(SyncEntity):
         every tenant with unreported events is reported, ignoring back-off. With `tenant_id`, that
         tenant's do-not-disturb is cleared and it is polled at once. Every receipt handler (bounce
         mailbox, PEC mailboxes) is polled at once too. Reserved to the instance admin, like every
-        instance write.
+        instance write (docs/api.md).
 
         Args:
             tenant_id: the tenant to poll at once.
@@ -307,6 +495,54 @@ class InstanceApi(SyncEntity):
         Route: POST /instance/run_now.
         """
         return self._call("POST", "/instance/run_now", {"tenant_id": tenant_id})
+
+    def set_bounce_config(
+        self,
+        *,
+        enabled: bool | None = None,
+        imap_folder: str | None = None,
+        imap_host: str | None = None,
+        imap_password: str | None = None,
+        imap_port: int | None = None,
+        imap_ssl: bool | None = None,
+        imap_user: str | None = None,
+        poll_interval: int | None = None,
+        return_path: str | None = None,
+    ) -> dict[str, Any]:
+        """Change the bounce mailbox configuration; applied to the running poller at once.
+
+        Fields left out keep their value; `imap_password: ""` clears the password and `return_path:
+        ""` the return path. The password is stored encrypted and never shown.
+
+        Args:
+            enabled: read the mailbox and use the return path (needs `imap_host`).
+            imap_folder: the folder that receives the notices (default INBOX).
+            imap_host: the IMAP server.
+            imap_password: the password ("" clears it).
+            imap_port: its port (1-65535); 993 when never set.
+            imap_ssl: true = implicit TLS; false = plain IMAP, with STARTTLS when offered.
+            imap_user: the login.
+            poll_interval: seconds between two reads (at least 1).
+            return_path: envelope sender of every message without its own return_path, so
+                non-delivery reports reach the mailbox ("" clears it).
+
+        Route: POST /instance/set_bounce_config.
+        """
+        return self._call(
+            "POST",
+            "/instance/set_bounce_config",
+            {
+                "enabled": enabled,
+                "imap_folder": imap_folder,
+                "imap_host": imap_host,
+                "imap_password": imap_password,
+                "imap_port": imap_port,
+                "imap_ssl": imap_ssl,
+                "imap_user": imap_user,
+                "poll_interval": poll_interval,
+                "return_path": return_path,
+            },
+        )
 
     def status(self) -> dict[str, Any]:
         """Whether the dispatcher runs in this process (`active`).
@@ -402,7 +638,7 @@ class MessagesApi(SyncEntity):
         return_path: str | None = None,
         tenant_id: str | None = None,
     ) -> dict[str, Any]:
-        """Queue one message; the body is the message itself (fields).
+        """Queue one message; the body is the message itself (fields of docs/api.md).
 
         Required: `id`, `tenant_id` (tenant keys may omit it), `account_id`, `from` (or `from_addr`,
         not both), `to`, `subject` and `body` (or `html`). Answers `{"id", "pk"}`; a message that
@@ -470,11 +706,11 @@ class MessagesApi(SyncEntity):
         """Queue up to `max_batch_messages` (default 1,000) messages in one call.
 
         Every message is validated first; the valid ones are then stored in one transaction and the
-        others are listed in `rejected` with their reason. Re-submitting the id of a pending or
-        deferred message replaces it and keeps its place in the queue; an id being sent is rejected
-        `in flight`, one already sent or failed `already sent`. When one batch holds the same id
-        twice, the later entry replaces the earlier one (both count in `queued`). Answers 200
-        whenever the body is well formed, with `ok` false only when nothing was queued; 422 when
+        others are listed in `rejected` with their reason (docs/api.md). Re-submitting the id of a
+        pending or deferred message replaces it and keeps its place in the queue; an id being sent
+        is rejected `in flight`, one already sent or failed `already sent`. When one batch holds the
+        same id twice, the later entry replaces the earlier one (both count in `queued`). Answers
+        200 whenever the body is well formed, with `ok` false only when nothing was queued; 422 when
         `messages` is not a list or holds too many entries.
 
         Tenant keys may omit each message's `tenant_id`; a message for another tenant is rejected as
@@ -726,6 +962,72 @@ class StoragesApi(SyncEntity):
         return self._call("GET", "/storages/list", {"tenant_id": tenant_id})
 
 
+class SuppressionsApi(SyncEntity):
+    """The /suppressions/* routes."""
+
+    def add(
+        self,
+        address: str,
+        *,
+        reason: str | None = None,
+        tenant_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Suppress an address for the tenant (an address already listed keeps its entry).
+
+        Args:
+            address: the recipient address to stop sending to.
+            reason: why (default `manual`).
+            tenant_id: the tenant. Tenant keys may omit it (their own tenant is used); the admin
+                must pass it.
+
+        Route: POST /suppressions/add.
+        """
+        return self._call(
+            "POST",
+            "/suppressions/add",
+            {"address": address, "reason": reason, "tenant_id": tenant_id},
+        )
+
+    def delete(self, address: str, *, tenant_id: str | None = None) -> dict[str, Any]:
+        """Remove an address from the tenant's suppression list.
+
+        Args:
+            address: the address to send to again.
+            tenant_id: the tenant. Tenant keys may omit it (their own tenant is used); the admin
+                must pass it.
+
+        Route: POST /suppressions/delete.
+        """
+        return self._call(
+            "POST", "/suppressions/delete", {"address": address, "tenant_id": tenant_id}
+        )
+
+    def list(
+        self,
+        *,
+        tenant_id: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        address: str | None = None,
+    ) -> builtins.list[Any]:
+        """The tenant's suppressed addresses, newest first.
+
+        Args:
+            tenant_id: the tenant. Tenant keys may omit it (their own tenant is used); the admin
+                must pass it.
+            limit: at most this many entries (1-10000).
+            offset: skip this many entries first.
+            address: only this address.
+
+        Route: GET /suppressions/list.
+        """
+        return self._call(
+            "GET",
+            "/suppressions/list",
+            {"tenant_id": tenant_id, "limit": limit, "offset": offset, "address": address},
+        )
+
+
 class TenantsApi(SyncEntity):
     """The /tenants/* routes."""
 
@@ -815,6 +1117,22 @@ class TenantsApi(SyncEntity):
             },
         )
 
+    def create_api_key(self, tenant_id: str, *, expires_at: int | None = None) -> dict[str, Any]:
+        """Give a tenant a new default API key, shown only in this answer.
+
+        The previous default key, if any, is refused from now on, in every process.
+
+        Args:
+            expires_at: unix seconds from which the key is refused (401); absent or null means
+                never. Any integer is accepted: a past value gives a key that never works.
+            tenant_id: the tenant.
+
+        Route: POST /tenants/create_api_key.
+        """
+        return self._call(
+            "POST", "/tenants/create_api_key", {"expires_at": expires_at, "tenant_id": tenant_id}
+        )
+
     def delete(self, tenant_id: str) -> dict[str, Any]:
         """Delete a tenant with its accounts, messages, events and storages (one transaction).
 
@@ -856,6 +1174,18 @@ class TenantsApi(SyncEntity):
         Route: GET /tenants/list.
         """
         return self._call("GET", "/tenants/list", {"active_only": active_only})
+
+    def revoke_api_key(self, tenant_id: str) -> dict[str, Any]:
+        """Remove a tenant's default API key; it is refused from now on, in every process.
+
+        Answers `{"ok": true}` also when the tenant had no default key.
+
+        Args:
+            tenant_id: the tenant.
+
+        Route: POST /tenants/revoke_api_key.
+        """
+        return self._call("POST", "/tenants/revoke_api_key", {"tenant_id": tenant_id})
 
     def suspend_batch(
         self,
@@ -945,18 +1275,22 @@ class RootApi(SyncEntity):
     """Routes outside the entities, and one attribute per entity."""
 
     accounts: AccountsApi
+    api_keys: ApiKeysApi
     command_log: CommandLogApi
     instance: InstanceApi
     messages: MessagesApi
     storages: StoragesApi
+    suppressions: SuppressionsApi
     tenants: TenantsApi
 
     def _attach_entities(self) -> None:
         self.accounts = AccountsApi(self._caller)
+        self.api_keys = ApiKeysApi(self._caller)
         self.command_log = CommandLogApi(self._caller)
         self.instance = InstanceApi(self._caller)
         self.messages = MessagesApi(self._caller)
         self.storages = StoragesApi(self._caller)
+        self.suppressions = SuppressionsApi(self._caller)
         self.tenants = TenantsApi(self._caller)
 
     def download(self, token: str, filename: str) -> Any:
@@ -966,12 +1300,19 @@ class RootApi(SyncEntity):
         """
         return self._call("GET", f"/download/{token}/{filename}", {})
 
-    def health(self) -> Any:
+    def health(self) -> dict[str, Any]:
         """Liveness probe; never touches the database.
 
         Route: GET /health.
         """
         return self._call("GET", "/health", {})
+
+    def health_ready(self) -> dict[str, Any]:
+        """Readiness probe: one round trip to the database; 503 with Retry-After when it fails.
+
+        Route: GET /health/ready.
+        """
+        return self._call("GET", "/health/ready", {})
 
     def metrics(self) -> Any:
         """Every metric of this app; reads the queue statistics and, when stale, tenant names.
@@ -1054,6 +1395,95 @@ class AsyncAccountsApi(AsyncEntity):
             },
         )
 
+    async def add_pec(
+        self,
+        id: str,
+        imap_host: str,
+        *,
+        batch_size: int | None = None,
+        host: str | None = None,
+        imap_folder: str | None = None,
+        imap_password: str | None = None,
+        imap_port: int | None = None,
+        imap_ssl: bool | None = None,
+        imap_user: str | None = None,
+        limit_behavior: Literal["defer", "reject"] | None = None,
+        limit_per_day: int | None = None,
+        limit_per_hour: int | None = None,
+        limit_per_minute: int | None = None,
+        options: Mapping[str, Any] | None = None,
+        password: str | None = None,
+        port: int | None = None,
+        tenant_id: str | None = None,
+        transport: str | None = None,
+        ttl: int | None = None,
+        use_tls: bool | None = None,
+        user: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a PEC account of the tenant, or replace the one with the same id.
+
+        The sending fields are those of `accounts/add`, with the same checks and the same upsert;
+        the IMAP fields say where the PEC receipts of this account arrive. Returns the account
+        object with `pec: true` and the IMAP fields, never a password (`has_imap_password`). The
+        mailbox is read from the next polling round on.
+
+        Args:
+            batch_size: messages sent per connection before it is recycled.
+            host: the SMTP server of the PEC provider.
+            id: the account id chosen by the client (no spaces, '/' or '\\').
+            imap_folder: the folder the receipts arrive in, INBOX by default.
+            imap_host: the IMAP server of the PEC mailbox.
+            imap_password: the IMAP password (write-only, stored encrypted); default: password.
+            imap_port: the IMAP port (1-65535), 993 by default.
+            imap_ssl: true = implicit TLS; false = plain IMAP, upgraded with STARTTLS when the
+                server offers it.
+            imap_user: the IMAP login user; default: user.
+            limit_behavior: over a limit, "defer" to the next window or "reject" the message.
+            limit_per_day: messages per day through this account.
+            limit_per_hour: messages per hour through this account.
+            limit_per_minute: messages per minute through this account.
+            options: transport-specific settings (secret-named values stored encrypted).
+            password: the login password (write-only; also the IMAP password unless imap_password is
+                given).
+            port: the SMTP port (1-65535).
+            tenant_id: the owning tenant. Tenant keys may omit it (their own tenant is used); the
+                admin must pass it.
+            transport: the registered transport that sends (smtp by default).
+            ttl: seconds an idle pooled connection is kept.
+            use_tls: SMTP TLS: true = implicit TLS on 465, STARTTLS required otherwise; false =
+                plain; null = TLS on 465, STARTTLS when offered.
+            user: the login user (also the IMAP user unless imap_user is given).
+
+        Route: POST /accounts/add_pec.
+        """
+        return await self._call(
+            "POST",
+            "/accounts/add_pec",
+            {
+                "batch_size": batch_size,
+                "host": host,
+                "id": id,
+                "imap_folder": imap_folder,
+                "imap_host": imap_host,
+                "imap_password": imap_password,
+                "imap_port": imap_port,
+                "imap_ssl": imap_ssl,
+                "imap_user": imap_user,
+                "limit_behavior": limit_behavior,
+                "limit_per_day": limit_per_day,
+                "limit_per_hour": limit_per_hour,
+                "limit_per_minute": limit_per_minute,
+                "options": options,
+                "password": password,
+                "port": port,
+                "tenant_id": tenant_id,
+                "transport": transport,
+                "ttl": ttl,
+                "use_tls": use_tls,
+                "user": user,
+            },
+        )
+
     async def delete(self, account_id: str, *, tenant_id: str | None = None) -> dict[str, Any]:
         """Delete an account; its messages stay (they can no longer be sent through it).
 
@@ -1082,6 +1512,17 @@ class AsyncAccountsApi(AsyncEntity):
             "GET", "/accounts/get", {"tenant_id": tenant_id, "account_id": account_id}
         )
 
+    async def get_pec_ids(self, *, tenant_id: str | None = None) -> builtins.list[Any]:
+        """The ids of the PEC accounts, scoped like `list_pec`.
+
+        Args:
+            tenant_id: only this tenant's PEC accounts. Tenant keys may omit it (their own tenant is
+                used); the admin must pass it.
+
+        Route: GET /accounts/get_pec_ids.
+        """
+        return await self._call("GET", "/accounts/get_pec_ids", {"tenant_id": tenant_id})
+
     async def list(self, *, tenant_id: str | None = None) -> builtins.list[Any]:
         """Every account of the tenant, ordered by id (no passwords, no secret options).
 
@@ -1092,6 +1533,80 @@ class AsyncAccountsApi(AsyncEntity):
         Route: GET /accounts/list.
         """
         return await self._call("GET", "/accounts/list", {"tenant_id": tenant_id})
+
+    async def list_pec(self, *, tenant_id: str | None = None) -> builtins.list[Any]:
+        """The PEC accounts, ordered by tenant then id: the admin without `tenant_id` gets
+
+        every tenant's, a tenant key its own.
+
+        Args:
+            tenant_id: only this tenant's PEC accounts. Tenant keys may omit it (their own tenant is
+                used); the admin must pass it.
+
+        Route: GET /accounts/list_pec.
+        """
+        return await self._call("GET", "/accounts/list_pec", {"tenant_id": tenant_id})
+
+
+class AsyncApiKeysApi(AsyncEntity):
+    """The /api_keys/* routes."""
+
+    async def add(
+        self,
+        name: str,
+        scopes: Sequence[Literal["send", "read", "manage"]],
+        *,
+        expires_at: int | None = None,
+        tenant_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a named API key with scopes; the key is shown only in this answer.
+
+        Scopes: `send` (`messages/add`, `messages/add_batch` and reading the tenant's messages),
+        `read` (every read of the tenant), `manage` (everything the tenant's default key may do). A
+        name already in use by the tenant → 409.
+
+        Args:
+            expires_at: unix seconds from which the key is refused (401); absent or null means
+                never.
+            name: the key's name, unique per tenant: 1-64 letters, digits, `_`, `.`, `-` (`default`
+                is the default key's).
+            scopes: one or more of `send`, `read`, `manage`.
+            tenant_id: the tenant the key acts for. Tenant keys may omit it (their own tenant is
+                used); the admin must pass it.
+
+        Route: POST /api_keys/add.
+        """
+        return await self._call(
+            "POST",
+            "/api_keys/add",
+            {"expires_at": expires_at, "name": name, "scopes": scopes, "tenant_id": tenant_id},
+        )
+
+    async def list(self, *, tenant_id: str | None = None) -> builtins.list[Any]:
+        """A tenant's API keys (the default key as `default`), never the keys themselves.
+
+        Each entry: `{name, scopes, created_ts, expires_at, last_used_ts}`. `last_used_ts` is kept
+        to the minute.
+
+        Args:
+            tenant_id: the tenant. Tenant keys may omit it (their own tenant is used); the admin
+                must pass it.
+
+        Route: GET /api_keys/list.
+        """
+        return await self._call("GET", "/api_keys/list", {"tenant_id": tenant_id})
+
+    async def revoke(self, name: str, *, tenant_id: str | None = None) -> dict[str, Any]:
+        """Remove a tenant's API key by name; it is refused from now on, in every process.
+
+        Args:
+            name: the key's name (`default` removes the default key).
+            tenant_id: the tenant. Tenant keys may omit it (their own tenant is used); the admin
+                must pass it.
+
+        Route: POST /api_keys/revoke.
+        """
+        return await self._call("POST", "/api_keys/revoke", {"name": name, "tenant_id": tenant_id})
 
 
 class AsyncCommandLogApi(AsyncEntity):
@@ -1229,6 +1744,13 @@ class AsyncInstanceApi(AsyncEntity):
         """
         return await self._call("GET", "/instance/get", {})
 
+    async def get_bounce_config(self) -> dict[str, Any]:
+        """The bounce mailbox configuration and the state of its last poll (no password).
+
+        Route: GET /instance/get_bounce_config.
+        """
+        return await self._call("GET", "/instance/get_bounce_config", {})
+
     async def get_sync_status(self) -> dict[str, Any]:
         """Reporting status per tenant: last exchange, next poll, do-not-disturb.
 
@@ -1260,6 +1782,13 @@ class AsyncInstanceApi(AsyncEntity):
         """
         return await self._call("GET", "/instance/plugins", {})
 
+    async def reload_bounce(self) -> dict[str, Any]:
+        """Reconnect the bounce poller with the stored configuration and poll at once.
+
+        Route: POST /instance/reload_bounce.
+        """
+        return await self._call("POST", "/instance/reload_bounce", {})
+
     async def run_now(self, *, tenant_id: str | None = None) -> dict[str, Any]:
         """Wake the dispatcher, the reporting loop and the receipt handlers now.
 
@@ -1267,7 +1796,7 @@ class AsyncInstanceApi(AsyncEntity):
         every tenant with unreported events is reported, ignoring back-off. With `tenant_id`, that
         tenant's do-not-disturb is cleared and it is polled at once. Every receipt handler (bounce
         mailbox, PEC mailboxes) is polled at once too. Reserved to the instance admin, like every
-        instance write.
+        instance write (docs/api.md).
 
         Args:
             tenant_id: the tenant to poll at once.
@@ -1275,6 +1804,54 @@ class AsyncInstanceApi(AsyncEntity):
         Route: POST /instance/run_now.
         """
         return await self._call("POST", "/instance/run_now", {"tenant_id": tenant_id})
+
+    async def set_bounce_config(
+        self,
+        *,
+        enabled: bool | None = None,
+        imap_folder: str | None = None,
+        imap_host: str | None = None,
+        imap_password: str | None = None,
+        imap_port: int | None = None,
+        imap_ssl: bool | None = None,
+        imap_user: str | None = None,
+        poll_interval: int | None = None,
+        return_path: str | None = None,
+    ) -> dict[str, Any]:
+        """Change the bounce mailbox configuration; applied to the running poller at once.
+
+        Fields left out keep their value; `imap_password: ""` clears the password and `return_path:
+        ""` the return path. The password is stored encrypted and never shown.
+
+        Args:
+            enabled: read the mailbox and use the return path (needs `imap_host`).
+            imap_folder: the folder that receives the notices (default INBOX).
+            imap_host: the IMAP server.
+            imap_password: the password ("" clears it).
+            imap_port: its port (1-65535); 993 when never set.
+            imap_ssl: true = implicit TLS; false = plain IMAP, with STARTTLS when offered.
+            imap_user: the login.
+            poll_interval: seconds between two reads (at least 1).
+            return_path: envelope sender of every message without its own return_path, so
+                non-delivery reports reach the mailbox ("" clears it).
+
+        Route: POST /instance/set_bounce_config.
+        """
+        return await self._call(
+            "POST",
+            "/instance/set_bounce_config",
+            {
+                "enabled": enabled,
+                "imap_folder": imap_folder,
+                "imap_host": imap_host,
+                "imap_password": imap_password,
+                "imap_port": imap_port,
+                "imap_ssl": imap_ssl,
+                "imap_user": imap_user,
+                "poll_interval": poll_interval,
+                "return_path": return_path,
+            },
+        )
 
     async def status(self) -> dict[str, Any]:
         """Whether the dispatcher runs in this process (`active`).
@@ -1370,7 +1947,7 @@ class AsyncMessagesApi(AsyncEntity):
         return_path: str | None = None,
         tenant_id: str | None = None,
     ) -> dict[str, Any]:
-        """Queue one message; the body is the message itself (fields).
+        """Queue one message; the body is the message itself (fields of docs/api.md).
 
         Required: `id`, `tenant_id` (tenant keys may omit it), `account_id`, `from` (or `from_addr`,
         not both), `to`, `subject` and `body` (or `html`). Answers `{"id", "pk"}`; a message that
@@ -1438,11 +2015,11 @@ class AsyncMessagesApi(AsyncEntity):
         """Queue up to `max_batch_messages` (default 1,000) messages in one call.
 
         Every message is validated first; the valid ones are then stored in one transaction and the
-        others are listed in `rejected` with their reason. Re-submitting the id of a pending or
-        deferred message replaces it and keeps its place in the queue; an id being sent is rejected
-        `in flight`, one already sent or failed `already sent`. When one batch holds the same id
-        twice, the later entry replaces the earlier one (both count in `queued`). Answers 200
-        whenever the body is well formed, with `ok` false only when nothing was queued; 422 when
+        others are listed in `rejected` with their reason (docs/api.md). Re-submitting the id of a
+        pending or deferred message replaces it and keeps its place in the queue; an id being sent
+        is rejected `in flight`, one already sent or failed `already sent`. When one batch holds the
+        same id twice, the later entry replaces the earlier one (both count in `queued`). Answers
+        200 whenever the body is well formed, with `ok` false only when nothing was queued; 422 when
         `messages` is not a list or holds too many entries.
 
         Tenant keys may omit each message's `tenant_id`; a message for another tenant is rejected as
@@ -1701,6 +2278,72 @@ class AsyncStoragesApi(AsyncEntity):
         return await self._call("GET", "/storages/list", {"tenant_id": tenant_id})
 
 
+class AsyncSuppressionsApi(AsyncEntity):
+    """The /suppressions/* routes."""
+
+    async def add(
+        self,
+        address: str,
+        *,
+        reason: str | None = None,
+        tenant_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Suppress an address for the tenant (an address already listed keeps its entry).
+
+        Args:
+            address: the recipient address to stop sending to.
+            reason: why (default `manual`).
+            tenant_id: the tenant. Tenant keys may omit it (their own tenant is used); the admin
+                must pass it.
+
+        Route: POST /suppressions/add.
+        """
+        return await self._call(
+            "POST",
+            "/suppressions/add",
+            {"address": address, "reason": reason, "tenant_id": tenant_id},
+        )
+
+    async def delete(self, address: str, *, tenant_id: str | None = None) -> dict[str, Any]:
+        """Remove an address from the tenant's suppression list.
+
+        Args:
+            address: the address to send to again.
+            tenant_id: the tenant. Tenant keys may omit it (their own tenant is used); the admin
+                must pass it.
+
+        Route: POST /suppressions/delete.
+        """
+        return await self._call(
+            "POST", "/suppressions/delete", {"address": address, "tenant_id": tenant_id}
+        )
+
+    async def list(
+        self,
+        *,
+        tenant_id: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        address: str | None = None,
+    ) -> builtins.list[Any]:
+        """The tenant's suppressed addresses, newest first.
+
+        Args:
+            tenant_id: the tenant. Tenant keys may omit it (their own tenant is used); the admin
+                must pass it.
+            limit: at most this many entries (1-10000).
+            offset: skip this many entries first.
+            address: only this address.
+
+        Route: GET /suppressions/list.
+        """
+        return await self._call(
+            "GET",
+            "/suppressions/list",
+            {"tenant_id": tenant_id, "limit": limit, "offset": offset, "address": address},
+        )
+
+
 class AsyncTenantsApi(AsyncEntity):
     """The /tenants/* routes."""
 
@@ -1790,6 +2433,27 @@ class AsyncTenantsApi(AsyncEntity):
             },
         )
 
+    async def create_api_key(
+        self,
+        tenant_id: str,
+        *,
+        expires_at: int | None = None,
+    ) -> dict[str, Any]:
+        """Give a tenant a new default API key, shown only in this answer.
+
+        The previous default key, if any, is refused from now on, in every process.
+
+        Args:
+            expires_at: unix seconds from which the key is refused (401); absent or null means
+                never. Any integer is accepted: a past value gives a key that never works.
+            tenant_id: the tenant.
+
+        Route: POST /tenants/create_api_key.
+        """
+        return await self._call(
+            "POST", "/tenants/create_api_key", {"expires_at": expires_at, "tenant_id": tenant_id}
+        )
+
     async def delete(self, tenant_id: str) -> dict[str, Any]:
         """Delete a tenant with its accounts, messages, events and storages (one transaction).
 
@@ -1831,6 +2495,18 @@ class AsyncTenantsApi(AsyncEntity):
         Route: GET /tenants/list.
         """
         return await self._call("GET", "/tenants/list", {"active_only": active_only})
+
+    async def revoke_api_key(self, tenant_id: str) -> dict[str, Any]:
+        """Remove a tenant's default API key; it is refused from now on, in every process.
+
+        Answers `{"ok": true}` also when the tenant had no default key.
+
+        Args:
+            tenant_id: the tenant.
+
+        Route: POST /tenants/revoke_api_key.
+        """
+        return await self._call("POST", "/tenants/revoke_api_key", {"tenant_id": tenant_id})
 
     async def suspend_batch(
         self,
@@ -1920,18 +2596,22 @@ class AsyncRootApi(AsyncEntity):
     """Routes outside the entities, and one attribute per entity."""
 
     accounts: AsyncAccountsApi
+    api_keys: AsyncApiKeysApi
     command_log: AsyncCommandLogApi
     instance: AsyncInstanceApi
     messages: AsyncMessagesApi
     storages: AsyncStoragesApi
+    suppressions: AsyncSuppressionsApi
     tenants: AsyncTenantsApi
 
     def _attach_entities(self) -> None:
         self.accounts = AsyncAccountsApi(self._caller)
+        self.api_keys = AsyncApiKeysApi(self._caller)
         self.command_log = AsyncCommandLogApi(self._caller)
         self.instance = AsyncInstanceApi(self._caller)
         self.messages = AsyncMessagesApi(self._caller)
         self.storages = AsyncStoragesApi(self._caller)
+        self.suppressions = AsyncSuppressionsApi(self._caller)
         self.tenants = AsyncTenantsApi(self._caller)
 
     async def download(self, token: str, filename: str) -> Any:
@@ -1941,12 +2621,19 @@ class AsyncRootApi(AsyncEntity):
         """
         return await self._call("GET", f"/download/{token}/{filename}", {})
 
-    async def health(self) -> Any:
+    async def health(self) -> dict[str, Any]:
         """Liveness probe; never touches the database.
 
         Route: GET /health.
         """
         return await self._call("GET", "/health", {})
+
+    async def health_ready(self) -> dict[str, Any]:
+        """Readiness probe: one round trip to the database; 503 with Retry-After when it fails.
+
+        Route: GET /health/ready.
+        """
+        return await self._call("GET", "/health/ready", {})
 
     async def metrics(self) -> Any:
         """Every metric of this app; reads the queue statistics and, when stale, tenant names.
@@ -1956,4 +2643,13 @@ class AsyncRootApi(AsyncEntity):
         return await self._call("GET", "/metrics", {})
 
 
-ENTITIES = ("accounts", "command_log", "instance", "messages", "storages", "tenants")
+ENTITIES = (
+    "accounts",
+    "api_keys",
+    "command_log",
+    "instance",
+    "messages",
+    "storages",
+    "suppressions",
+    "tenants",
+)

@@ -154,7 +154,8 @@ def operations_of(spec: Mapping[str, Any]) -> list[Operation]:
                 name = segments[1]
             else:
                 entity = None
-                name = segments[0] if segments else "root"
+                fixed = [part for part in segments if not part.startswith("{")]
+                name = "_".join(fixed).replace("-", "_").replace(".", "_") or "root"
             params: list[Param] = []
             path_params: list[str] = []
             for parameter in operation.get("parameters", []):

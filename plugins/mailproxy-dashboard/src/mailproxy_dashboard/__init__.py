@@ -29,7 +29,7 @@ def mailproxy_register_settings() -> list[SettingsSpec]:
 def mailproxy_register_routes() -> list[RouteSpec]:
     """Everything under ``/ui/``; the dashboard checks its own sessions, so the API token
     middleware lets these paths through."""
-    return [RouteSpec("dashboard", build_blueprint(), public_paths=("/ui/",))]
+    return [RouteSpec("dashboard", build_blueprint(), public_paths=("/ui/",), in_openapi=False)]
 
 
 @hookimpl
