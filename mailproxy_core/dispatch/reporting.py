@@ -38,8 +38,8 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..db.outage import OutageLog, is_unavailable
-from ..entities.tenants import load_tenant
 from ..models import DeliveryEvent, ReportAck, Tenant
+from ..records.tenants import load_tenant
 from .report_state import MAX_BACKOFF, Outcome, StateWriter, TenantState, backoff_delay
 
 if TYPE_CHECKING:
