@@ -129,6 +129,8 @@ class MailProxy:
             for name in registry.settings.names()
         }
         self.transports: dict[str, Transport] = {}
+        self.directory_version = 0
+        """Bumped by :meth:`directory_changed` (tenants, accounts or storages changed here)."""
         self.attachment_fetchers: dict[str, AttachmentFetcher] = {}
         self.reporters: dict[str, Reporter] = {}
         self.send_guards: dict[str, SendGuard] = {}
@@ -334,7 +336,12 @@ class MailProxy:
         return [dict(message_object(row)) for row in rows], cursor
 
     def directory_changed(self) -> None:
-        """Tenants, accounts or storages changed: drop the dispatcher's caches and wake it."""
+        """Tenants, accounts or storages changed: drop the dispatcher's caches and wake it.
+
+        Also counts the change in ``directory_version``, so that the reporting loop reloads a
+        tenant it holds (a ``client_base_url`` just set is used for the very next report).
+        """
+        self.directory_version += 1
         if self.dispatcher is not None:
             self.dispatcher.forget_cached()
         self.dispatch_wakeup.set()
