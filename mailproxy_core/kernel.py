@@ -24,7 +24,7 @@ from .api.auth import AuthChain
 from .crypto import SecretBox, secret_box_from_settings
 from .db.engine import Database
 from .db.migrate import apply_migrations
-from .db.notifications import RECEIPT_CHANNEL
+from .db.notifications import DISPATCH_CHANNEL, RECEIPT_CHANNEL
 from .db.plugin_data import PluginData
 from .db.repos import Repos
 from .errors import ConfigurationError, PluginError
@@ -61,8 +61,6 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
 )
 """Plugins shipped inside the kernel, registered through the same path as any other."""
 
-DISPATCH_CHANNEL = "mailproxy_dispatch"
-"""The notification channel that wakes dispatchers in other processes."""
 
 ESSENTIAL_BUILTINS = frozenset({"core", "defaults"})
 """Built-ins that cannot be disabled: without them there is no schema and no API."""
@@ -131,6 +129,8 @@ class MailProxy:
             for name in registry.settings.names()
         }
         self.transports: dict[str, Transport] = {}
+        self.directory_version = 0
+        """Bumped by :meth:`directory_changed` (tenants, accounts or storages changed here)."""
         self.attachment_fetchers: dict[str, AttachmentFetcher] = {}
         self.reporters: dict[str, Reporter] = {}
         self.send_guards: dict[str, SendGuard] = {}
@@ -236,27 +236,27 @@ class MailProxy:
     async def storage_mount(self, tenant_id: str, name: str) -> StorageMount | None:
         """The tenant's storage mount ``name`` with its config decrypted, or ``None`` (for
         plugins: attachment fetchers, cleanup tasks; never return it to a client)."""
-        from .entities.storages import load_storage
+        from .records.storages import load_storage
 
         return await load_storage(self, tenant_id, name)
 
     async def tenant(self, tenant_id: str) -> Tenant | None:
         """One tenant with its secrets decrypted (for plugins; never return it to a client)."""
-        from .entities.tenants import load_tenant
+        from .records.tenants import load_tenant
 
         return await load_tenant(self, tenant_id)
 
     async def account(self, tenant_id: str, account_id: str) -> Account | None:
         """One account with its secrets decrypted, or ``None`` (for plugins; never return it
         to a client)."""
-        from .entities.accounts import load_account
+        from .records.accounts import load_account
 
         return await load_account(self, tenant_id, account_id)
 
     async def accounts(self, tenant_id: str | None = None) -> list[Account]:
         """Every account of ``tenant_id`` (of every tenant when ``None``), ordered by tenant
         and id, secrets decrypted (for plugins; never return them to a client)."""
-        from .entities.accounts import load_accounts
+        from .records.accounts import load_accounts
 
         return await load_accounts(self, tenant_id)
 
@@ -274,7 +274,8 @@ class MailProxy:
             InvalidInput: a field is invalid (its ``errors`` name each one).
             NotFound: the tenant does not exist.
         """
-        from .entities.accounts import account_fields, account_from_row, store_account
+        from .entities.accounts import account_fields, store_account
+        from .records.accounts import account_from_row
 
         row, _created = await store_account(self, tenant_id, account_fields(tenant_id, fields))
         return account_from_row(self.secrets, row)
@@ -335,7 +336,12 @@ class MailProxy:
         return [dict(message_object(row)) for row in rows], cursor
 
     def directory_changed(self) -> None:
-        """Tenants, accounts or storages changed: drop the dispatcher's caches and wake it."""
+        """Tenants, accounts or storages changed: drop the dispatcher's caches and wake it.
+
+        Also counts the change in ``directory_version``, so that the reporting loop reloads a
+        tenant it holds (a ``client_base_url`` just set is used for the very next report).
+        """
+        self.directory_version += 1
         if self.dispatcher is not None:
             self.dispatcher.forget_cached()
         self.dispatch_wakeup.set()

@@ -17,7 +17,6 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     from quart import Blueprint
 
-    from .api.endpoint import Endpoint
     from .kernel import MailProxy
     from .protocols import (
         AttachmentFetcher,
@@ -119,10 +118,12 @@ class EndpointSpec:
     """An API entity (``tenants``, ``messages`` ...) or extra methods on an existing one.
 
     Several specs may share an ``entity``; each method name may be registered only once.
+    ``endpoint`` is a subclass of ``mailproxy_core.Endpoint`` (checked when the API is built;
+    typed loosely here so that values and specs never depend on the API layer).
     """
 
     entity: str
-    endpoint: type[Endpoint]
+    endpoint: type
 
     @property
     def name(self) -> str:

@@ -49,8 +49,8 @@ from quart.wrappers.response import DataBody
 
 from ..crypto import MASK, is_secret_key
 from ..db.outage import is_unavailable
-from ..entities.secrets import CONFIG_SECRET_KEYS
 from ..logs import principal_label
+from ..records.secrets import CONFIG_SECRET_KEYS
 from .endpoint import GET_FORM_SUFFIX
 from .errors import outage_log
 from .json_limits import too_deep

@@ -41,6 +41,9 @@ PROBE_TIMEOUT = 10.0
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)
 """Back-off between reconnection attempts (the last repeats)."""
 
+DISPATCH_CHANNEL = "mailproxy_dispatch"
+"""The channel that wakes dispatchers in other processes (``mail-proxy worker``)."""
+
 RECEIPT_CHANNEL = "mailproxy_receipts"
 """The channel that asks other processes' receipt loops to poll now (payload: a handler name,
 or ``*`` for every handler)."""

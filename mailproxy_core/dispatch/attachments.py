@@ -21,9 +21,9 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..crypto import SecretBox
-from ..entities.message_views import open_attachment_auth
 from ..errors import AttachmentError
 from ..models import AttachmentRef, Message, Tenant
+from ..records.secrets import open_attachment_auth
 from .compose import Attachment
 from .large_files import LargeFilePolicy, StoredLink, link_text, store_large_file
 

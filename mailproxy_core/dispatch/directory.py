@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from ..db.repos.queue import QueueRepo
-from ..entities.accounts import load_account_by_pk
-from ..entities.storages import load_storages
-from ..entities.tenants import load_tenant
 from ..models import Account, Message, Tenant
+from ..records.accounts import load_account_by_pk
+from ..records.storages import load_storages
+from ..records.tenants import load_tenant
 
 if TYPE_CHECKING:
     from ..kernel import MailProxy

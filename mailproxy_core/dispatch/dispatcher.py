@@ -29,9 +29,9 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ..db.notifications import DISPATCH_CHANNEL
 from ..db.outage import OutageLog, is_unavailable
 from ..db.repos.queue import Holds, QueueRepo, WrittenEvent
-from ..kernel import DISPATCH_CHANNEL
 from ..models import Message
 from .attempt import Attempt, attempt_delivery
 from .directory import Directory

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..entities.storages import load_storage
 from ..errors import AttachmentError, MailproxyError
 from ..models import Tenant
+from ..records.storages import load_storage
 from .compose import Attachment
 
 if TYPE_CHECKING:

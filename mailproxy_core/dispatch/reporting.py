@@ -38,8 +38,8 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..db.outage import OutageLog, is_unavailable
-from ..entities.tenants import load_tenant
 from ..models import DeliveryEvent, ReportAck, Tenant
+from ..records.tenants import load_tenant
 from .report_state import MAX_BACKOFF, Outcome, StateWriter, TenantState, backoff_delay
 
 if TYPE_CHECKING:
@@ -75,7 +75,8 @@ WRITER_GRACE = 1.0
 """Seconds the state writer always gets at shutdown to record the last acknowledgements."""
 
 TENANT_TTL = 1.0
-"""Seconds a tenant task trusts the tenant it loaded (credentials, URL, reporter)."""
+"""Seconds a tenant task trusts the tenant it loaded (credentials, URL, reporter) when another
+process changes it; a change made in this process is seen at once (``directory_version``)."""
 
 _loops: weakref.WeakKeyDictionary[MailProxy, ReportingLoop] = weakref.WeakKeyDictionary()
 
@@ -220,9 +221,12 @@ class ReportingLoop:
     async def _tenant_task(self, tenant_id: str, state: TenantState) -> None:
         tenant: Tenant | None = None
         loaded = 0.0
+        version = -1
         try:
             while not self._stopping:
-                if tenant is None or time.monotonic() - loaded > TENANT_TTL:
+                stale = time.monotonic() - loaded > TENANT_TTL
+                if tenant is None or stale or version != self.mp.directory_version:
+                    version = self.mp.directory_version
                     tenant = await load_tenant(self.mp, tenant_id)
                     loaded = time.monotonic()
                     if tenant is None:

@@ -17,14 +17,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ..api.endpoint import POST, Endpoint, tenant_scoped
 from ..api.errors import field_errors, invalid_input
 from ..errors import NotFound
-from ..models import Account
+from ..records.secrets import seal, secret_value_errors
 from .fields import FieldErrors, blank_to_none, check_identifier, check_port, check_positive
-from .secrets import seal, secret_value_errors, unseal
 from .view_extensions import extend_view, extend_views
 from .views import account_view
 
 if TYPE_CHECKING:
-    from ..crypto import SecretBox
     from ..kernel import MailProxy
 
 log = logging.getLogger(__name__)
@@ -35,51 +33,6 @@ DEFAULT_TRANSPORT = "smtp"
 TRANSPORTS_NEEDING_HOST = frozenset({"smtp"})
 """Transports for which ``host`` and ``port`` are required. Others (``file``, ``null``, plugin
 transports such as an HTTP relay configured through ``options``) may go without."""
-
-
-def account_from_row(box: SecretBox, row: Mapping[str, Any]) -> Account:
-    """The ``Account`` model of an ``AccountsRepo`` row, secrets decrypted.
-
-    Raises:
-        ConfigurationError: a secret cannot be decrypted with the configured key.
-    """
-    password = row.get("password")
-    return Account(
-        pk=row["pk"],
-        tenant_id=row["tenant_id"],
-        id=row["id"],
-        host=row.get("host") or "",
-        port=row.get("port") or 0,
-        user=row.get("user"),
-        password=box.decrypt(password) if password else None,
-        use_tls=row.get("use_tls"),
-        transport=row["transport"],
-        ttl=row["ttl"],
-        batch_size=row.get("batch_size"),
-        limit_per_minute=row.get("limit_per_minute"),
-        limit_per_hour=row.get("limit_per_hour"),
-        limit_per_day=row.get("limit_per_day"),
-        limit_behavior=row["limit_behavior"],
-        options=unseal(box, row.get("options") or {}),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-async def load_account(mp: MailProxy, tenant_id: str, account_id: str) -> Account | None:
-    """The account with its secrets decrypted, or ``None``: for the kernel, never a response.
-
-    Raises:
-        ConfigurationError: a secret cannot be decrypted with the configured key.
-    """
-    row = await mp.repos.accounts.get(tenant_id, account_id)
-    return None if row is None else account_from_row(mp.secrets, row)
-
-
-async def load_account_by_pk(mp: MailProxy, pk: str) -> Account | None:
-    """The account with surrogate key ``pk`` (``messages.account_pk``), secrets decrypted."""
-    row = await mp.repos.accounts.get_by_pk(pk)
-    return None if row is None else account_from_row(mp.secrets, row)
 
 
 class AccountFields(BaseModel):
@@ -197,15 +150,6 @@ async def store_account(
     )
     mp.directory_changed()
     return row, created
-
-
-async def load_accounts(mp: MailProxy, tenant_id: str | None = None) -> list[Account]:
-    """Every account (of ``tenant_id`` when given), secrets decrypted: never for a response."""
-    if tenant_id is not None:
-        rows = await mp.repos.accounts.list(tenant_id)
-    else:
-        rows = await mp.repos.accounts.list_all()
-    return [account_from_row(mp.secrets, row) for row in rows]
 
 
 async def load_account_object(

@@ -138,9 +138,6 @@ class ClientAuth(
         return self.root.model_dump()
 
 
-CLIENT_AUTH_SECRETS = ("token", "password")
-"""The ``client_auth`` fields encrypted at rest and never returned."""
-
 PositiveInt = Annotated[int, Field(gt=0)]
 """An integer greater than 0 (inside the models above; see :func:`check_positive`)."""
 

@@ -6,10 +6,10 @@ from typing import Any
 
 from ..api.endpoint import POST, Endpoint, admin_only, any_principal, public
 from ..crypto import hash_token
+from ..records.secrets import redact, seal, secret_value_errors
 from .batches import activate_batch, suspend_batch
 from .edition import Edition, current_edition, loaded_ee_plugins, require_edition
 from .fields import FieldErrors
-from .secrets import redact, seal, secret_value_errors
 from .views import utc_text
 
 MIN_API_TOKEN_LENGTH = 16

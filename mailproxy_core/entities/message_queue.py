@@ -32,8 +32,9 @@ from ..db.jsontext import decode_json, encode_json
 from ..db.repos.messages import EnqueueOutcome, QueuedRow
 from ..message_ids import message_id_for_payload
 from ..models import Message, Principal
+from ..records.secrets import seal_payload
 from .message_validation import CheckedMessage, MessageChecker, is_storable, sendable
-from .message_views import seal_payload, with_sender_as_from
+from .message_views import with_sender_as_from
 
 if TYPE_CHECKING:
     from ..kernel import MailProxy

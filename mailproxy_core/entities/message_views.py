@@ -22,7 +22,6 @@ from typing import Any, NotRequired
 
 from typing_extensions import TypedDict
 
-from ..crypto import SecretBox, is_secret_key
 from .views import utc_text
 
 
@@ -76,39 +75,6 @@ MESSAGE_FIELDS = (
     "last_error",
 )
 """The message object's fields copied from the row as they are (see :func:`message_object`)."""
-
-
-def _secret_keys(auth: Mapping[str, Any]) -> list[str]:
-    return [key for key in auth if isinstance(key, str) and is_secret_key(key)]
-
-
-def seal_payload(box: SecretBox, payload: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``payload`` with the secret values of its attachments' ``auth`` encrypted.
-
-    Returns ``payload`` itself (no copy) when no attachment carries ``auth``, which is the
-    common case and keeps enqueueing cheap.
-    """
-    attachments = payload.get("attachments")
-    if not isinstance(attachments, list) or not any(
-        isinstance(spec, dict) and isinstance(spec.get("auth"), dict) for spec in attachments
-    ):
-        return payload
-    sealed = []
-    for spec in attachments:
-        auth = spec.get("auth") if isinstance(spec, dict) else None
-        if isinstance(auth, dict):
-            spec = {**spec, "auth": box.encrypt_fields(auth, _secret_keys(auth))}
-        sealed.append(spec)
-    return {**payload, "attachments": sealed}
-
-
-def open_attachment_auth(box: SecretBox, auth: Mapping[str, Any]) -> dict[str, Any]:
-    """An attachment's stored ``auth`` with its secret values decrypted, for fetching.
-
-    Raises:
-        ConfigurationError: a value is encrypted with another key (see ``SecretBox.decrypt``).
-    """
-    return box.decrypt_fields(auth, _secret_keys(auth))
 
 
 def with_sender_as_from(message: Mapping[str, Any]) -> Mapping[str, Any]:

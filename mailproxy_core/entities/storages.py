@@ -13,18 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..api.endpoint import POST, Endpoint, tenant_scoped
 from ..errors import MailproxyError, NotFound
-from ..models import StorageMount
+from ..records.storages import open_config
 from .fields import FieldErrors
 from .views import storage_view
-
-if TYPE_CHECKING:
-    from ..crypto import SecretBox
-    from ..kernel import MailProxy
 
 log = logging.getLogger(__name__)
 
@@ -33,38 +28,6 @@ MOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 RESERVED_MOUNT_NAMES = frozenset({"base64", "http", "https"})
 """Names that attachment paths already use as prefixes (``base64:...``, ``https://...``)."""
-
-
-def _open_config(box: SecretBox, stored: str | None) -> dict[str, Any]:
-    """The decrypted config of a mount row (``{}`` when none was given)."""
-    if not stored:
-        return {}
-    value = json.loads(box.decrypt(stored))
-    return dict(value) if isinstance(value, Mapping) else {}
-
-
-def _mount(box: SecretBox, row: Mapping[str, Any]) -> StorageMount:
-    return StorageMount(
-        tenant_id=row["tenant_id"],
-        name=row["name"],
-        protocol=row["protocol"],
-        config=_open_config(box, row.get("config")),
-    )
-
-
-async def load_storage(mp: MailProxy, tenant_id: str, name: str) -> StorageMount | None:
-    """The tenant's mount ``name`` with its config decrypted, or ``None``; never for a response.
-
-    Raises:
-        ConfigurationError: the config cannot be decrypted with the configured key.
-    """
-    row = await mp.repos.storages.get(tenant_id, name)
-    return None if row is None else _mount(mp.secrets, row)
-
-
-async def load_storages(mp: MailProxy, tenant_id: str) -> list[StorageMount]:
-    """Every mount of the tenant, ordered by name, configs decrypted."""
-    return [_mount(mp.secrets, row) for row in await mp.repos.storages.list(tenant_id)]
 
 
 def _not_found(tenant_id: str, name: str) -> NotFound:
@@ -138,7 +101,7 @@ class StoragesEndpoint(Endpoint):
         row = await self.mp.repos.storages.get(tenant_id, name)
         if row is None:
             raise _not_found(tenant_id, name)
-        return storage_view(row, _open_config(self.mp.secrets, row.get("config")))
+        return storage_view(row, open_config(self.mp.secrets, row.get("config")))
 
     @tenant_scoped
     async def list(self, tenant_id: str) -> list[dict[str, Any]]:
@@ -151,7 +114,7 @@ class StoragesEndpoint(Endpoint):
         if not rows and not await self.mp.repos.tenants.exists(tenant_id):
             raise NotFound(f"tenant '{tenant_id}' not found")
         box = self.mp.secrets
-        return [storage_view(row, _open_config(box, row.get("config"))) for row in rows]
+        return [storage_view(row, open_config(box, row.get("config"))) for row in rows]
 
     @POST
     @tenant_scoped

@@ -9,15 +9,13 @@ contain them (``views.tenant_view``); :func:`load_tenant` decrypts them for inte
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..api.endpoint import POST, Endpoint, admin_only, tenant_scoped
 from ..errors import Forbidden, MailproxyError, NotFound
-from ..models import Tenant
+from ..records.tenants import CLIENT_AUTH_SECRETS, tenant_from_row
 from .batches import activate_batch, get_suspended_batches, suspend_batch
 from .fields import (
-    CLIENT_AUTH_SECRETS,
     ClientAuth,
     FieldErrors,
     LargeFileConfig,
@@ -31,7 +29,6 @@ from .view_extensions import extend_view, extend_views
 from .views import tenant_view
 
 if TYPE_CHECKING:
-    from ..crypto import SecretBox
     from ..kernel import MailProxy
 
 log = logging.getLogger(__name__)
@@ -42,50 +39,6 @@ DEFAULT_REPORTER = "http"
 ADMIN_ONLY_FIELDS = ("active", "reporter")
 """Tenant fields only the instance admin may change: a tenant key cannot re-enable a tenant
 the operator disabled, nor move its reports to another delivery mechanism."""
-
-
-def tenant_from_row(box: SecretBox, row: Mapping[str, Any]) -> Tenant:
-    """The ``Tenant`` model of a ``TenantsRepo`` row, secrets decrypted.
-
-    Raises:
-        ConfigurationError: a secret cannot be decrypted with the configured key.
-    """
-    client_auth = row.get("client_auth")
-    if client_auth:
-        client_auth = box.decrypt_fields(client_auth, CLIENT_AUTH_SECRETS)
-    secret = row.get("report_signing_secret")
-    return Tenant(
-        id=row["id"],
-        name=row.get("name"),
-        client_base_url=row.get("client_base_url"),
-        client_sync_path=row.get("client_sync_path"),
-        client_attachment_path=row.get("client_attachment_path"),
-        client_auth=client_auth or None,
-        rate_limits=row.get("rate_limits"),
-        large_file_config=row.get("large_file_config"),
-        active=bool(row["active"]),
-        suspended_batches=tuple(row.get("suspended_batches") or ()),
-        reporter=row["reporter"],
-        report_signing_secret=box.decrypt(secret) if secret else None,
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-async def load_tenant(mp: MailProxy, tenant_id: str) -> Tenant | None:
-    """The tenant with its secrets decrypted, or ``None``: for the kernel, never for a response.
-
-    Raises:
-        ConfigurationError: a secret cannot be decrypted with the configured key.
-    """
-    row = await mp.repos.tenants.get(tenant_id)
-    return None if row is None else tenant_from_row(mp.secrets, row)
-
-
-async def load_tenants(mp: MailProxy, *, active_only: bool = False) -> list[Tenant]:
-    """Every tenant (only active ones with ``active_only``), ordered by id, secrets decrypted."""
-    rows = await mp.repos.tenants.list(active_only=active_only)
-    return [tenant_from_row(mp.secrets, row) for row in rows]
 
 
 def check_storage_url(mp: MailProxy, errors: FieldErrors, url: str | None) -> None:

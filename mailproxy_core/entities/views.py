@@ -16,8 +16,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .fields import CLIENT_AUTH_SECRETS
-from .secrets import redact
+from ..records.secrets import redact
+from ..records.tenants import CLIENT_AUTH_SECRETS
 
 UTC_TEXT_FORMAT = "%Y-%m-%d %H:%M:%S"
 """How ``created_at`` and ``updated_at`` are written in answers (always UTC)."""

@@ -404,7 +404,7 @@ async def test_attachment_credentials_are_encrypted_at_rest_and_never_returned(
     payload = json.loads((await stored(mp_kernel))["att"]["payload"])
     auth = payload["attachments"][0]["auth"]
     assert auth["method"] == "bearer" and auth["token"].startswith(ENCRYPTED_PREFIX)
-    from mailproxy_core.entities.message_views import open_attachment_auth
+    from mailproxy_core.records.secrets import open_attachment_auth
 
     assert open_attachment_auth(mp_kernel.secrets, auth) == attachment["auth"]
 

@@ -10,11 +10,8 @@ import pytest
 
 from mailproxy_core.crypto import SecretBox, decode_key, generate_key
 from mailproxy_core.entities import message_validation as mv
-from mailproxy_core.entities.message_views import (
-    open_attachment_auth,
-    public_payload,
-    seal_payload,
-)
+from mailproxy_core.entities.message_views import public_payload
+from mailproxy_core.records.secrets import open_attachment_auth, seal_payload
 
 VALID = [
     "alice@example.com",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mailproxy_core.crypto import ENCRYPTED_PREFIX, SecretBox, decode_key, generate_key
-from mailproxy_core.entities.secrets import (
+from mailproxy_core.records.secrets import (
     is_config_secret,
     redact,
     seal,

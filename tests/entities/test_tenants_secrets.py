@@ -12,12 +12,12 @@ import sqlalchemy as sa
 
 from mailproxy_core.crypto import ENCRYPTED_PREFIX, generate_key
 from mailproxy_core.db.schema import accounts, storages, tenants
-from mailproxy_core.entities.accounts import load_account, load_account_by_pk
-from mailproxy_core.entities.storages import StorageMount, load_storage, load_storages
-from mailproxy_core.entities.tenants import load_tenant, load_tenants
 from mailproxy_core.kernel import MailProxy
-from mailproxy_core.models import Account, Tenant
+from mailproxy_core.models import Account, StorageMount, Tenant
 from mailproxy_core.plugins.markers import hookimpl
+from mailproxy_core.records.accounts import load_account, load_account_by_pk
+from mailproxy_core.records.storages import load_storage, load_storages
+from mailproxy_core.records.tenants import load_tenant, load_tenants
 from mailproxy_core.settings import Settings
 from mailproxy_core.specs import StorageBackendSpec
 from mailproxy_core.testing.client import ApiClient, Response

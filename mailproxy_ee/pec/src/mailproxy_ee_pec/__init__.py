@@ -3,7 +3,7 @@
 Registers the ``[plugins.ee_pec]`` settings, the plugin's tables, the routes
 ``accounts/add_pec``, ``accounts/list_pec`` and ``accounts/get_pec_ids``, the ``pec`` fields of
 account objects, the ``pec`` receipt handler that reads every PEC account's mailbox over IMAP,
-and the background task that records ``pec_timeout``. The operator guide is ``docs/ee-pec.md``.
+and the background task that records ``pec_timeout``. The operator guide is ``docs/pec.md``.
 """
 
 from __future__ import annotations

@@ -121,3 +121,36 @@ def redact(value: Any) -> tuple[Any, list[str]]:
 
     public = strip(value, "")
     return public, sorted(removed)
+
+
+def _secret_keys(auth: Mapping[str, Any]) -> list[str]:
+    return [key for key in auth if isinstance(key, str) and is_secret_key(key)]
+
+
+def seal_payload(box: SecretBox, payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``payload`` with the secret values of its attachments' ``auth`` encrypted.
+
+    Returns ``payload`` itself (no copy) when no attachment carries ``auth``, which is the
+    common case and keeps enqueueing cheap.
+    """
+    attachments = payload.get("attachments")
+    if not isinstance(attachments, list) or not any(
+        isinstance(spec, dict) and isinstance(spec.get("auth"), dict) for spec in attachments
+    ):
+        return payload
+    sealed = []
+    for spec in attachments:
+        auth = spec.get("auth") if isinstance(spec, dict) else None
+        if isinstance(auth, dict):
+            spec = {**spec, "auth": box.encrypt_fields(auth, _secret_keys(auth))}
+        sealed.append(spec)
+    return {**payload, "attachments": sealed}
+
+
+def open_attachment_auth(box: SecretBox, auth: Mapping[str, Any]) -> dict[str, Any]:
+    """An attachment's stored ``auth`` with its secret values decrypted, for fetching.
+
+    Raises:
+        ConfigurationError: a value is encrypted with another key (see ``SecretBox.decrypt``).
+    """
+    return box.decrypt_fields(auth, _secret_keys(auth))
