@@ -50,13 +50,15 @@ def failure_text(error: BaseException) -> str:
 @dataclass(slots=True)
 class Attempt:
     """One attempt's result: the outcome to record, the transport's result and the envelope
-    when sent, and how long ``Transport.send`` took (``None`` when the attempt never reached a
-    transport)."""
+    when sent, how long ``Transport.send`` took (``None`` when the attempt never reached a
+    transport), and the recipients a send guard dropped (all of them when the message ended in
+    error because none was left)."""
 
     outcome: Outcome
     result: SendResult | None = None
     duration: float | None = None
     envelope: Envelope | None = None
+    suppressed: tuple[str, ...] = ()
 
 
 async def attempt_delivery(mp: MailProxy, message: Message, directory: Directory) -> Attempt:
@@ -83,7 +85,9 @@ async def attempt_delivery(mp: MailProxy, message: Message, directory: Directory
         suppressed = [address for address in recipients if address.lower() in drop]
         if suppressed and len(suppressed) == len(recipients):
             text = f"{MetaKey.SUPPRESSED}: {', '.join(suppressed)}"
-            return Attempt(_error(message, now, text, attempted=False))
+            return Attempt(
+                _error(message, now, text, attempted=False), suppressed=tuple(suppressed)
+            )
 
     slots = limit_slots(account, tenant)
     if slots:
@@ -118,7 +122,7 @@ async def attempt_delivery(mp: MailProxy, message: Message, directory: Directory
         now=int(time.time()),
         metadata=metadata or None,
     )
-    return Attempt(outcome, result, timer.seconds, envelope)
+    return Attempt(outcome, result, timer.seconds, envelope, tuple(suppressed))
 
 
 async def _cpu(off_loop: bool, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -271,9 +271,13 @@ class Dispatcher:
         hooks, outcome, duration = self.mp.hooks, attempt.outcome, attempt.duration
         if outcome.status == "sent":
             assert attempt.result is not None
-            await hooks.message_sent(self.mp, message, attempt.result, duration, attempt.envelope)
+            await hooks.message_sent(
+                self.mp, message, attempt.result, duration, attempt.envelope, attempt.suppressed
+            )
         elif outcome.status == "error":
-            await hooks.message_failed(self.mp, message, outcome.description or "", duration)
+            await hooks.message_failed(
+                self.mp, message, outcome.description or "", duration, attempt.suppressed
+            )
         else:
             await hooks.message_deferred(
                 self.mp,

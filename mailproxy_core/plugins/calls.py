@@ -147,6 +147,7 @@ class HookCalls:
         result: SendResult,
         duration: float | None = None,
         envelope: Envelope | None = None,
+        suppressed: tuple[str, ...] = (),
     ) -> None:
         await self._emit(
             "mailproxy_message_sent",
@@ -155,13 +156,24 @@ class HookCalls:
             result=result,
             duration=duration,
             envelope=envelope,
+            suppressed=suppressed,
         )
 
     async def message_failed(
-        self, mp: MailProxy, message: Message, error: str, duration: float | None = None
+        self,
+        mp: MailProxy,
+        message: Message,
+        error: str,
+        duration: float | None = None,
+        suppressed: tuple[str, ...] = (),
     ) -> None:
         await self._emit(
-            "mailproxy_message_failed", mp=mp, message=message, error=error, duration=duration
+            "mailproxy_message_failed",
+            mp=mp,
+            message=message,
+            error=error,
+            duration=duration,
+            suppressed=suppressed,
         )
 
     async def message_deferred(

@@ -408,15 +408,17 @@ def mailproxy_message_sent(
     result: SendResult,
     duration: float | None,
     envelope: Envelope,
+    suppressed: tuple[str, ...],
 ) -> None:
     """The transport accepted a message.
 
     When: after the ``sent`` status and event were committed. Arguments: the kernel, the
     message, the transport's result (refused recipients included), ``duration``, the seconds
-    ``Transport.send`` took, and ``envelope``, what was actually sent: its ``sender`` (MAIL
+    ``Transport.send`` took, ``envelope``, what was actually sent: its ``sender`` (MAIL
     FROM), ``recipients`` (without those a send guard dropped) and ``message_id`` (the
-    ``Message-ID`` header). Returns: ignored. May be ``async def``. Implementations may leave
-    out arguments they do not use. Example::
+    ``Message-ID`` header), and ``suppressed``, the recipients a send guard dropped (the
+    ``sent`` event's ``metadata.suppressed``; empty when none was). Returns: ignored. May be
+    ``async def``. Implementations may leave out arguments they do not use. Example::
 
         @hookimpl
         def mailproxy_message_sent(mp, message, result, duration):
@@ -426,14 +428,16 @@ def mailproxy_message_sent(
 
 @hookspec
 def mailproxy_message_failed(
-    mp: MailProxy, message: Message, error: str, duration: float | None
+    mp: MailProxy, message: Message, error: str, duration: float | None, suppressed: tuple[str, ...]
 ) -> None:
     """A message ended in ``error`` (permanent failure or retries exhausted).
 
     When: after the ``error`` status and event were committed. Arguments: the kernel, the
-    message, the failure text and ``duration``, the seconds ``Transport.send`` took, or ``None``
-    when the attempt never reached a transport (refused before sending). Returns: ignored. May
-    be ``async def``. Example::
+    message, the failure text, ``duration``, the seconds ``Transport.send`` took, or ``None``
+    when the attempt never reached a transport (refused before sending), and ``suppressed``:
+    when a send guard dropped every recipient (error ``suppressed: <address>``), those
+    recipients, else empty. Returns: ignored. May be ``async def``. Implementations may leave
+    out arguments they do not use. Example::
 
         @hookimpl
         def mailproxy_message_failed(mp, message, error):

@@ -52,14 +52,22 @@ class Suppression:
 class SentRecorder:
     def __init__(self) -> None:
         self.sent: dict[str, Envelope] = {}
+        self.suppressed: dict[str, tuple[str, ...]] = {}
 
     @hookimpl
     def mailproxy_register_send_guards(self) -> list[SendGuardSpec]:
         return [SendGuardSpec("suppression", Suppression)]
 
     @hookimpl
-    async def mailproxy_message_sent(self, message: Any, envelope: Envelope) -> None:
+    async def mailproxy_message_sent(
+        self, message: Any, envelope: Envelope, suppressed: tuple[str, ...]
+    ) -> None:
         self.sent[message.id] = envelope
+        self.suppressed[message.id] = suppressed
+
+    @hookimpl
+    def mailproxy_message_failed(self, message: Any, suppressed: tuple[str, ...]) -> None:
+        self.suppressed[message.id] = suppressed
 
 
 async def setup_tenant(live: Any, port: int, **account: Any) -> None:
@@ -124,6 +132,12 @@ async def test_guards_drop_recipients_before_any_rate_limit_slot(serve_app, smtp
     assert envelope.sender == received.mail_from == "shop@acme.example"
     assert envelope.message_id == mime["Message-ID"]
     assert set(recorder.sent) == {"partly"}
+    # Both outcome hooks name the recipients a guard dropped (empty when none was).
+    assert recorder.suppressed == {
+        "refuse-1": (),
+        "all-suppressed": ("carol@example.com",),
+        "partly": ("carol@example.com",),
+    }
 
 
 class AccountMaker:

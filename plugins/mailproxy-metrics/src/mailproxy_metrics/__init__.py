@@ -1,14 +1,23 @@
 """mail-proxy plugin ``metrics``: Prometheus metrics at ``GET /metrics`` (docs/api.md).
 
 Each app gets its own ``CollectorRegistry``. The reference's delivery counters are fed by the
-``message_sent`` / ``_failed`` / ``_deferred`` events, the queue gauges are read from
+``message_sent`` / ``_failed`` / ``_deferred`` events (with the recipients a send guard dropped),
+the bounce and PEC receipt counters by ``receipt_received``, the queue gauges are read from
 ``MailProxy.queue_stats()`` at scrape time. Settings live in ``[plugins.metrics]``
 (``MetricsSettings``); see the plugin's README for every metric and its labels.
 """
 
 from __future__ import annotations
 
-from mailproxy_core import MailProxy, Message, RouteSpec, SettingsSpec, hookimpl
+from mailproxy_core import (
+    MailProxy,
+    Message,
+    Receipt,
+    ReceiptResult,
+    RouteSpec,
+    SettingsSpec,
+    hookimpl,
+)
 
 from .app_metrics import SETTINGS_SECTION, metrics_for
 from .outcomes import SENT, counters_for_deferral, counters_for_failure
@@ -39,21 +48,30 @@ def mailproxy_startup(mp: MailProxy) -> None:
 
 
 @hookimpl
-def mailproxy_message_sent(mp: MailProxy, message: Message, duration: float | None) -> None:
-    """Count a sent message and how long its transport took."""
+def mailproxy_message_sent(
+    mp: MailProxy, message: Message, duration: float | None, suppressed: tuple[str, ...]
+) -> None:
+    """Count a sent message, how long its transport took and the recipients a guard dropped."""
     metrics = metrics_for(mp)
     metrics.count((SENT,), message)
     metrics.observe_send(message, "sent", duration)
+    metrics.receipts.add_suppressed(message.tenant_id, suppressed)
 
 
 @hookimpl
 def mailproxy_message_failed(
-    mp: MailProxy, message: Message, error: str, duration: float | None
+    mp: MailProxy,
+    message: Message,
+    error: str,
+    duration: float | None,
+    suppressed: tuple[str, ...],
 ) -> None:
-    """Count a message that ended in error (and a rate-limit rejection as rate limited)."""
+    """Count a message that ended in error (and a rate-limit rejection as rate limited); a
+    message whose every recipient a guard dropped counts them as suppressed too."""
     metrics = metrics_for(mp)
     metrics.count(counters_for_failure(error), message)
     metrics.observe_send(message, "error", duration)
+    metrics.receipts.add_suppressed(message.tenant_id, suppressed)
 
 
 @hookimpl
@@ -64,3 +82,9 @@ def mailproxy_message_deferred(
     metrics = metrics_for(mp)
     metrics.count(counters_for_deferral(reason), message)
     metrics.observe_send(message, "deferred", duration)
+
+
+@hookimpl
+def mailproxy_receipt_received(mp: MailProxy, receipt: Receipt, result: ReceiptResult) -> None:
+    """Count a recorded bounce (by type) or PEC receipt (by event type)."""
+    metrics_for(mp).receipts.add_receipt(receipt, result)

@@ -29,6 +29,7 @@ from mailproxy_core import MailProxy, Message, PluginError
 from .durations import DurationHistogram
 from .names import TenantNames
 from .outcomes import COUNTERS, CounterInfo, OutcomeCounters
+from .receipts import BOUNCES, PEC_RECEIPTS, SUPPRESSED, ReceiptCounters
 from .settings import MetricsSettings
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,10 @@ OUTCOME_LABELS = ("tenant_id", "tenant_name", "account_id", "account_name")
 """Labels of the reference's counters (docs/api.md)."""
 
 DURATION_LABELS = ("tenant_id", "account_id", "outcome")
+
+BOUNCE_LABELS = ("tenant_id", "bounce_type")
+SUPPRESSED_LABELS = ("tenant_id",)
+PEC_LABELS = ("tenant_id", "event")
 
 STATUSES = ("pending", "deferred", "sending", "sent", "error")
 """Message statuses always present in ``gmp_messages`` (0 when the queue has none)."""
@@ -59,6 +64,7 @@ class AppMetrics:
     def __init__(self, settings: MetricsSettings) -> None:
         self.settings = settings
         self.outcomes = OutcomeCounters()
+        self.receipts = ReceiptCounters()
         self.durations = DurationHistogram(settings.duration_buckets)
         self.tenant_names = TenantNames(enabled=settings.tenant_names, ttl=settings.tenant_name_ttl)
         self.queue: QueueSnapshot | None = None
@@ -124,6 +130,17 @@ class AppMetrics:
         for series_labels, buckets, total in self.durations.series():
             histogram.add_metric(series_labels, buckets, total)
         yield histogram
+
+        receipts = self.receipts
+        for info, label_names, series in (
+            (BOUNCES, BOUNCE_LABELS, receipts.bounce_series()),
+            (SUPPRESSED, SUPPRESSED_LABELS, receipts.suppressed_series()),
+            (PEC_RECEIPTS, PEC_LABELS, receipts.pec_series()),
+        ):
+            family = CounterMetricFamily(info.name, info.help, labels=label_names)
+            for values, count in series:
+                family.add_metric(values, count)
+            yield family
 
         if self.queue is not None:
             yield from _queue_families(self.queue)
