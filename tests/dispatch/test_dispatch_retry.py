@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mailproxy_core.testing.client import ApiClient
 from mailproxy_core.testing.dispatch import dispatch_now
 from mailproxy_core.testing.smtp import ScriptedServer
 from tests.dispatch.support import enqueue, history, message, status_of
+
+pytestmark = pytest.mark.requires_plugins("smtp", "auth_token")
 
 
 async def test_a_failed_message_is_requeued_and_sent(

@@ -11,9 +11,7 @@ from mailproxy_core.testing.client import ApiClient
 async def _setup(client: ApiClient) -> None:
     for tenant in ("acme", "globex"):
         assert (await client.post("/tenants/add", id=tenant)).status == 200
-        account = await client.post(
-            "/accounts/add", id="main", tenant_id=tenant, host="127.0.0.1", port=2525
-        )
+        account = await client.post("/accounts/add", id="main", tenant_id=tenant, transport="null")
         assert account.status == 200, account.json
     messages: list[dict[str, Any]] = [
         {

@@ -21,6 +21,8 @@ import pytest
 from mailproxy_core.db.outage import OutageLog, is_unavailable
 from tests.hostile.conftest import free_port, running_service
 
+pytestmark = pytest.mark.requires_plugins("smtp", "auth_token")
+
 
 def _tool(name: str) -> str | None:
     found = shutil.which(name)

@@ -19,6 +19,8 @@ import pytest
 
 from tests.hostile.conftest import Service
 
+pytestmark = pytest.mark.requires_plugins("smtp", "auth_token")
+
 DEPTH = 100_000
 """Nesting of the deep bodies: far beyond any recursion limit."""
 

@@ -151,6 +151,7 @@ class AccountMaker:
         self.mp = mp
 
 
+@pytest.mark.requires_plugins("smtp")
 async def test_account_helpers_share_accounts_add(serve_app, db_url):
     maker = AccountMaker()
     async with serve_app({"maker": maker}, db=db_url, encryption_key=generate_key()) as live:
