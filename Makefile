@@ -63,9 +63,14 @@ serve: install
 
 # The "all" suite in .venv, then the fast tox envs: the kernel alone and the example plugin.
 TOX_FAST_ENVS ?= core,example
+# Test files spread over this many pytest-xdist workers (a file stays on one worker). Most tests
+# wait on sockets and subprocesses rather than the CPU, so three workers suit a two-core machine;
+# PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 3
 
 test: install-test test-deps
-	MAILPROXY_TEST_ALL_PLUGINS=1 $(BIN)/python -m pytest -q -rs
+	MAILPROXY_TEST_ALL_PLUGINS=1 $(BIN)/python -m pytest -q -rs -n $(PYTEST_WORKERS) \
+		--dist loadfile --durations=10
 	$(BIN)/tox -q -e $(TOX_FAST_ENVS)
 
 lint: install-test

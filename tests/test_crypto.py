@@ -151,8 +151,9 @@ def test_box_from_settings_with_urlsafe_key(key: bytes) -> None:
     [
         "not base64 at all!",
         base64.b64encode(b"sixteen bytes!!!").decode(),
-        base64.b64encode(os.urandom(33)).decode(),
+        base64.b64encode(bytes(range(33))).decode(),
     ],
+    ids=["not-base64", "16-bytes", "33-bytes"],
 )
 def test_invalid_key(value: str) -> None:
     settings = load_settings(environ={"MAILPROXY_ENCRYPTION_KEY": value})

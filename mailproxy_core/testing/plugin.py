@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from quart import Quart
+from quart.testing import TestApp
 
 from ..app import create_app, kernel_of
 from ..kernel import MailProxy
@@ -106,7 +107,24 @@ def mp_client(mp_app: Quart) -> ApiClient:
     return ApiClient(mp_app.test_client(), token=ADMIN_TOKEN)
 
 
+APP_START_TIMEOUT = 60
+"""Seconds ``app.test_app()`` waits for startup and shutdown in tests (Quart's default is 6).
+
+Startup runs the migrations of a fresh database; on a busy two-core machine with the test files
+spread over several workers, a new PostgreSQL schema can take longer than 6 s to migrate.
+"""
+
+
+class PatientTestApp(TestApp):
+    """Quart's test app with :data:`APP_START_TIMEOUT` for startup and shutdown."""
+
+    def __init__(self, app: Quart) -> None:
+        super().__init__(app, startup_timeout=APP_START_TIMEOUT, shutdown_timeout=APP_START_TIMEOUT)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # every app a test starts (``app.test_app()``) waits as long as a loaded CI machine needs
+    Quart.test_app_class = PatientTestApp
     config.addinivalue_line(
         "markers",
         "requires_plugins(*names): the test needs these installed plugins; skipped where they "

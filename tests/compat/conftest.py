@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import importlib
 import socket
 import subprocess
@@ -57,32 +58,40 @@ def fetch_reference() -> Path:
     """The ``src`` directory of the reference sdist, downloaded and unpacked once per venv."""
     home = reference_home()
     unpacked = home / REFERENCE_DIR
-    if not (unpacked / CLIENT_FILE).is_file():
-        home.mkdir(parents=True, exist_ok=True)
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-binary",
-            ":all:",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "-q",
-            "-d",
-            str(home),
-            REFERENCE,
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-        if done.returncode != 0:
-            pytest.fail(
-                f"could not download {REFERENCE} from PyPI ({' '.join(command)}): "
-                f"{done.stderr.strip()[-2000:]}"
-            )
-        (archive,) = home.glob(f"{REFERENCE_DIR}.tar.gz")
-        with tarfile.open(archive) as tar:
-            tar.extractall(home, filter="data")
+    home.mkdir(parents=True, exist_ok=True)
+    # one download per venv, even with several pytest-xdist workers starting at once
+    with (home / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (unpacked / CLIENT_FILE).is_file():
+            _download_reference(home)
     return unpacked / "src"
+
+
+def _download_reference(home: Path) -> None:
+    """Download the reference sdist into ``home`` and unpack it there."""
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-binary",
+        ":all:",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(home),
+        REFERENCE,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        pytest.fail(
+            f"could not download {REFERENCE} from PyPI ({' '.join(command)}): "
+            f"{done.stderr.strip()[-2000:]}"
+        )
+    (archive,) = home.glob(f"{REFERENCE_DIR}.tar.gz")
+    with tarfile.open(archive) as tar:
+        tar.extractall(home, filter="data")
 
 
 @pytest.fixture(scope="session")
