@@ -412,8 +412,6 @@ class MailProxy:
         Raises:
             NotFound: no such message.
         """
-        from .dispatch.dispatcher import message_from_row
-
         row = await self.repos.messages.get(tenant_id, message_id)
         if row is None:
             raise NotFound(f"message '{message_id}' not found for tenant '{tenant_id}'")
@@ -425,7 +423,21 @@ class MailProxy:
         keeper = getattr(self.transports.get(account.transport), "kept_message", None)
         if not callable(keeper):
             return None
-        raw = await keeper(account, message_from_row(row))
+        message = Message(
+            pk=int(row["pk"]),
+            tenant_id=row["tenant_id"],
+            id=row["id"],
+            account_id=row["account_id"],
+            status=row["status"],
+            priority=int(row.get("priority") or 0),
+            payload=row.get("payload") or {},
+            batch_code=row.get("batch_code"),
+            account_pk=row.get("account_pk"),
+            attempts=int(row.get("attempts") or 0),
+            created_at=int(row.get("created_at") or 0),
+            message_id_header=row.get("message_id_header"),
+        )
+        raw = await keeper(account, message)
         return raw if isinstance(raw, bytes) else None
 
     def directory_changed(self) -> None:
