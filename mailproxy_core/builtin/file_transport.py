@@ -1,8 +1,10 @@
 """The ``file`` transport: writes each message as an ``.eml`` file (the development sink).
 
-The file of a sent message is ``<time in ns>-<its Message-ID without <>>.eml``; ``kept_message``
-finds it again by the Message-ID (the newest file when the message was sent more than once), so
-the dashboard can show the raw message.
+The file of a sent message is ``<time in ns>-<account pk>-<its Message-ID without <>>.eml``;
+``kept_message`` finds it again by account and Message-ID (the newest file when the message was
+sent more than once), so the dashboard can show the raw message. The account in the name keeps
+one tenant's message from ever being matched with another tenant's file of the same Message-ID
+(accounts of different tenants may share a directory).
 
 Files go under the ``root`` directory of the ``[plugins.file]`` settings (``MAILPROXY_FILE__ROOT``,
 default ``./mail-out``). An account may name a sub-directory in ``options.directory``; it must stay
@@ -84,7 +86,7 @@ class FileTransport:
 
     async def send(self, account: Account, envelope: Envelope, mime_bytes: bytes) -> SendResult:
         directory = self.directory_for(account)
-        stem = f"{time.time_ns()}-{_file_id(envelope.message_id)}"
+        stem = f"{time.time_ns()}-{_file_id(account, envelope.message_id)}"
         await asyncio.to_thread(_write_atomically, directory, stem, mime_bytes)
         return SendResult(accepted=envelope.recipients, response=f"250 written {stem}.eml")
 
@@ -96,24 +98,31 @@ class FileTransport:
             directory = self.directory_for(account)
         except PermanentSendError:
             return None
-        return await asyncio.to_thread(_newest_file, directory, _file_id(message_id_of(message)))
+        return await asyncio.to_thread(
+            _newest_file, directory, _file_id(account, message_id_of(message))
+        )
 
 
-def _file_id(message_id: str) -> str:
-    """The Message-ID part of a file name."""
-    return _safe_name(message_id.strip().strip("<>"))
+def _file_id(account: Account, message_id: str) -> str:
+    """What follows the time in a file name: the account's pk and the message's Message-ID."""
+    return f"{_safe_name(str(account.pk))}-{_safe_name(message_id.strip().strip('<>'))}"
 
 
 def _newest_file(directory: Path, file_id: str) -> bytes | None:
-    suffix = f"-{file_id}.eml"
+    """The newest ``<digits>-<file_id>.eml`` of ``directory`` (exactly that name after the
+    time: another account's or message's file never matches)."""
+    wanted = f"{file_id}.eml"
+    stamped: list[tuple[int, str]] = []
     try:
-        names = [entry.name for entry in os.scandir(directory) if entry.name.endswith(suffix)]
+        for entry in os.scandir(directory):
+            stamp, dash, rest = entry.name.partition("-")
+            if dash and stamp.isdigit() and rest == wanted:
+                stamped.append((int(stamp), entry.name))
     except FileNotFoundError:
         return None
-    stamped = [name for name in names if name[: -len(suffix)].isdigit()]
     if not stamped:
         return None
-    newest = max(stamped, key=lambda name: int(name[: -len(suffix)]))
+    _stamp, newest = max(stamped)
     try:
         return (directory / newest).read_bytes()
     except FileNotFoundError:

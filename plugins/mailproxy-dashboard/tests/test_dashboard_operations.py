@@ -218,3 +218,31 @@ async def test_kept_message_of_an_unknown_message_is_not_found(
 ) -> None:
     with pytest.raises(NotFound):
         await mp_kernel.kept_message("acme", "no-such-message")
+
+
+async def test_kept_message_never_returns_another_tenants_file(
+    two_tenants: ApiClient, mp_kernel: MailProxy
+) -> None:
+    """Two tenants' file accounts write to the same directory, with the same Message-ID."""
+    for tenant in ("acme", "globex"):
+        added = await two_tenants.post(
+            "/accounts/add", id="disk", tenant_id=tenant, host="x.invalid", port=25, transport="file"
+        )
+        assert added.status == 200, added.json
+        queued = await two_tenants.post(
+            "/messages/add",
+            id="same",
+            tenant_id=tenant,
+            account_id="disk",
+            message_id="<shared@example.org>",
+            **{"from": f"shop@{tenant}.example"},
+            to="reader@example.org",
+            subject=f"Secret of {tenant}",
+            body=".",
+        )
+        assert queued.status == 200, queued.json
+    await dispatch_now(mp_kernel)
+    acme = await mp_kernel.kept_message("acme", "same")
+    globex = await mp_kernel.kept_message("globex", "same")
+    assert acme is not None and b"Secret of acme" in acme and b"globex" not in acme
+    assert globex is not None and b"Secret of globex" in globex and b"acme" not in globex
