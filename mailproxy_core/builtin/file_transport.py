@@ -90,7 +90,6 @@ class FileTransport:
         await asyncio.to_thread(_write_atomically, directory, stem, mime_bytes)
         return SendResult(accepted=envelope.recipients, response=f"250 written {stem}.eml")
 
-
     async def kept_message(self, account: Account, message: Message) -> bytes | None:
         """The ``.eml`` file written for ``message`` (the newest one), or ``None`` when there
         is none (never sent through this transport, or removed from the disk)."""

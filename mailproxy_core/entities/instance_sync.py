@@ -49,7 +49,8 @@ class InstanceSyncEndpoint(Endpoint):
 
         Answers ``{"ok": true, "tenants": [{id, name, active, client_base_url, last_sync_ts,
         next_sync_due, next_sync_ts, in_dnd, dnd_until, failures, retry_at, last_error}],
-        "sync_interval_seconds"}``, tenants ordered by id. ``last_sync_ts`` is the last successful delivery-report exchange (``null``: never);
+        "sync_interval_seconds"}``, tenants ordered by id. ``last_sync_ts`` is the last
+        successful delivery-report exchange (``null``: never);
         ``next_sync_due`` is true when a poll is due now (never polled, interval elapsed, or the
         retry time after a failure has come); ``next_sync_ts`` is when the next idle poll (or
         retry) is due, in unix seconds; ``in_dnd`` whether the client asked not to be polled

@@ -165,7 +165,13 @@ async def test_send_only_key_sees_messages_and_nothing_it_may_not_use(
     _status, html = await client.get("/ui/")
     nav = html.split("</nav>")[0]
     assert 'href="/ui/messages"' in nav
-    refused_pages = ("/ui/tenants", "/ui/reports", "/ui/x/suppressions", "/ui/x/api-keys", "/ui/x/pec")
+    refused_pages = (
+        "/ui/tenants",
+        "/ui/reports",
+        "/ui/x/suppressions",
+        "/ui/x/api-keys",
+        "/ui/x/pec",
+    )
     for hidden in (*refused_pages, "/ui/plugins"):
         assert f'href="{hidden}"' not in nav, hidden
     for path in refused_pages:

@@ -226,7 +226,12 @@ async def test_kept_message_never_returns_another_tenants_file(
     """Two tenants' file accounts write to the same directory, with the same Message-ID."""
     for tenant in ("acme", "globex"):
         added = await two_tenants.post(
-            "/accounts/add", id="disk", tenant_id=tenant, host="x.invalid", port=25, transport="file"
+            "/accounts/add",
+            id="disk",
+            tenant_id=tenant,
+            host="x.invalid",
+            port=25,
+            transport="file",
         )
         assert added.status == 200, added.json
         queued = await two_tenants.post(

@@ -1,4 +1,4 @@
-"""The ``mailproxy_dashboard_pages`` hook: extra pages from any plugin, as a third party adds them."""
+"""The ``mailproxy_dashboard_pages`` hook: extra pages from any plugin, added like a third party."""
 
 from __future__ import annotations
 

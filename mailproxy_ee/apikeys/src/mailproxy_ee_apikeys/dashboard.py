@@ -9,6 +9,7 @@ answer to the form that created it; only its hash is stored.
 
 from __future__ import annotations
 
+from importlib.resources import files
 from typing import Any
 
 from mailproxy_core import MailproxyError
@@ -16,56 +17,10 @@ from mailproxy_dashboard import DashboardPage, PageContext
 
 from .keys import ALL_SCOPES
 
-KEYS = """\
-{% if tenants | length > 1 %}
-<form method="get" class="picker"><label>Tenant
-<select name="tenant_id">{% for t in tenants %}<option{% if t == tenant_id %} selected{% endif %}>{{ t }}</option>{% endfor %}</select>
-</label> <button type="submit">Show</button></form>
-{% endif %}
-{% if created %}
-<div class="newkey" role="status">
-<p><strong>New API key "{{ created.name }}"</strong> of {{ created.tenant_id }} ({{ created.scopes | join(", ") }}).
-Copy it now: it is shown only this once and cannot be read again.</p>
-<p><code id="new-key">{{ created.api_key }}</code></p>
-</div>
-{% endif %}
-{% if note %}<p class="flash" role="status">{{ note }}</p>{% endif %}
-{% if error %}<p class="flash error" role="alert">{{ error }}</p>{% endif %}
-{% if tenant_id is none %}<p class="empty">No tenant yet: create one with <code>POST /tenants/add</code>.</p>
-{% else %}
-<p>API keys of <strong>{{ tenant_id }}</strong>. Scopes: <code>send</code> (send and read
-messages), <code>read</code> (every read), <code>manage</code> (everything the tenant may do).</p>
-{% if rows %}
-<table>
-<thead><tr><th scope="col">Name</th><th scope="col">Scopes</th><th scope="col">Created</th><th scope="col">Expires</th><th scope="col">Last used</th>{% if can_revoke %}<th scope="col"><span class="visually-hidden">Actions</span></th>{% endif %}</tr></thead>
-<tbody>
-{% for k in rows %}
-<tr><th scope="row">{{ k.name }}</th><td>{{ k.scopes | join(", ") }}</td>
-<td>{% if k.created_ts %}<time data-ts="{{ k.created_ts }}">{{ k.created_ts }}</time>{% endif %}</td>
-<td>{% if k.expires_at %}<time data-ts="{{ k.expires_at }}">{{ k.expires_at }}</time>{% else %}never{% endif %}</td>
-<td>{% if k.last_used_ts %}<time data-ts="{{ k.last_used_ts }}">{{ k.last_used_ts }}</time>{% else %}never{% endif %}</td>
-{% if can_revoke %}<td><form method="post" class="inline">{{ csrf_field }}
-<input type="hidden" name="tenant_id" value="{{ tenant_id }}">
-<input type="hidden" name="action" value="revoke">
-<input type="hidden" name="name" value="{{ k.name }}">
-<button type="submit" class="danger" aria-label="Revoke the key {{ k.name }}">Revoke</button></form></td>{% endif %}</tr>
-{% endfor %}
-</tbody>
-</table>
-{% else %}<p class="empty">No API key: create one below.</p>{% endif %}
-{% if can_add %}
-<h2>Create a key</h2>
-<form method="post" class="add-key">{{ csrf_field }}
-<input type="hidden" name="tenant_id" value="{{ tenant_id }}">
-<input type="hidden" name="action" value="add">
-<label>Name <input name="name" required pattern="[A-Za-z0-9][A-Za-z0-9_.\\-]{0,63}" autocomplete="off"></label>
-<fieldset><legend>Scopes</legend>
-{% for s in scopes %}<label><input type="checkbox" name="scope_{{ s }}" value="1"{% if s == "send" %} checked{% endif %}> {{ s }}</label> {% endfor %}
-</fieldset>
-<button type="submit">Create key</button>
-</form>
-{% endif %}
-{% endif %}"""
+
+def template(name: str) -> str:
+    """A Jinja template of the package's ``templates/`` folder."""
+    return (files(__package__) / "templates" / name).read_text(encoding="utf-8")
 
 
 async def render_keys(ctx: PageContext) -> str:
@@ -92,7 +47,7 @@ async def render_keys(ctx: PageContext) -> str:
     if tenant_id is not None:
         rows = await ctx.call("api_keys", "list", tenant_id=tenant_id)
     return await ctx.render(
-        KEYS,
+        template("api_keys.html"),
         tenant_id=tenant_id,
         tenants=tenants,
         rows=rows,

@@ -8,6 +8,7 @@ the REST API.
 
 from __future__ import annotations
 
+from importlib.resources import files
 from typing import Any
 
 from mailproxy_core import MailproxyError
@@ -15,72 +16,10 @@ from mailproxy_dashboard import DashboardPage, PageContext
 
 from .handler import HANDLER_NAME
 
-TENANT_PICKER = """\
-{% if tenants | length > 1 %}
-<form method="get" class="picker"><label>Tenant
-<select name="tenant_id">{% for t in tenants %}<option{% if t == tenant_id %} selected{% endif %}>{{ t }}</option>{% endfor %}</select>
-</label> <button type="submit">Show</button></form>
-{% endif %}"""
 
-SUPPRESSIONS = (
-    TENANT_PICKER
-    + """
-{% if note %}<p class="flash" role="status">{{ note }}</p>{% endif %}
-{% if error %}<p class="flash error" role="alert">{{ error }}</p>{% endif %}
-{% if tenant_id is none %}<p class="empty">No tenant yet: create one with <code>POST /tenants/add</code>.</p>
-{% else %}
-<p>Messages of <strong>{{ tenant_id }}</strong> are not sent to these addresses (hard bounces,
-complaints, or added by hand).</p>
-{% if can_add %}
-<form method="post" class="add-suppression">{{ csrf_field }}
-<input type="hidden" name="tenant_id" value="{{ tenant_id }}">
-<input type="hidden" name="action" value="add">
-<label>Address <input name="address" type="email" required autocomplete="off"></label>
-<label>Reason <input name="reason" value="manual"></label>
-<button type="submit">Suppress</button>
-</form>
-{% endif %}
-{% if rows %}
-<table>
-<thead><tr><th scope="col">Address</th><th scope="col">Reason</th><th scope="col">Since</th>{% if can_delete %}<th scope="col"><span class="visually-hidden">Actions</span></th>{% endif %}</tr></thead>
-<tbody>
-{% for r in rows %}
-<tr><th scope="row">{{ r.address }}</th><td>{{ r.reason }}</td>
-<td>{% if r.created_ts %}<time data-ts="{{ r.created_ts }}">{{ r.created_ts }}</time>{% endif %}</td>
-{% if can_delete %}<td><form method="post" class="inline">{{ csrf_field }}
-<input type="hidden" name="tenant_id" value="{{ tenant_id }}">
-<input type="hidden" name="action" value="delete">
-<input type="hidden" name="address" value="{{ r.address }}">
-<button type="submit" class="danger" aria-label="Send to {{ r.address }} again">Remove</button></form></td>{% endif %}</tr>
-{% endfor %}
-</tbody>
-</table>
-{% else %}<p class="empty">No suppressed address: bounces the mailbox reads will add them, or add one above.</p>{% endif %}
-{% endif %}"""
-)
-
-BOUNCE = """\
-{% if note %}<p class="flash" role="status">{{ note }}</p>{% endif %}
-<h2>Configuration</h2>
-<dl class="grid">
-<dt>Enabled</dt><dd>{{ "yes" if config.enabled else "no" }}</dd>
-<dt>IMAP server</dt><dd>{% if config.imap_host %}{{ config.imap_host }}:{{ config.imap_port }} ({{ "TLS" if config.imap_ssl else "plain / STARTTLS" }}){% else %}not set{% endif %}</dd>
-<dt>User</dt><dd>{{ config.imap_user or "—" }}</dd>
-<dt>Password</dt><dd>{{ "set" if config.has_imap_password else "not set" }}</dd>
-<dt>Folder</dt><dd>{{ config.imap_folder }}</dd>
-<dt>Poll interval</dt><dd>{{ config.poll_interval }} s</dd>
-<dt>Return path</dt><dd>{{ config.return_path or "not set" }}</dd>
-</dl>
-<p>Change it with <code>POST /instance/set_bounce_config</code>.</p>
-<h2>Mailbox status</h2>
-<dl class="grid">
-<dt>Last successful poll</dt><dd>{% if last_poll_ts %}<time data-ts="{{ last_poll_ts | int }}">{{ last_poll_ts }}</time>{% else %}never{% endif %}</dd>
-<dt>Last error</dt><dd>{% if last_error %}<span class="error">{{ last_error }}</span>{% else %}none{% endif %}</dd>
-<dt>Polled by this process</dt><dd>{{ "yes" if polling else "no" }}</dd>
-</dl>
-{% if can_reload %}
-<form method="post">{{ csrf_field }}<button type="submit">Reconnect and poll now</button></form>
-{% endif %}"""
+def template(name: str) -> str:
+    """A Jinja template of the package's ``templates/`` folder."""
+    return (files(__package__) / "templates" / name).read_text(encoding="utf-8")
 
 
 async def render_suppressions(ctx: PageContext) -> str:
@@ -113,7 +52,7 @@ async def render_suppressions(ctx: PageContext) -> str:
     if tenant_id is not None:
         rows = await ctx.call("suppressions", "list", tenant_id=tenant_id)
     return await ctx.render(
-        SUPPRESSIONS,
+        template("suppressions.html"),
         tenant_id=tenant_id,
         tenants=tenants,
         rows=rows,
@@ -133,7 +72,7 @@ async def render_bounce(ctx: PageContext) -> str:
     config = await ctx.call("instance", "get_bounce_config")
     status = ctx.mp.receipt_handler_status(HANDLER_NAME)
     return await ctx.render(
-        BOUNCE,
+        template("bounce.html"),
         config=config,
         note=note,
         last_poll_ts=status.last_poll_ts if status else config.get("last_poll_ts"),

@@ -63,7 +63,13 @@ class TokenRequest:
             # No such API route in this app (its plugin is not installed): ask as a write of
             # an unknown path, which no scoped key is allowed by default.
             return cls(
-                stand_in.headers, stand_in.path, "POST", None, request.remote_addr, {}, request.scheme
+                stand_in.headers,
+                stand_in.path,
+                "POST",
+                None,
+                request.remote_addr,
+                {},
+                request.scheme,
             )
         return cls(
             stand_in.headers,

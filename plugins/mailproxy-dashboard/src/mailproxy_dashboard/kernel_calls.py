@@ -46,7 +46,8 @@ def endpoint_for(mp: MailProxy, principal: Principal, entity: str, method: str) 
 def has_route(mp: MailProxy, entity: str, method: str) -> bool:
     """Whether some loaded plugin serves ``entity/method``."""
     return any(
-        registered.spec.entity == entity and callable(getattr(registered.spec.endpoint, method, None))
+        registered.spec.entity == entity
+        and callable(getattr(registered.spec.endpoint, method, None))
         for registered in mp.registry.endpoints
     )
 

@@ -365,9 +365,7 @@ def build_blueprint() -> Blueprint:
                 raw = await mp.kept_message(found["tenant_id"], found["id"])
         except MailproxyError as error:
             return await _error_page(error)
-        can = {
-            action: await caller.permits(*route) for action, route in MESSAGE_ACTIONS.items()
-        }
+        can = {action: await caller.permits(*route) for action, route in MESSAGE_ACTIONS.items()}
         preview = None
         if raw is not None:
             preview = raw[:EML_PREVIEW_BYTES].decode("utf-8", errors="replace")
@@ -387,9 +385,7 @@ def build_blueprint() -> Blueprint:
         """The raw message the transport kept (the ``file`` transport's ``.eml``), to download."""
         caller: Caller = g.caller
         try:
-            found = await caller.call(
-                "messages", "get", tenant_id=tenant_id, message_id=message_id
-            )
+            found = await caller.call("messages", "get", tenant_id=tenant_id, message_id=message_id)
             raw = await current_kernel().kept_message(found["tenant_id"], found["id"])
         except MailproxyError as error:
             return await _error_page(error)
@@ -413,12 +409,12 @@ def build_blueprint() -> Blueprint:
         caller: Caller = g.caller
         here = f"/ui/messages/{tenant_id}/{message_id}"
         try:
-            found = await caller.call(
-                "messages", "get", tenant_id=tenant_id, message_id=message_id
-            )
+            found = await caller.call("messages", "get", tenant_id=tenant_id, message_id=message_id)
             batch = found.get("batch_code")
             if action == "retry":
-                result = await caller.call("messages", "retry", tenant_id=tenant_id, ids=[message_id])
+                result = await caller.call(
+                    "messages", "retry", tenant_id=tenant_id, ids=[message_id]
+                )
                 if result["requeued"]:
                     return _back(here, "Queued again: it will be sent shortly.")
                 reasons = ", ".join(s.get("reason", "") for s in result["skipped"]) or "not found"
