@@ -229,3 +229,26 @@ async def test_pec_page_lists_only_the_tenants_pec_accounts(
     admin = await signed_in(admin_token)
     _status, html = await admin.get("/ui/x/pec")
     assert "imap.acme-pec.example" in html and "imap.globex-pec.example" in html
+
+
+async def test_ee_plugins_run_without_the_dashboard(tmp_path: Any) -> None:
+    """Their page hooks are optional: with the dashboard disabled they load and serve the API."""
+    from mailproxy_core import Settings
+    from mailproxy_core.app import create_app
+    from mailproxy_core.testing.plugin import ADMIN_TOKEN
+
+    settings = Settings.from_values(
+        db=str(tmp_path / "mp.db"),
+        api_token=ADMIN_TOKEN,
+        test_mode=True,
+        disabled_plugins=["dashboard"],
+    )
+    app = create_app(settings)
+    async with app.test_app():
+        client = ApiClient(app.test_client(), token=ADMIN_TOKEN)
+        plugins = await client.get("/instance/plugins")
+        loaded = {p["name"] for p in plugins.json["plugins"] if p["status"] == "loaded"}
+        assert {"ee_apikeys", "ee_bounce", "ee_pec"} <= loaded and "dashboard" not in loaded
+        assert (await client.post("/tenants/add", id="acme")).status == 200
+        assert (await client.get("/suppressions/list", tenant_id="acme")).status == 200
+        assert (await app.test_client().get("/ui/")).status_code == 404
