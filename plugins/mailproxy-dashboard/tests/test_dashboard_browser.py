@@ -240,6 +240,12 @@ def test_tenant_key_sees_only_its_tenant_in_the_browser(
     assert outside == []
 
 
+def shot(page: Any, shots: Path, name: str) -> None:
+    """A full-page screenshot once the page's scripts ran (dates shown in local time)."""
+    page.wait_for_load_state("load")
+    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+
 def test_enterprise_pages_and_operations_in_the_browser(
     browser: Any, service: Any, shots: Path
 ) -> None:
@@ -259,7 +265,7 @@ def test_enterprise_pages_and_operations_in_the_browser(
         host="unused.invalid",
         port=25,
         transport="file",
-        limit_per_minute=30,
+        limit_per_day=1000,
     )
     api(
         service,
@@ -303,7 +309,7 @@ def test_enterprise_pages_and_operations_in_the_browser(
     page.wait_for_load_state("load")
     listed = api(service, "/suppressions/list?tenant_id=acme")
     assert {row["address"] for row in listed} == {"gone@example.org", "blocked@example.org"}
-    page.screenshot(path=str(shots / "suppressions.png"), full_page=True)
+    shot(page, shots, "suppressions")
     page.get_by_role("button", name="Send to gone@example.org again").click()
     page.wait_for_selector("text=gone@example.org removed")
     listed = api(service, "/suppressions/list?tenant_id=acme")
@@ -317,7 +323,7 @@ def test_enterprise_pages_and_operations_in_the_browser(
     page.wait_for_load_state("load")
     new_key = page.locator("#new-key").inner_text()
     assert new_key.startswith("mpk_") and len(new_key) == 47
-    page.screenshot(path=str(shots / "api-keys.png"), full_page=True)
+    shot(page, shots, "api-keys")
     page.reload()
     assert page.locator("#new-key").count() == 0
     assert new_key not in page.content()
@@ -328,22 +334,22 @@ def test_enterprise_pages_and_operations_in_the_browser(
     page.get_by_role("link", name="Bounce mailbox", exact=True).click()
     page.wait_for_selector("text=imap.example.org:993")
     assert "bounce-password" not in page.content()
-    page.screenshot(path=str(shots / "bounce.png"), full_page=True)
+    shot(page, shots, "bounce")
     page.get_by_role("link", name="PEC accounts", exact=True).click()
     page.wait_for_selector("text=imap.pec.example")
     assert "pec-password" not in page.content()
-    page.screenshot(path=str(shots / "pec.png"), full_page=True)
+    shot(page, shots, "pec")
 
     # Tenants: usage against the limits and the SMTP connection kept by the pool.
     page.get_by_role("link", name="Tenants", exact=True).click()
-    page.wait_for_selector("text=1 / 30 per minute")
+    page.wait_for_selector("text=1 / 1000 per day")
     assert "1 open, 1 idle" in page.content()
-    page.screenshot(path=str(shots / "tenants-usage.png"), full_page=True)
+    shot(page, shots, "tenants-usage")
 
     # The raw message the file transport kept.
     page.goto(f"{service.url}/ui/messages/acme/kept-1")
     page.wait_for_selector("text=Subject: Order kept-1")
-    page.screenshot(path=str(shots / "message-eml.png"), full_page=True)
+    shot(page, shots, "message-eml")
 
     # Reports: a client that cannot be reached backs off, with its error.
     api(service, "/tenants/update", tenant_id="acme", client_base_url="http://127.0.0.1:9")
@@ -356,7 +362,7 @@ def test_enterprise_pages_and_operations_in_the_browser(
     wait_until(acme_backs_off)
     page.get_by_role("link", name="Reports", exact=True).click()
     page.wait_for_selector("text=failed, retry at")
-    page.screenshot(path=str(shots / "reports-backoff.png"), full_page=True)
+    shot(page, shots, "reports-backoff")
     page.get_by_role("button", name="Sign out").click()
 
     # A send-only key: messages without actions, no other page, 403 by URL.
@@ -369,7 +375,7 @@ def test_enterprise_pages_and_operations_in_the_browser(
     page.goto(f"{service.url}/ui/messages/acme/relay-1")
     page.wait_for_selector("text=Order relay-1")
     assert page.get_by_role("button", name="Delete").count() == 0
-    page.screenshot(path=str(shots / "send-only-key.png"), full_page=True)
+    shot(page, shots, "send-only-key")
     response = page.goto(f"{service.url}/ui/x/suppressions")
     assert response is not None and response.status == 403
     assert outside == [], f"the dashboard loaded from outside the service: {outside}"
