@@ -6,8 +6,17 @@ Plugins import only names exported here (a test checks it with ``ast``); everyth
 
 from __future__ import annotations
 
-from .api.auth import RouteInfo, extract_token, route_info
-from .api.endpoint import POST, Endpoint, admin_only, any_principal, public, tenant_scoped
+from .api.auth import RouteInfo, extract_token, route_endpoint, route_info
+from .api.endpoint import (
+    POST,
+    Endpoint,
+    Scope,
+    admin_only,
+    any_principal,
+    method_scope,
+    public,
+    tenant_scoped,
+)
 from .crypto import SecretBox, hash_token, mask_secrets, new_token, verify_token
 from .db.plugin_data import PluginData
 from .errors import (
@@ -36,7 +45,9 @@ from .models import (
     ErrorClass,
     GuardVerdict,
     Message,
+    PoolState,
     Principal,
+    RateUsage,
     Receipt,
     ReceiptHandlerStatus,
     ReceiptOutcome,
@@ -108,8 +119,10 @@ __all__ = [
     "PermanentSendError",
     "PluginData",
     "PluginError",
+    "PoolState",
     "Principal",
     "RateLimitedError",
+    "RateUsage",
     "Receipt",
     "ReceiptHandler",
     "ReceiptHandlerSpec",
@@ -121,6 +134,7 @@ __all__ = [
     "ReporterSpec",
     "RouteInfo",
     "RouteSpec",
+    "Scope",
     "SecretBox",
     "SendError",
     "SendGuard",
@@ -144,8 +158,10 @@ __all__ = [
     "hash_token",
     "hookimpl",
     "mask_secrets",
+    "method_scope",
     "new_token",
     "public",
+    "route_endpoint",
     "route_info",
     "tenant_scoped",
     "verify_token",

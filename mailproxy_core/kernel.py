@@ -27,11 +27,13 @@ from .db.migrate import apply_migrations
 from .db.notifications import DISPATCH_CHANNEL, RECEIPT_CHANNEL
 from .db.plugin_data import PluginData
 from .db.repos import Repos
-from .errors import ConfigurationError, PluginError
+from .errors import ConfigurationError, NotFound, PluginError
 from .message_ids import message_id_of
 from .models import (
     Account,
     Message,
+    PoolState,
+    RateUsage,
     Receipt,
     ReceiptHandlerStatus,
     ReceiptResult,
@@ -334,6 +336,109 @@ class MailProxy:
             limit=limit,
         )
         return [dict(message_object(row)) for row in rows], cursor
+
+    async def rate_limit_usage(
+        self, tenant_id: str, now: int | None = None
+    ) -> dict[str, list[RateUsage]]:
+        """How much of each rate limit of a tenant and its accounts the current windows used.
+
+        Keys: ``"tenant"`` (the tenant's ``rate_limits``) and each account id (its
+        ``limit_per_minute|hour|day``); each value lists one ``RateUsage`` per limit that is
+        set, read from the counters every process shares. Empty lists where no limit is set.
+        The caller scopes ``tenant_id`` to its principal.
+
+        Raises:
+            NotFound: no such tenant.
+        """
+        from .dispatch.ratelimit import WINDOWS
+
+        tenant = await self.tenant(tenant_id)
+        if tenant is None:
+            raise NotFound(f"tenant '{tenant_id}' not found")
+        at = int(time.time()) if now is None else now
+        accounts = await self.accounts(tenant_id)
+        limits: dict[str, tuple[str, dict[str, int]]] = {
+            "tenant": (
+                f"tenant:{tenant_id}",
+                {
+                    name: int(value)
+                    for name in WINDOWS
+                    if (value := (tenant.rate_limits or {}).get(f"per_{name}"))
+                },
+            )
+        }
+        for account in accounts:
+            limits[account.id] = (
+                f"account:{account.pk}",
+                {
+                    name: int(value)
+                    for name in WINDOWS
+                    if (value := getattr(account, f"limit_per_{name}"))
+                },
+            )
+        counts = await self.repos.queue.rate_counts(
+            [scope for scope, _ in limits.values()], WINDOWS, at
+        )
+        return {
+            key: [
+                RateUsage(
+                    window=name,
+                    used=counts.get((scope, WINDOWS[name]), 0),
+                    limit=limit,
+                    resets_at=at - at % WINDOWS[name] + WINDOWS[name],
+                )
+                for name, limit in set_limits.items()
+            ]
+            for key, (scope, set_limits) in limits.items()
+        }
+
+    def pool_state(self, account: Account) -> PoolState | None:
+        """The connections this process's transport holds for ``account`` (the transport its
+        ``transport`` field names), or ``None`` when that transport keeps no pool or does not
+        report it (only ``smtp`` does among the bundled ones). Sending workers each have
+        their own pool: this is the state of the process asked."""
+        transport = self.transports.get(account.transport)
+        report = getattr(transport, "pool_state", None)
+        if not callable(report):
+            return None
+        state = report(account)
+        return state if isinstance(state, PoolState) else None
+
+    async def kept_message(self, tenant_id: str, message_id: str) -> bytes | None:
+        """The raw message (RFC 5322 bytes) as it was handed to the transport, when the
+        account's transport keeps a copy (the ``file`` transport's ``.eml`` file); ``None``
+        when it does not, or the message was never sent. The caller scopes ``tenant_id``.
+
+        Raises:
+            NotFound: no such message.
+        """
+        row = await self.repos.messages.get(tenant_id, message_id)
+        if row is None:
+            raise NotFound(f"message '{message_id}' not found for tenant '{tenant_id}'")
+        if row["status"] != "sent" or not row.get("account_id"):
+            return None
+        account = await self.account(tenant_id, row["account_id"])
+        if account is None:
+            return None
+        keeper = getattr(self.transports.get(account.transport), "kept_message", None)
+        if not callable(keeper):
+            return None
+        message = Message(
+            pk=int(row["pk"]),
+            tenant_id=row["tenant_id"],
+            id=row["id"],
+            account_id=row["account_id"],
+            status=row["status"],
+            priority=int(row.get("priority") or 0),
+            payload=row.get("payload") or {},
+            batch_code=row.get("batch_code"),
+            account_pk=row.get("account_pk"),
+            attempts=int(row.get("attempts") or 0),
+            created_at=int(row.get("created_at") or 0),
+            message_id_header=row.get("message_id_header"),
+        )
+        raw = await keeper(account, message)
+        return raw if isinstance(raw, bytes) else None
 
     def directory_changed(self) -> None:
         """Tenants, accounts or storages changed: drop the dispatcher's caches and wake it.

@@ -277,6 +277,33 @@ class SentMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class PoolState:
+    """The connections a transport holds in *this* process for one account's server.
+
+    ``open`` sessions exist (in use or idle), ``idle`` of them wait for the next send, ``in_use``
+    sends hold a slot right now, ``waiting`` sends wait for one, ``max_connections`` is the cap
+    per server (``None`` when the transport has none).
+    """
+
+    open: int = 0
+    idle: int = 0
+    in_use: int = 0
+    waiting: int = 0
+    max_connections: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateUsage:
+    """One rate-limit window now: ``used`` attempts of ``limit`` in the current ``window``
+    (``"minute"``, ``"hour"`` or ``"day"``, aligned to UTC), which ends at ``resets_at``."""
+
+    window: str
+    used: int
+    limit: int
+    resets_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReceiptHandlerStatus:
     """The state of one receipt handler as every process sees it.
 

@@ -38,6 +38,15 @@ class Transport(Protocol):
     of an account's ``options`` for this transport, each ``"<key>: <what is wrong>"``.
     ``accounts/add`` answers 422 with them, so that a mistake is refused when the account is
     saved instead of failing every send later.
+
+    Two more optional methods let operators look inside (``MailProxy.pool_state`` and
+    ``MailProxy.kept_message`` call them; the web dashboard shows them):
+
+    * ``pool_state(account) -> PoolState``: the connections this process holds for the
+      account's server (a pooling transport such as ``smtp``);
+    * ``async kept_message(account, message) -> bytes | None``: the raw message exactly as it
+      was handed over, when the transport keeps a copy (the ``file`` transport's ``.eml``
+      file), else ``None``.
     """
 
     async def send(self, account: Account, envelope: Envelope, mime_bytes: bytes) -> SendResult: ...

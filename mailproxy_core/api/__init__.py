@@ -16,6 +16,7 @@ from .endpoint import (
     any_principal,
     collect_methods,
     describe_endpoint,
+    method_scope,
     public,
     tenant_scoped,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "any_principal",
     "collect_methods",
     "describe_endpoint",
+    "method_scope",
     "public",
     "tenant_scoped",
 ]

@@ -57,6 +57,17 @@ class RouteInfo:
     scope: str
 
 
+def route_endpoint(entity: str, method: str) -> str:
+    """The Quart endpoint name of the generated route ``/{entity}/{method}``.
+
+    :func:`route_info` finds a route by ``request.endpoint``; code that asks the authentication
+    chain about a credential on behalf of a route (the web dashboard checks whether a key's
+    scopes allow ``messages/retry`` before offering the button) gives its stand-in request
+    this ``endpoint``, so every backend decides exactly as it would for the real API call.
+    """
+    return f"mailproxy_api:{entity}:{method}"
+
+
 def route_info(request: Request) -> RouteInfo | None:
     """The generated route ``request`` is for, or ``None`` (a plugin blueprint route).
 

@@ -150,6 +150,22 @@ public = _scope_decorator(Scope.PUBLIC)
 public.__doc__ = "Scoping decision: no authentication (health checks and the like)."
 
 
+def method_scope(function: Callable[..., Any]) -> Scope | None:
+    """The scoping decision of an endpoint method, or ``None`` for a function without one.
+
+    For code that calls endpoint methods itself, the way the generated routes do (the web
+    dashboard): ``method_scope(Messages.retry) is Scope.TENANT_SCOPED``. Works on functions
+    and bound methods alike.
+
+    Example::
+
+        if method_scope(endpoint.plugins) is Scope.ADMIN_ONLY and not principal.is_admin:
+            raise Forbidden("reserved to the instance admin token")
+    """
+    scope = getattr(function, _SCOPE_ATTR, None)
+    return scope if isinstance(scope, Scope) else None
+
+
 class Endpoint:
     """Base class of API entities; one instance is built per request.
 

@@ -42,7 +42,7 @@ from werkzeug.exceptions import BadRequest
 
 from ..errors import AuthError, Forbidden, InvalidInput
 from ..models import Principal
-from .auth import ROUTES_KEY, RouteInfo
+from .auth import ROUTES_KEY, RouteInfo, route_endpoint
 from .endpoint import (
     CHECKS_OWN_VALUES_ATTR,
     GET_FORM_SUFFIX,
@@ -105,7 +105,7 @@ def build_api(
             is_public = form.scope is Scope.PUBLIC or form.path in public
             suffix = "" if form is info else GET_FORM_SUFFIX
             document_operation(view, form, public=is_public)
-            endpoint_name = f"mailproxy_api:{form.entity}:{form.name}{suffix}"
+            endpoint_name = route_endpoint(form.entity, form.name) + suffix
             # A write also served with GET stays a write: its declared method is recorded.
             routes[endpoint_name] = RouteInfo(
                 entity=info.entity,

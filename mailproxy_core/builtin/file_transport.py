@@ -1,5 +1,11 @@
 """The ``file`` transport: writes each message as an ``.eml`` file (the development sink).
 
+The file of a sent message is ``<time in ns>-<account pk>-<its Message-ID without <>>.eml``;
+``kept_message`` finds it again by account and Message-ID (the newest file when the message was
+sent more than once), so the dashboard can show the raw message. The account in the name keeps
+one tenant's message from ever being matched with another tenant's file of the same Message-ID
+(accounts of different tenants may share a directory).
+
 Files go under the ``root`` directory of the ``[plugins.file]`` settings (``MAILPROXY_FILE__ROOT``,
 default ``./mail-out``). An account may name a sub-directory in ``options.directory``; it must stay
 inside the root, so a tenant cannot make the service write anywhere else on the disk.
@@ -18,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from ..errors import PermanentSendError
-from ..models import Account, Envelope, SendResult
+from ..message_ids import message_id_of
+from ..models import Account, Envelope, Message, SendResult
 from ..plugins.markers import hookimpl
 from ..specs import SettingsSpec, TransportSpec
 
@@ -79,9 +86,46 @@ class FileTransport:
 
     async def send(self, account: Account, envelope: Envelope, mime_bytes: bytes) -> SendResult:
         directory = self.directory_for(account)
-        stem = f"{time.time_ns()}-{_safe_name(envelope.message_id.strip('<>'))}"
+        stem = f"{time.time_ns()}-{_file_id(account, envelope.message_id)}"
         await asyncio.to_thread(_write_atomically, directory, stem, mime_bytes)
         return SendResult(accepted=envelope.recipients, response=f"250 written {stem}.eml")
+
+    async def kept_message(self, account: Account, message: Message) -> bytes | None:
+        """The ``.eml`` file written for ``message`` (the newest one), or ``None`` when there
+        is none (never sent through this transport, or removed from the disk)."""
+        try:
+            directory = self.directory_for(account)
+        except PermanentSendError:
+            return None
+        return await asyncio.to_thread(
+            _newest_file, directory, _file_id(account, message_id_of(message))
+        )
+
+
+def _file_id(account: Account, message_id: str) -> str:
+    """What follows the time in a file name: the account's pk and the message's Message-ID."""
+    return f"{_safe_name(str(account.pk))}-{_safe_name(message_id.strip().strip('<>'))}"
+
+
+def _newest_file(directory: Path, file_id: str) -> bytes | None:
+    """The newest ``<digits>-<file_id>.eml`` of ``directory`` (exactly that name after the
+    time: another account's or message's file never matches)."""
+    wanted = f"{file_id}.eml"
+    stamped: list[tuple[int, str]] = []
+    try:
+        for entry in os.scandir(directory):
+            stamp, dash, rest = entry.name.partition("-")
+            if dash and stamp.isdigit() and rest == wanted:
+                stamped.append((int(stamp), entry.name))
+    except FileNotFoundError:
+        return None
+    if not stamped:
+        return None
+    _stamp, newest = max(stamped)
+    try:
+        return (directory / newest).read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def _write_atomically(directory: Path, stem: str, data: bytes) -> None:

@@ -48,12 +48,16 @@ class InstanceSyncEndpoint(Endpoint):
         """Reporting status per tenant: last exchange, next poll, do-not-disturb.
 
         Answers ``{"ok": true, "tenants": [{id, name, active, client_base_url, last_sync_ts,
-        next_sync_due, next_sync_ts, in_dnd}], "sync_interval_seconds"}``, tenants ordered by
-        id. ``last_sync_ts`` is the last successful delivery-report exchange (``null``: never);
+        next_sync_due, next_sync_ts, in_dnd, dnd_until, failures, retry_at, last_error}],
+        "sync_interval_seconds"}``, tenants ordered by id. ``last_sync_ts`` is the last
+        successful delivery-report exchange (``null``: never);
         ``next_sync_due`` is true when a poll is due now (never polled, interval elapsed, or the
         retry time after a failure has come); ``next_sync_ts`` is when the next idle poll (or
         retry) is due, in unix seconds; ``in_dnd`` whether the client asked not to be polled
-        until later (``next_sync_after`` in its last answer). ``sync_interval_seconds`` is the
+        until later (``next_sync_after`` in its last answer), ``dnd_until`` until when (``null``
+        outside do-not-disturb); ``failures`` counts the failed exchanges in a row, ``retry_at``
+        is when the back-off retries (``null`` while nothing fails) and ``last_error`` what the
+        last failed exchange answered (``null`` once one succeeds). ``sync_interval_seconds`` is the
         idle poll interval (MAILPROXY_REPORT_INTERVAL). The admin sees every tenant; a tenant
         key sees only its own tenant.
         """
@@ -85,6 +89,7 @@ def _tenant_status(
 ) -> dict[str, Any]:
     dnd_until = None if state is None else state.get("next_sync_after")
     due_at = next_sync_ts(state, now, interval)
+    failures = 0 if state is None else int(state.get("failures") or 0)
     return {
         "id": tenant["id"],
         "name": tenant.get("name"),
@@ -94,4 +99,10 @@ def _tenant_status(
         "next_sync_due": due_at <= now,
         "next_sync_ts": due_at,
         "in_dnd": dnd_until is not None and dnd_until > now,
+        "dnd_until": dnd_until if dnd_until is not None and dnd_until > now else None,
+        "failures": failures,
+        "retry_at": None
+        if not failures or state is None or state.get("next_attempt_ts") is None
+        else int(state["next_attempt_ts"]),
+        "last_error": None if state is None else state.get("last_error"),
     }

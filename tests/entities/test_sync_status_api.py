@@ -67,6 +67,10 @@ async def test_no_state_yet_means_never_synced_and_due_now(
         "next_sync_due",
         "next_sync_ts",
         "in_dnd",
+        "dnd_until",
+        "failures",
+        "retry_at",
+        "last_error",
     }
     assert acme["name"] == "Acme"
     assert acme["active"] is True
@@ -75,6 +79,8 @@ async def test_no_state_yet_means_never_synced_and_due_now(
     assert acme["next_sync_due"] is True
     assert before <= acme["next_sync_ts"] <= int(time.time())
     assert acme["in_dnd"] is False
+    assert acme["dnd_until"] is None and acme["failures"] == 0
+    assert acme["retry_at"] is None and acme["last_error"] is None
     assert rows["globex"]["active"] is False
 
 
@@ -92,7 +98,7 @@ async def test_status_after_state_is_written(mp_client: ApiClient, mp_kernel: Ma
     await sync.record_success("globex", now - 10)
     rows = _by_id(await mp_client.get("/instance/get_sync_status"))
     assert rows["acme"]["last_sync_ts"] == now - 10
-    assert rows["acme"]["in_dnd"] is True
+    assert rows["acme"]["in_dnd"] is True and rows["acme"]["dnd_until"] == now + 3600
     assert rows["acme"]["next_sync_due"] is False
     assert rows["acme"]["next_sync_ts"] == now + 3600
     assert rows["globex"]["in_dnd"] is False
@@ -104,7 +110,9 @@ async def test_status_after_state_is_written(mp_client: ApiClient, mp_kernel: Ma
     rows = _by_id(await mp_client.get("/instance/get_sync_status"))
     assert rows["globex"]["last_sync_ts"] == now - 10
     assert rows["globex"]["next_sync_ts"] == now + 120
-    assert rows["acme"]["in_dnd"] is False
+    assert rows["globex"]["failures"] == 1 and rows["globex"]["retry_at"] == now + 120
+    assert rows["globex"]["last_error"] == "HTTP 503 from client"
+    assert rows["acme"]["in_dnd"] is False and rows["acme"]["dnd_until"] is None
     assert rows["acme"]["next_sync_ts"] == now - 10 + int(INTERVAL)
 
     await sync.record_success("acme", now - 600)  # interval long elapsed
@@ -112,6 +120,8 @@ async def test_status_after_state_is_written(mp_client: ApiClient, mp_kernel: Ma
     rows = _by_id(await mp_client.get("/instance/get_sync_status"))
     assert rows["acme"]["next_sync_due"] is True
     assert rows["globex"]["next_sync_due"] is True
+    assert rows["globex"]["failures"] == 2 and rows["globex"]["last_error"] == "timeout"
+    assert rows["acme"]["failures"] == 0 and rows["acme"]["retry_at"] is None
 
 
 async def test_a_tenant_sees_only_itself(mp_client: ApiClient, mp_kernel: MailProxy) -> None:

@@ -339,6 +339,29 @@ class QueueRepo:
             return exhausted
         return []
 
+    async def rate_counts(
+        self, scopes: Sequence[str], windows: Mapping[str, int], now: int
+    ) -> dict[tuple[str, int], int]:
+        """The attempts counted so far in the current window of each scope and window length:
+        ``{(scope, window seconds): count}``; a window nobody used yet is absent."""
+        if not scopes or not windows:
+            return {}
+        current = sa.or_(
+            *(
+                sa.and_(
+                    rate_counters.c.window == seconds,
+                    rate_counters.c.window_start == now - now % seconds,
+                )
+                for seconds in windows.values()
+            )
+        )
+        rows = await self._db.fetch_all(
+            sa.select(rate_counters.c.scope, rate_counters.c.window, rate_counters.c.count).where(
+                rate_counters.c.scope.in_(list(scopes)), current
+            )
+        )
+        return {(row["scope"], int(row["window"])): int(row["count"]) for row in rows}
+
     async def purge_rate_counters(self, before: int) -> None:
         """Forget counters of windows that started before ``before``."""
         await self._db.execute(

@@ -179,7 +179,8 @@ class LiveService:
                 test_mode=False,
                 retry_delays=(3600.0,),
                 plugin_sections={
-                    "smtp": {"connect_timeout": 2.0, "command_timeout": 2.0, "data_timeout": 2.0}
+                    "smtp": {"connect_timeout": 2.0, "command_timeout": 2.0, "data_timeout": 2.0},
+                    "file": {"root": str(self.tmp_path / "mail-out")},
                 },
             )
             plugins: dict[str, Any] = {**admin_token_plugins(), "tenants": TenantTokenPlugin()}

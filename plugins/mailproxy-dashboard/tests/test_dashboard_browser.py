@@ -238,3 +238,144 @@ def test_tenant_key_sees_only_its_tenant_in_the_browser(
     response = page.goto(f"{service.url}/ui/messages/globex/g-1")
     assert response is not None and response.status == 403
     assert outside == []
+
+
+def shot(page: Any, shots: Path, name: str) -> None:
+    """A full-page screenshot once the page's scripts ran (dates shown in local time)."""
+    page.wait_for_load_state("load")
+    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+
+def test_enterprise_pages_and_operations_in_the_browser(
+    browser: Any, service: Any, shots: Path
+) -> None:
+    """Suppressions add / remove, an API key created and shown once, the bounce and PEC pages,
+    rate-limit usage and pool state, the kept .eml, the reports back-off, and what a send-only
+    key is offered. Needs the EE plugins (installed by ``make install-test``)."""
+    pytest.importorskip("mailproxy_ee_apikeys", reason="the EE plugins are not installed")
+    pytest.importorskip("mailproxy_ee_bounce", reason="the EE plugins are not installed")
+    pytest.importorskip("mailproxy_ee_pec", reason="the EE plugins are not installed")
+    set_up_relay(service)
+    api(service, "/tenants/update", tenant_id="acme", rate_limits={"per_hour": 500})
+    api(
+        service,
+        "/accounts/add",
+        id="disk",
+        tenant_id="acme",
+        host="unused.invalid",
+        port=25,
+        transport="file",
+        limit_per_day=1000,
+    )
+    api(
+        service,
+        "/accounts/add_pec",
+        id="pec",
+        tenant_id="acme",
+        host="smtp.pec.example",
+        port=465,
+        imap_host="imap.pec.example",
+        user="acme@pec.example",
+        password="pec-password",
+    )
+    api(
+        service,
+        "/instance/set_bounce_config",
+        imap_host="imap.example.org",
+        imap_user="bounces",
+        imap_password="bounce-password",
+        return_path="bounces@example.org",
+    )
+    api(service, "/suppressions/add", tenant_id="acme", address="gone@example.org")
+    api(
+        service,
+        "/messages/add_batch",
+        messages=[
+            message("acme", "relay-1", "alice@example.org"),
+            {**message("acme", "kept-1", "dave@example.org"), "account_id": "disk"},
+        ],
+    )
+    wait_until(lambda: status_of(service, "acme", "relay-1") == "sent")
+    wait_until(lambda: status_of(service, "acme", "kept-1") == "sent")
+    outside: list[str] = []
+    page = open_page(browser, service, outside)
+    sign_in(page, service, ADMIN_TOKEN)
+
+    # Suppressions: add one, then remove it.
+    page.get_by_role("link", name="Suppressions", exact=True).click()
+    page.get_by_label("Address").fill("blocked@example.org")
+    page.get_by_role("button", name="Suppress").click()
+    page.wait_for_selector("text=blocked@example.org is suppressed")
+    page.wait_for_load_state("load")
+    listed = api(service, "/suppressions/list?tenant_id=acme")
+    assert {row["address"] for row in listed} == {"gone@example.org", "blocked@example.org"}
+    shot(page, shots, "suppressions")
+    page.get_by_role("button", name="Send to gone@example.org again").click()
+    page.wait_for_selector("text=gone@example.org removed")
+    listed = api(service, "/suppressions/list?tenant_id=acme")
+    assert [row["address"] for row in listed] == ["blocked@example.org"]
+
+    # API keys: the new key is shown once.
+    page.get_by_role("link", name="API keys", exact=True).click()
+    page.get_by_label("Name").fill("newsletter")
+    page.get_by_label("read").check()
+    page.get_by_role("button", name="Create key").click()
+    page.wait_for_load_state("load")
+    new_key = page.locator("#new-key").inner_text()
+    assert new_key.startswith("mpk_") and len(new_key) == 47
+    shot(page, shots, "api-keys")
+    page.reload()
+    assert page.locator("#new-key").count() == 0
+    assert new_key not in page.content()
+    assert page.get_by_role("rowheader", name="newsletter").count() == 1
+    with httpx.Client(base_url=service.url, headers={"X-API-Token": new_key}) as c:
+        assert c.get("/messages/list").status_code == 200, "the key shown works"
+
+    page.get_by_role("link", name="Bounce mailbox", exact=True).click()
+    page.wait_for_selector("text=imap.example.org:993")
+    assert "bounce-password" not in page.content()
+    shot(page, shots, "bounce")
+    page.get_by_role("link", name="PEC accounts", exact=True).click()
+    page.wait_for_selector("text=imap.pec.example")
+    assert "pec-password" not in page.content()
+    shot(page, shots, "pec")
+
+    # Tenants: usage against the limits and the SMTP connection kept by the pool.
+    page.get_by_role("link", name="Tenants", exact=True).click()
+    page.wait_for_selector("text=1 / 1000 per day")
+    assert "1 open, 1 idle" in page.content()
+    shot(page, shots, "tenants-usage")
+
+    # The raw message the file transport kept.
+    page.goto(f"{service.url}/ui/messages/acme/kept-1")
+    page.wait_for_selector("text=Subject: Order kept-1")
+    shot(page, shots, "message-eml")
+
+    # Reports: a client that cannot be reached backs off, with its error.
+    api(service, "/tenants/update", tenant_id="acme", client_base_url="http://127.0.0.1:9")
+    api(service, "/instance/run_now", tenant_id="acme")
+
+    def acme_backs_off() -> bool:
+        rows = api(service, "/instance/get_sync_status")["tenants"]
+        return any(row["id"] == "acme" and row["retry_at"] for row in rows)
+
+    wait_until(acme_backs_off)
+    page.get_by_role("link", name="Reports", exact=True).click()
+    page.wait_for_selector("text=failed, retry at")
+    shot(page, shots, "reports-backoff")
+    page.get_by_role("button", name="Sign out").click()
+
+    # A send-only key: messages without actions, no other page, 403 by URL.
+    sender = api(service, "/api_keys/add", tenant_id="acme", name="sender", scopes=["send"])
+    sign_in(page, service, sender["api_key"])
+    nav = page.get_by_role("navigation", name="Dashboard")
+    assert nav.get_by_role("link", name="Messages", exact=True).count() == 1
+    for hidden in ("Tenants", "Reports", "Suppressions", "API keys", "PEC accounts"):
+        assert nav.get_by_role("link", name=hidden, exact=True).count() == 0, hidden
+    page.goto(f"{service.url}/ui/messages/acme/relay-1")
+    page.wait_for_selector("text=Order relay-1")
+    assert page.get_by_role("button", name="Delete").count() == 0
+    shot(page, shots, "send-only-key")
+    response = page.goto(f"{service.url}/ui/x/suppressions")
+    assert response is not None and response.status == 403
+    assert outside == [], f"the dashboard loaded from outside the service: {outside}"

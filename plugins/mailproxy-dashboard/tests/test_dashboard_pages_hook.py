@@ -1,12 +1,14 @@
-"""The registration hook for extra pages: ``dashboard_pages()`` of any loaded plugin."""
+"""The ``mailproxy_dashboard_pages`` hook: extra pages from any plugin, added like a third party."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pluggy
 import pytest
 
 from mailproxy_core import PluginError, hookimpl
+from mailproxy_core.plugins.manager import build_plugin_manager
 from mailproxy_core.testing.client import ApiClient
 from mailproxy_dashboard import DashboardPage, PageContext
 from mailproxy_dashboard.pages import collect_pages
@@ -22,7 +24,8 @@ class NotesPlugin:
     def mailproxy_register_settings(self) -> list[Any]:
         return []
 
-    def dashboard_pages(self) -> list[DashboardPage]:
+    @hookimpl(optionalhook=True)
+    def mailproxy_dashboard_pages(self) -> list[DashboardPage]:
         async def notes(ctx: PageContext) -> str:
             if ctx.method == "POST":
                 self.notes.append((ctx.principal.tenant_id, ctx.form["text"]))
@@ -82,30 +85,53 @@ async def test_extra_pages_need_a_session(notes: NotesPlugin, ui: Any) -> None:
     assert response.status_code == 302
 
 
+def _manager(*plugins: tuple[str, object]) -> pluggy.PluginManager:
+    """A plugin manager built the way the kernel builds it (without the dashboard's spec)."""
+    return build_plugin_manager(plugins)
+
+
+def test_a_plugin_with_pages_loads_where_the_dashboard_is_not_installed() -> None:
+    # optionalhook: the kernel's check for unknown hooks accepts it without the dashboard.
+    pm = _manager(("notes", NotesPlugin()))
+    assert pm.hook.mailproxy_dashboard_pages.spec is None
+    pages = collect_pages(pm)  # the dashboard adds its spec, then asks
+    assert pm.hook.mailproxy_dashboard_pages.spec is not None
+    assert sorted(pages) == ["admin-only", "notes"]
+    assert collect_pages(pm).keys() == pages.keys()  # adding the spec twice is harmless
+
+
 def test_bad_registrations_name_the_plugin() -> None:
     async def render(ctx: PageContext) -> str:
         return ""
 
     class Twice:
-        @staticmethod
-        def dashboard_pages() -> list[DashboardPage]:
+        @hookimpl(optionalhook=True)
+        def mailproxy_dashboard_pages(self) -> list[DashboardPage]:
             return [DashboardPage("a", "A", render)]
 
     with pytest.raises(PluginError, match="defined by both 'one' and 'two'"):
-        collect_pages([("one", Twice), ("two", Twice)])
+        collect_pages(_manager(("one", Twice()), ("two", Twice())))
 
     class BadName:
-        @staticmethod
-        def dashboard_pages() -> list[DashboardPage]:
+        @hookimpl(optionalhook=True)
+        def mailproxy_dashboard_pages(self) -> list[DashboardPage]:
             return [DashboardPage("a/b", "A", render)]
 
     with pytest.raises(PluginError, match=r"'bad'.*must be letters"):
-        collect_pages([("bad", BadName)])
+        collect_pages(_manager(("bad", BadName())))
 
     class NotAPage:
-        @staticmethod
-        def dashboard_pages() -> list[object]:
+        @hookimpl(optionalhook=True)
+        def mailproxy_dashboard_pages(self) -> list[object]:
             return ["page"]
 
     with pytest.raises(PluginError, match="expected DashboardPage"):
-        collect_pages([("odd", NotAPage)])
+        collect_pages(_manager(("odd", NotAPage())))
+
+    class WrongArgument:
+        @hookimpl(optionalhook=True)
+        def mailproxy_dashboard_pages(self, principal: object) -> list[DashboardPage]:
+            return []
+
+    with pytest.raises(PluginError, match=r"(?s)'wrong'.*principal"):
+        collect_pages(_manager(("wrong", WrongArgument())))

@@ -446,14 +446,17 @@ class InstanceApi(SyncEntity):
         """Reporting status per tenant: last exchange, next poll, do-not-disturb.
 
         Answers `{"ok": true, "tenants": [{id, name, active, client_base_url, last_sync_ts,
-        next_sync_due, next_sync_ts, in_dnd}], "sync_interval_seconds"}`, tenants ordered by id.
-        `last_sync_ts` is the last successful delivery-report exchange (`null`: never);
-        `next_sync_due` is true when a poll is due now (never polled, interval elapsed, or the retry
-        time after a failure has come); `next_sync_ts` is when the next idle poll (or retry) is due,
-        in unix seconds; `in_dnd` whether the client asked not to be polled until later
-        (`next_sync_after` in its last answer). `sync_interval_seconds` is the idle poll interval
-        (MAILPROXY_REPORT_INTERVAL). The admin sees every tenant; a tenant key sees only its own
-        tenant.
+        next_sync_due, next_sync_ts, in_dnd, dnd_until, failures, retry_at, last_error}],
+        "sync_interval_seconds"}`, tenants ordered by id. `last_sync_ts` is the last successful
+        delivery-report exchange (`null`: never); `next_sync_due` is true when a poll is due now
+        (never polled, interval elapsed, or the retry time after a failure has come); `next_sync_ts`
+        is when the next idle poll (or retry) is due, in unix seconds; `in_dnd` whether the client
+        asked not to be polled until later (`next_sync_after` in its last answer), `dnd_until` until
+        when (`null` outside do-not-disturb); `failures` counts the failed exchanges in a row,
+        `retry_at` is when the back-off retries (`null` while nothing fails) and `last_error` what
+        the last failed exchange answered (`null` once one succeeds). `sync_interval_seconds` is the
+        idle poll interval (MAILPROXY_REPORT_INTERVAL). The admin sees every tenant; a tenant key
+        sees only its own tenant.
 
         Route: GET /instance/get_sync_status.
         """
@@ -1755,14 +1758,17 @@ class AsyncInstanceApi(AsyncEntity):
         """Reporting status per tenant: last exchange, next poll, do-not-disturb.
 
         Answers `{"ok": true, "tenants": [{id, name, active, client_base_url, last_sync_ts,
-        next_sync_due, next_sync_ts, in_dnd}], "sync_interval_seconds"}`, tenants ordered by id.
-        `last_sync_ts` is the last successful delivery-report exchange (`null`: never);
-        `next_sync_due` is true when a poll is due now (never polled, interval elapsed, or the retry
-        time after a failure has come); `next_sync_ts` is when the next idle poll (or retry) is due,
-        in unix seconds; `in_dnd` whether the client asked not to be polled until later
-        (`next_sync_after` in its last answer). `sync_interval_seconds` is the idle poll interval
-        (MAILPROXY_REPORT_INTERVAL). The admin sees every tenant; a tenant key sees only its own
-        tenant.
+        next_sync_due, next_sync_ts, in_dnd, dnd_until, failures, retry_at, last_error}],
+        "sync_interval_seconds"}`, tenants ordered by id. `last_sync_ts` is the last successful
+        delivery-report exchange (`null`: never); `next_sync_due` is true when a poll is due now
+        (never polled, interval elapsed, or the retry time after a failure has come); `next_sync_ts`
+        is when the next idle poll (or retry) is due, in unix seconds; `in_dnd` whether the client
+        asked not to be polled until later (`next_sync_after` in its last answer), `dnd_until` until
+        when (`null` outside do-not-disturb); `failures` counts the failed exchanges in a row,
+        `retry_at` is when the back-off retries (`null` while nothing fails) and `last_error` what
+        the last failed exchange answered (`null` once one succeeds). `sync_interval_seconds` is the
+        idle poll interval (MAILPROXY_REPORT_INTERVAL). The admin sees every tenant; a tenant key
+        sees only its own tenant.
 
         Route: GET /instance/get_sync_status.
         """

@@ -75,3 +75,12 @@ async def tenant_key_fields(
 @hookimpl
 def mailproxy_register_view_extensions() -> list[ViewExtensionSpec]:
     return [ViewExtensionSpec("ee_apikeys", "tenants", tenant_key_fields)]
+
+
+@hookimpl(optionalhook=True)
+def mailproxy_dashboard_pages() -> list[Any]:
+    """With the web dashboard installed: the API keys page (the dashboard is imported only
+    here, so the plugin works without it)."""
+    from .dashboard import pages
+
+    return list(pages())

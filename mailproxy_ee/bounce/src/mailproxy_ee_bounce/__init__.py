@@ -9,7 +9,7 @@ keeps every process's copy of the return path current. The operator guide is ``d
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mailproxy_core import (
     BackgroundTaskSpec,
@@ -111,3 +111,12 @@ def mailproxy_envelope_sender(message: Message, account: Account) -> str | None:
         return None
     runtime = active_runtime()
     return runtime.envelope_sender(message.pk) if runtime is not None else None
+
+
+@hookimpl(optionalhook=True)
+def mailproxy_dashboard_pages() -> list[Any]:
+    """With the web dashboard installed: the Suppressions and Bounce mailbox pages (the
+    dashboard is imported only here, so the plugin works without it)."""
+    from .dashboard import pages
+
+    return list(pages())

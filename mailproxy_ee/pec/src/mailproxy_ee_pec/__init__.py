@@ -8,7 +8,7 @@ and the background task that records ``pec_timeout``. The operator guide is ``do
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mailproxy_core import (
     BackgroundTaskSpec,
@@ -87,3 +87,12 @@ def mailproxy_register_background_tasks() -> list[BackgroundTaskSpec]:
 async def mailproxy_message_sent(mp: MailProxy, message: Message) -> None:
     """A message sent through a PEC account starts waiting for its acceptance."""
     await remember_sent(mp, message)
+
+
+@hookimpl(optionalhook=True)
+def mailproxy_dashboard_pages() -> list[Any]:
+    """With the web dashboard installed: the PEC accounts page (the dashboard is imported only
+    here, so the plugin works without it)."""
+    from .dashboard import pages
+
+    return list(pages())

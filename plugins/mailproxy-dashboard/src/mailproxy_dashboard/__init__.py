@@ -2,21 +2,22 @@
 
 Sign in with the admin token or a tenant API key; see the queue (Overview), find and act on
 messages (Messages), read tenants and accounts, delivery-report sync (Reports) and loaded
-plugins. Other plugins add pages with a ``dashboard_pages()`` function (see ``pages.py`` and
-the plugin's README). Settings live in ``[plugins.dashboard]`` (``DashboardSettings``).
+plugins. Other plugins add pages by implementing the ``mailproxy_dashboard_pages`` hook, which
+the dashboard adds to the plugin manager (see ``pages.py`` and docs/dashboard.md). Settings live
+in ``[plugins.dashboard]`` (``DashboardSettings``).
 """
 
 from __future__ import annotations
 
 from mailproxy_core import MailProxy, RouteSpec, SettingsSpec, hookimpl
 
-from .pages import DashboardPage, PageContext
+from .pages import DashboardHookSpecs, DashboardPage, PageContext
 from .settings import SETTINGS_SECTION, DashboardSettings
 from .views import build_blueprint, prepare
 
 __version__ = "0.1.0"
 
-__all__ = ["DashboardPage", "DashboardSettings", "PageContext"]
+__all__ = ["DashboardHookSpecs", "DashboardPage", "DashboardSettings", "PageContext"]
 
 
 @hookimpl
@@ -34,5 +35,6 @@ def mailproxy_register_routes() -> list[RouteSpec]:
 
 @hookimpl
 def mailproxy_startup(mp: MailProxy) -> None:
-    """Collect the extra pages of other plugins; an invalid registration stops the start."""
+    """Add the ``mailproxy_dashboard_pages`` hook and collect the extra pages of other plugins;
+    an invalid registration stops the start."""
     prepare(mp)

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from quart import Blueprint, Response, abort, g, render_template, request
 
-from mailproxy_core import MailProxy, MailproxyError, current_kernel
+from mailproxy_core import MailProxy, MailproxyError, NotFound, current_kernel
 
 from .chart import minute_chart
 from .guard import (
@@ -30,11 +30,22 @@ from .guard import (
     set_login_cookie,
     set_session_cookie,
 )
-from .kernel_calls import call
-from .pages import PageContext, collect_pages
+from .kernel_calls import Caller
+from .pages import DashboardPage, PageContext, collect_pages
 from .search import STATUSES, SearchForm
 from .sessions import COOKIE_NAME, Session, SessionStore
 from .settings import SETTINGS_SECTION, DashboardSettings
+
+EML_PREVIEW_BYTES = 200_000
+"""The message page shows at most this much of a kept raw message (the download has it all)."""
+
+MESSAGE_ACTIONS: dict[str, tuple[str, str]] = {
+    "retry": ("messages", "retry"),
+    "delete": ("messages", "delete"),
+    "suspend-batch": ("tenants", "suspend_batch"),
+    "activate-batch": ("tenants", "activate_batch"),
+}
+"""The message page's buttons and the API route each acts through (shown only if allowed)."""
 
 STATIC_PATH = "/ui/static/"
 LOGIN_PATH = "/ui/login"
@@ -50,11 +61,7 @@ class DashboardState:
         assert isinstance(settings, DashboardSettings)
         self.settings = settings
         self.sessions = SessionStore(settings.session_idle_seconds, settings.session_max_seconds)
-        plugins = [
-            (mp.hooks.plugin_manager.get_name(plugin) or "", plugin)
-            for plugin in mp.hooks.plugin_manager.get_plugins()
-        ]
-        self.pages = collect_pages(sorted(plugins, key=lambda item: item[0]))
+        self.pages = collect_pages(mp.hooks.plugin_manager)
 
 
 _STATES: weakref.WeakKeyDictionary[MailProxy, DashboardState] = weakref.WeakKeyDictionary()
@@ -99,9 +106,49 @@ def signed_in(view: View) -> View:
                 response = Response("", status=401, headers={"HX-Redirect": LOGIN_PATH})
             return response
         g.session = session
+        g.caller = Caller(current_kernel(), session.principal, session.token)
         return await view(*args, **kwargs)
 
     return wrapper
+
+
+NAVIGATION: tuple[tuple[str, str, tuple[str, str]], ...] = (
+    ("/ui/", "Overview", ("messages", "list")),
+    ("/ui/messages", "Messages", ("messages", "list")),
+    ("/ui/tenants", "Tenants", ("tenants", "get")),
+    ("/ui/reports", "Reports", ("instance", "get_sync_status")),
+    ("/ui/plugins", "Plugins", ("instance", "plugins")),
+)
+"""The built-in pages: path, title, and the API route each reads through. A page is listed
+only for users who may call its route, and answers 403 to the others (``needs``)."""
+
+
+def needs(entity: str, method: str) -> Callable[[View], View]:
+    """Serve the view only to users whose credential may call the API route ``entity/method``
+    (403 otherwise, as the API would answer them). Goes under ``@signed_in``."""
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            caller: Caller = g.caller
+            if not await caller.permits(entity, method):
+                return await _forbidden(
+                    g.session,
+                    f"Your credential may not use {entity}/{method}, which this page needs "
+                    "(an API key without that scope).",
+                )
+            return await view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+async def page_allowed(caller: Caller, page: DashboardPage) -> bool:
+    """Whether an extra page is listed and served to this user."""
+    if page.admin_only and not caller.principal.is_admin:
+        return False
+    return page.requires is None or await caller.permits(*page.requires)
 
 
 def _wants_html() -> bool:
@@ -120,17 +167,19 @@ def _json_error(status: int, code: str, text: str) -> Response:
 async def _forbidden(session: Session | None, text: str) -> Response:
     if not _wants_html():
         return _json_error(403, "forbidden", text)
-    body = await render_template("error.html", status=403, text=text, **_layout(session))
+    body = await render_template("error.html", status=403, text=text, **await _layout(session))
     return Response(body, status=403, content_type="text/html; charset=utf-8")
 
 
-def _layout(session: Session | None) -> dict[str, Any]:
-    pages = [
-        page
-        for page in state().pages.values()
-        if session is not None and (session.principal.is_admin or not page.admin_only)
-    ]
-    return {"session": session, "extra_pages": pages, "now": int(time.time())}
+async def _layout(session: Session | None) -> dict[str, Any]:
+    """What the layout shows: the navigation entries this user may use."""
+    caller: Caller | None = g.get("caller")
+    nav: list[tuple[str, str]] = []
+    pages: list[DashboardPage] = []
+    if session is not None and caller is not None:
+        nav = [(path, title) for path, title, route in NAVIGATION if await caller.permits(*route)]
+        pages = [page for page in state().pages.values() if await page_allowed(caller, page)]
+    return {"session": session, "nav": nav, "extra_pages": pages, "now": int(time.time())}
 
 
 async def _page(template: str, http_status: int = 200, **values: Any) -> Response:
@@ -138,7 +187,7 @@ async def _page(template: str, http_status: int = 200, **values: Any) -> Respons
     flash = list(session.flash) if session else []
     if session:
         session.flash.clear()
-    body = await render_template(template, flash=flash, **_layout(session), **values)
+    body = await render_template(template, flash=flash, **await _layout(session), **values)
     response = Response(body, status=http_status, content_type="text/html; charset=utf-8")
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -194,7 +243,7 @@ def build_blueprint() -> Blueprint:
             csrf=token,
             next=request.args.get("next", ""),
             error="",
-            **_layout(None),
+            **await _layout(None),
         )
         response = Response(body, content_type="text/html; charset=utf-8")
         set_login_cookie(response, token)
@@ -217,7 +266,7 @@ def build_blueprint() -> Blueprint:
                 csrf=expected,
                 next=form.get("next", ""),
                 error="This token was not accepted. Paste the admin token or a tenant API key.",
-                **_layout(None),
+                **await _layout(None),
             )
             return Response(body, status=401, content_type="text/html; charset=utf-8")
         store = state().sessions
@@ -245,20 +294,25 @@ def build_blueprint() -> Blueprint:
     @signed_in
     async def overview() -> Response:
         mp = current_kernel()
-        principal = g.session.principal
+        caller: Caller = g.caller
+        principal = caller.principal
         tenant_scope = None if principal.is_admin else principal.tenant_id
         counts = await mp.status_counts(tenant_scope)
-        sync = await call(mp, principal, "instance", "get_sync_status")
         oldest = None
         if principal.is_admin:
             oldest = (await mp.queue_stats())["oldest_ready_age"]
+        sync = None
         tenants = []
-        for row in sync["tenants"]:
-            row_counts = await mp.status_counts(row["id"])
-            tenants.append({**row, "counts": row_counts})
+        if await caller.permits("instance", "get_sync_status"):
+            sync = await caller.call("instance", "get_sync_status")
+            for row in sync["tenants"]:
+                row_counts = await mp.status_counts(row["id"])
+                tenants.append({**row, "counts": row_counts})
         recent, _ = await mp.search_messages(tenant_id=tenant_scope, limit=500)
         chart = minute_chart(recent, int(time.time()))
-        status = await call(mp, principal, "instance", "status")
+        status = None
+        if await caller.permits("instance", "status"):
+            status = await caller.call("instance", "status")
         return await _page(
             "overview.html",
             counts=counts,
@@ -272,6 +326,7 @@ def build_blueprint() -> Blueprint:
 
     @bp.get("/messages")
     @signed_in
+    @needs("messages", "list")
     async def messages() -> Response:
         mp = current_kernel()
         principal = g.session.principal
@@ -294,48 +349,82 @@ def build_blueprint() -> Blueprint:
     @signed_in
     async def message(tenant_id: str, message_id: str) -> Response:
         mp = current_kernel()
+        caller: Caller = g.caller
         try:
-            found = await call(
-                mp,
-                g.session.principal,
-                "messages",
-                "get",
-                tenant_id=tenant_id,
-                message_id=message_id,
-                include_history=True,
+            found = await caller.call(
+                "messages", "get", tenant_id=tenant_id, message_id=message_id, include_history=True
             )
-            suspended = await call(
-                mp, g.session.principal, "tenants", "get_suspended_batches", tenant_id=tenant_id
-            )
+            suspended = None
+            if await caller.permits("tenants", "get_suspended_batches"):
+                suspended = await caller.call(
+                    "tenants", "get_suspended_batches", tenant_id=tenant_id
+                )
+            raw = None
+            if found["status"] == "sent":
+                # Scoped above: messages/get answered, so this principal may read the message.
+                raw = await mp.kept_message(found["tenant_id"], found["id"])
         except MailproxyError as error:
             return await _error_page(error)
-        return await _page("message.html", message=found, suspended=suspended)
+        can = {action: await caller.permits(*route) for action, route in MESSAGE_ACTIONS.items()}
+        preview = None
+        if raw is not None:
+            preview = raw[:EML_PREVIEW_BYTES].decode("utf-8", errors="replace")
+        return await _page(
+            "message.html",
+            message=found,
+            suspended=suspended,
+            can=can,
+            raw=raw,
+            preview=preview,
+            preview_cut=raw is not None and len(raw) > EML_PREVIEW_BYTES,
+        )
+
+    @bp.get("/raw/<tenant_id>/<path:message_id>")
+    @signed_in
+    async def raw_message(tenant_id: str, message_id: str) -> Response:
+        """The raw message the transport kept (the ``file`` transport's ``.eml``), to download."""
+        caller: Caller = g.caller
+        try:
+            found = await caller.call("messages", "get", tenant_id=tenant_id, message_id=message_id)
+            raw = await current_kernel().kept_message(found["tenant_id"], found["id"])
+        except MailproxyError as error:
+            return await _error_page(error)
+        if raw is None:
+            return await _error_page(
+                NotFound(f"the transport of message {message_id} kept no copy of it")
+            )
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in message_id)[:80]
+        return Response(
+            raw,
+            content_type="message/rfc822",
+            headers={
+                "Content-Disposition": f'attachment; filename="{name or "message"}.eml"',
+                "Cache-Control": "no-store",
+            },
+        )
 
     @bp.post("/messages/<tenant_id>/<path:message_id>/<action>")
     @signed_in
     async def message_action(tenant_id: str, message_id: str, action: str) -> Response:
-        mp = current_kernel()
-        principal = g.session.principal
+        caller: Caller = g.caller
         here = f"/ui/messages/{tenant_id}/{message_id}"
         try:
-            found = await call(
-                mp, principal, "messages", "get", tenant_id=tenant_id, message_id=message_id
-            )
+            found = await caller.call("messages", "get", tenant_id=tenant_id, message_id=message_id)
             batch = found.get("batch_code")
             if action == "retry":
-                result = await call(
-                    mp, principal, "messages", "retry", tenant_id=tenant_id, ids=[message_id]
+                result = await caller.call(
+                    "messages", "retry", tenant_id=tenant_id, ids=[message_id]
                 )
                 if result["requeued"]:
                     return _back(here, "Queued again: it will be sent shortly.")
                 reasons = ", ".join(s.get("reason", "") for s in result["skipped"]) or "not found"
                 return _back(here, f"Not retried ({reasons}): only failed or deferred messages.")
             if action == "delete":
-                await call(mp, principal, "messages", "delete", message_pk=found["pk"])
+                await caller.call("messages", "delete", message_pk=found["pk"])
                 return _back("/ui/messages", f"Message {message_id} deleted.")
             if action in ("suspend-batch", "activate-batch") and batch:
                 method = "suspend_batch" if action == "suspend-batch" else "activate_batch"
-                await call(mp, principal, "tenants", method, tenant_id=tenant_id, batch_code=batch)
+                await caller.call("tenants", method, tenant_id=tenant_id, batch_code=batch)
                 verb = "suspended" if action == "suspend-batch" else "activated"
                 return _back(here, f"Batch {batch} {verb}.")
         except MailproxyError as error:
@@ -344,38 +433,49 @@ def build_blueprint() -> Blueprint:
 
     @bp.get("/tenants")
     @signed_in
+    @needs("tenants", "get")
     async def tenants() -> Response:
         mp = current_kernel()
-        principal = g.session.principal
-        if principal.is_admin:
-            rows = await call(mp, principal, "tenants", "list")
-        else:
-            rows = [await call(mp, principal, "tenants", "get")]
-        for row in rows:
-            row["accounts"] = await call(mp, principal, "accounts", "list", tenant_id=row["id"])
-            row["suspended"] = await call(
-                mp, principal, "tenants", "get_suspended_batches", tenant_id=row["id"]
-            )
+        caller: Caller = g.caller
+        try:
+            if caller.principal.is_admin:
+                rows = await caller.call("tenants", "list")
+            else:
+                rows = [await caller.call("tenants", "get")]
+            for row in rows:
+                # Every id below comes from what the API answered this principal.
+                row["accounts"] = await caller.call("accounts", "list", tenant_id=row["id"])
+                row["suspended"] = await caller.call(
+                    "tenants", "get_suspended_batches", tenant_id=row["id"]
+                )
+                usage = await mp.rate_limit_usage(row["id"])
+                row["usage"] = usage["tenant"]
+                pools = {
+                    account.id: mp.pool_state(account) for account in await mp.accounts(row["id"])
+                }
+                for account in row["accounts"]:
+                    account["usage"] = usage.get(account["id"], [])
+                    account["pool"] = pools.get(account["id"])
+        except MailproxyError as error:
+            return await _error_page(error)
         return await _page("tenants.html", tenants=rows)
 
     @bp.get("/reports")
     @signed_in
+    @needs("instance", "get_sync_status")
     async def reports() -> Response:
-        sync = await call(current_kernel(), g.session.principal, "instance", "get_sync_status")
-        return await _page("reports.html", sync=sync)
+        caller: Caller = g.caller
+        sync = await caller.call("instance", "get_sync_status")
+        return await _page(
+            "reports.html", sync=sync, can_run=await caller.permits("instance", "run_now")
+        )
 
     @bp.post("/reports/run")
     @signed_in
     async def run_now() -> Response:
         form = await request.form
         try:
-            await call(
-                current_kernel(),
-                g.session.principal,
-                "instance",
-                "run_now",
-                tenant_id=form.get("tenant_id") or None,
-            )
+            await g.caller.call("instance", "run_now", tenant_id=form.get("tenant_id") or None)
         except MailproxyError as error:
             return await _error_page(error)
         return _back("/ui/reports", "Sending and reporting run now.")
@@ -384,7 +484,7 @@ def build_blueprint() -> Blueprint:
     @signed_in
     async def plugins() -> Response:
         try:
-            found = await call(current_kernel(), g.session.principal, "instance", "plugins")
+            found = await g.caller.call("instance", "plugins")
         except MailproxyError as error:
             return await _error_page(error)
         return await _page("plugins.html", plugins=found)
@@ -394,10 +494,17 @@ def build_blueprint() -> Blueprint:
     async def extra_page(name: str) -> Response:
         page = state().pages.get(name)
         session: Session = g.session
+        caller: Caller = g.caller
         if page is None or request.method not in page.methods:
             abort(404)
         if page.admin_only and not session.principal.is_admin:
             return await _forbidden(session, f"The page {page.title} is reserved to the admin.")
+        if not await page_allowed(caller, page):
+            return await _forbidden(
+                session,
+                f"Your credential may not use the page {page.title} (an API key without the "
+                "scope it needs).",
+            )
         context = PageContext(
             mp=current_kernel(),
             principal=session.principal,
@@ -405,6 +512,7 @@ def build_blueprint() -> Blueprint:
             form=dict(await request.form) if request.method == "POST" else {},
             args=dict(request.args),
             csrf_token=session.csrf,
+            caller=caller,
         )
         try:
             html = await page.render(context)

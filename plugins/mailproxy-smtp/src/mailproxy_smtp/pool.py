@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import aiosmtplib
 
-from mailproxy_core import Account, TransientSendError
+from mailproxy_core import Account, PoolState, TransientSendError
 
 from .connect import account_port
 from .settings import SmtpSettings
@@ -103,6 +103,11 @@ class FairSlots:
                 waiter.set_result(None)  # the slot changes hands; in_use stays the same
                 return
         self.in_use -= 1
+
+    @property
+    def waiting(self) -> int:
+        """How many callers wait for a slot."""
+        return len(self._waiters)
 
     @property
     def unused(self) -> bool:
@@ -221,6 +226,19 @@ class SessionPool:
         """How many sessions exist for an account's key, in use or idle."""
         key = pool_key(account)
         return sum(1 for session in self._sessions if session.key == key)
+
+    def state_of(self, account: Account) -> PoolState:
+        """The sessions of an account's key (host, port, user) right now: open (in use or
+        idle), idle, slots in use, sends waiting for a slot, and the cap."""
+        key = pool_key(account)
+        state = self._keys.get(key)
+        return PoolState(
+            open=self.open_sessions(account),
+            idle=len(state.idle) if state is not None else 0,
+            in_use=state.slots.in_use if state is not None else 0,
+            waiting=state.slots.waiting if state is not None else 0,
+            max_connections=self.settings.max_connections,
+        )
 
     async def aclose(self) -> None:
         """Close every session: QUIT the idle ones, abort those in use; later leases fail."""

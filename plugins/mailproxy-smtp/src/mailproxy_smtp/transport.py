@@ -14,7 +14,7 @@ import logging
 
 import aiosmtplib
 
-from mailproxy_core import Account, Envelope, MailProxy, SendResult
+from mailproxy_core import Account, Envelope, MailProxy, PoolState, SendResult
 
 from .classify import to_send_error
 from .connect import Connector, server_name
@@ -91,6 +91,11 @@ class SmtpTransport:
                         extra=extra,
                     )
                 return result
+
+    def pool_state(self, account: Account) -> PoolState:
+        """This process's pooled sessions for the account's server (``MailProxy.pool_state``;
+        accounts sharing host, port and user share them)."""
+        return self.pool.state_of(account)
 
     async def aclose(self) -> None:
         """Close every pooled session (awaited by the kernel at shutdown)."""
