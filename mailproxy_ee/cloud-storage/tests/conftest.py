@@ -2,7 +2,9 @@
 
 - ``moto_s3``: moto's S3 server (``ThreadedMotoServer``) on 127.0.0.1, a real HTTP S3 endpoint;
 - ``throttling_s3``: a loopback HTTP proxy in front of it that answers ``503 SlowDown`` to the
-  next N requests (``proxy.throttle(n)``), then forwards;
+  next N requests (``proxy.throttle(n)``), then forwards, and records every answer with the body
+  bytes it sent (``proxy.served``, ``proxy.bytes_served()``); ``proxied_azurite`` is the same
+  proxy in front of Azurite;
 - ``azurite``: Azurite's blob service (npm package, installed in ``.venv/azurite`` by
   ``make emulators``), started as a child process; tests needing it skip, saying why, when it
   is not installed;
@@ -132,13 +134,30 @@ def moto_s3() -> Iterator[S3Server]:
     server.stop()
 
 
+@dataclass(frozen=True)
+class Proxied:
+    """One request the proxy answered: method, path, the range asked for, status, body bytes."""
+
+    method: str
+    path: str
+    range: str | None
+    status: int
+    body_bytes: int
+
+
 class ThrottlingProxy:
-    """Forwards HTTP requests to ``upstream``; answers ``503 SlowDown`` while throttling."""
+    """Forwards HTTP requests to ``upstream`` as they are; answers ``503 SlowDown`` while
+    throttling. Every answer is recorded in ``served`` (``body_bytes``: what it sent back).
+
+    Responses keep the upstream's status and headers, ``Content-Length`` included: a ``HEAD``
+    answer carries the object's length and no body, exactly as S3 (and Azure) send it.
+    """
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.removeprefix("http://")
         self.throttled = 0
         self.remaining = 0
+        self.served: list[Proxied] = []
         self._lock = threading.Lock()
         owner = self
 
@@ -162,6 +181,17 @@ class ThrottlingProxy:
         with self._lock:
             self.remaining = count
 
+    def bytes_served(self, method: str = "GET") -> int:
+        """Body bytes sent back to ``method`` requests so far."""
+        with self._lock:
+            return sum(p.body_bytes for p in self.served if p.method == method)
+
+    def _record(self, handler: BaseHTTPRequestHandler, status: int, body_bytes: int) -> None:
+        asked = handler.headers.get("Range") or handler.headers.get("x-ms-range")  # S3 / Azure
+        seen = Proxied(handler.command, handler.path, asked, status, body_bytes)
+        with self._lock:
+            self.served.append(seen)
+
     def serve(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
@@ -181,21 +211,28 @@ class ThrottlingProxy:
             handler.end_headers()
             if handler.command != "HEAD":
                 handler.wfile.write(payload)
+            self._record(handler, 503, 0 if handler.command == "HEAD" else len(payload))
             return
         connection = http.client.HTTPConnection(self.upstream, timeout=30)
         headers = {k: v for k, v in handler.headers.items() if k.lower() != "host"}
         headers["Host"] = self.upstream
         connection.request(handler.command, handler.path, body=body, headers=headers)
         response = connection.getresponse()
-        data = response.read()
+        data = response.read()  # nothing for HEAD (and 204/304): its Content-Length stays
         handler.send_response(response.status)
         for name, value in response.getheaders():
             if name.lower() not in ("transfer-encoding", "connection", "content-length"):
                 handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(data)))
+        if handler.command == "HEAD":
+            upstream_length = response.getheader("Content-Length")
+            if upstream_length is not None:
+                handler.send_header("Content-Length", upstream_length)
+        else:
+            handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         if handler.command != "HEAD":
             handler.wfile.write(data)
+        self._record(handler, response.status, 0 if handler.command == "HEAD" else len(data))
         connection.close()
 
     def close(self) -> None:
@@ -207,6 +244,15 @@ class ThrottlingProxy:
 def throttling_s3(moto_s3: S3Server) -> Iterator[ThrottlingProxy]:
     proxy = ThrottlingProxy(moto_s3.endpoint)
     yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def proxied_azurite(azurite: AzuriteServer) -> Iterator[tuple[AzuriteServer, ThrottlingProxy]]:
+    """Azurite, and the proxy in front of it (mounts use ``proxy.endpoint`` + the account)."""
+    parts = urllib.parse.urlsplit(azurite.endpoint)
+    proxy = ThrottlingProxy(f"http://{parts.netloc}")
+    yield azurite, proxy
     proxy.close()
 
 
@@ -430,7 +476,15 @@ def cloud_settings() -> dict[str, Any]:
 
 
 @pytest.fixture
-def mp_settings(tmp_path: Path, db_url: str, cloud_settings: dict[str, Any]) -> Settings:
+def attachments_section(tmp_path: Path) -> dict[str, Any]:
+    """``[plugins.attachments]`` of the test instance (override to change)."""
+    return {"timeout": 5.0, "disk_cache_dir": str(tmp_path / "cache")}
+
+
+@pytest.fixture
+def mp_settings(
+    db_url: str, cloud_settings: dict[str, Any], attachments_section: dict[str, Any]
+) -> Settings:
     return Settings.from_values(
         db=db_url,
         api_token=ADMIN_TOKEN,
@@ -440,7 +494,7 @@ def mp_settings(tmp_path: Path, db_url: str, cloud_settings: dict[str, Any]) -> 
         encryption_key=base64.b64encode(b"k" * 32).decode(),
         plugin_sections={
             "ee_cloud_storage": cloud_settings,
-            "attachments": {"timeout": 5.0, "disk_cache_dir": str(tmp_path / "cache")},
+            "attachments": attachments_section,
             "smtp": {
                 "local_hostname": "client.test",
                 "connect_timeout": 2.0,
