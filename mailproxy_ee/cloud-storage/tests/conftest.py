@@ -12,16 +12,14 @@
   a service account key made for the test whose ``token_uri`` is a loopback token server, so
   gcsfs authenticates and signs URLs without any network beyond loopback.
 
-``mail`` enqueues messages over the API for tenant ``acme`` / account ``main`` on the SMTP sink
-and reads back histories and the MIME messages received.
+``mail`` (``mailproxy_core.testing.mail.Mail``) adds mounts and enqueues messages over the API
+for tenant ``acme`` / account ``main`` on the SMTP sink, and reads back histories and the MIME
+messages received.
 """
 
 from __future__ import annotations
 
 import base64
-import email
-import email.message
-import email.policy
 import http.client
 import json
 import os
@@ -33,7 +31,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -43,7 +41,7 @@ import pytest
 
 from mailproxy_core import MailProxy, Settings
 from mailproxy_core.testing.client import ApiClient
-from mailproxy_core.testing.dispatch import dispatch_now
+from mailproxy_core.testing.mail import SMTP_TEST_SECTION, Mail
 from mailproxy_core.testing.plugin import ADMIN_TOKEN
 from mailproxy_core.testing.smtp import ScriptedServer
 
@@ -495,13 +493,7 @@ def mp_settings(
         plugin_sections={
             "ee_cloud_storage": cloud_settings,
             "attachments": attachments_section,
-            "smtp": {
-                "local_hostname": "client.test",
-                "connect_timeout": 2.0,
-                "command_timeout": 2.0,
-                "data_timeout": 2.0,
-                "close_timeout": 0.5,
-            },
+            "smtp": SMTP_TEST_SECTION,
         },
     )
 
@@ -511,80 +503,7 @@ async def server(smtp_server: Callable[..., Awaitable[ScriptedServer]]) -> Scrip
     return await smtp_server()
 
 
-class Mail:
-    """Enqueue, deliver and inspect messages of tenant ``acme``."""
-
-    def __init__(self, client: ApiClient, mp: MailProxy, server: ScriptedServer) -> None:
-        self.client = client
-        self.mp = mp
-        self.server = server
-
-    async def mount(self, name: str, protocol: str, config: dict[str, Any]) -> None:
-        added = await self.client.post(
-            "/storages/add", tenant_id="acme", name=name, protocol=protocol, config=config
-        )
-        assert added.status == 200, added.json
-        self.mp.directory_changed()
-
-    @staticmethod
-    def message(mid: str, *attachments: dict[str, Any], **fields: Any) -> dict[str, Any]:
-        values: dict[str, Any] = {
-            "id": mid,
-            "tenant_id": "acme",
-            "account_id": "main",
-            "from": "shop@acme.example",
-            "to": "bob@example.com",
-            "subject": f"Order {mid}",
-            "body": "Your invoice.",
-            "attachments": list(attachments),
-        }
-        values.update(fields)
-        return values
-
-    async def deliver(self, *messages: dict[str, Any]) -> None:
-        response = await self.client.post("/messages/add_batch", messages=list(messages))
-        assert response.status == 200 and response.json["queued"] == len(messages), response.json
-        await dispatch_now(self.mp)
-
-    async def status(self, mid: str) -> dict[str, Any]:
-        got = await self.client.get(
-            "/messages/get", message_id=mid, tenant_id="acme", include_history=True
-        )
-        assert got.status == 200, got.json
-        result: dict[str, Any] = got.json
-        return result
-
-    async def history(self, mid: str) -> list[tuple[str, str | None]]:
-        return [(e["event_type"], e["description"]) for e in (await self.status(mid))["history"]]
-
-    def received(self) -> list[email.message.EmailMessage]:
-        return [
-            email.message_from_bytes(m.content, policy=email.policy.default)  # type: ignore[misc]
-            for m in self.server.handler.messages
-        ]
-
-    def attachments_of(self, index: int = -1) -> list[tuple[str, str, bytes]]:
-        mime = self.received()[index]
-        return [
-            (part.get_filename() or "", part.get_content_type(), part.get_payload(decode=True))
-            for part in mime.iter_attachments()
-        ]
-
-
 @pytest.fixture
-async def mail(
-    mp_client: ApiClient, mp_kernel: MailProxy, server: ScriptedServer
-) -> AsyncIterator[Mail]:
+async def mail(mp_client: ApiClient, mp_kernel: MailProxy, server: ScriptedServer) -> Mail:
     """Tenant ``acme`` with account ``main`` on the SMTP sink, and the ``Mail`` helper."""
-    added = await mp_client.post("/tenants/add", id="acme")
-    assert added.status == 200, added.json
-    account = await mp_client.post(
-        "/accounts/add",
-        id="main",
-        tenant_id="acme",
-        host="127.0.0.1",
-        port=server.port,
-        use_tls=False,
-    )
-    assert account.status == 200, account.json
-    yield Mail(mp_client, mp_kernel, server)
+    return await Mail.start(mp_client, mp_kernel, server)
