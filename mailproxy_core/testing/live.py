@@ -85,7 +85,7 @@ def serve_in_thread(app: Quart, *, health_path: str = "/health") -> Iterator[str
     stop = asyncio.Event()
     thread = threading.Thread(
         target=loop.run_until_complete,
-        args=(serve(app, _config(port), shutdown_trigger=stop.wait),),  # type: ignore[arg-type]
+        args=(serve(app, _config(port), shutdown_trigger=stop.wait),),
         daemon=True,
     )
     thread.start()
@@ -106,7 +106,7 @@ async def serve_in_loop(app: Quart, *, health_path: str = "/health") -> AsyncIte
     A startup failure of the app is raised here (not left in a background task)."""
     port = free_port()
     stop = asyncio.Event()
-    server = asyncio.create_task(serve(app, _config(port), shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    server = asyncio.create_task(serve(app, _config(port), shutdown_trigger=stop.wait))
     url = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(timeout=5.0) as http:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import email
 import email.message
 import email.policy
-from typing import Any
+from typing import Any, cast
 
 from ..kernel import MailProxy
 from .client import ApiClient
@@ -112,14 +112,18 @@ class Mail:
     def received(self) -> list[email.message.EmailMessage]:
         """Every message the SMTP sink accepted, parsed."""
         return [
-            email.message_from_bytes(m.content, policy=email.policy.default)  # type: ignore[misc]
+            cast(
+                email.message.EmailMessage,
+                email.message_from_bytes(m.content, policy=email.policy.default),
+            )
             for m in self.server.handler.messages
         ]
 
     def attachments_of(self, index: int = -1) -> list[tuple[str, str, bytes]]:
         """(filename, content type, bytes) of each attachment of a received message."""
-        mime = self.received()[index]
-        return [
-            (part.get_filename() or "", part.get_content_type(), part.get_payload(decode=True))
-            for part in mime.iter_attachments()
-        ]
+        found = []
+        for part in self.received()[index].iter_attachments():
+            payload = part.get_payload(decode=True)
+            assert isinstance(payload, bytes), part.get_content_type()
+            found.append((part.get_filename() or "", part.get_content_type(), payload))
+        return found
