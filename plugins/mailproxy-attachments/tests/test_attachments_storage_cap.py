@@ -43,15 +43,7 @@ async def test_a_file_over_the_cap_is_refused_without_reading_it_whole(mail, tmp
         huge.write(b"%PDF-1.7 sparse\n")
         huge.truncate(FILE_SIZE)
     (base / "small.pdf").write_bytes(b"%PDF-1.7 small")
-    added = await mail.client.post(
-        "/storages/add",
-        tenant_id="acme",
-        name="HOME",
-        protocol="local",
-        config={"base_path": str(base)},
-    )
-    assert added.status == 200, added.json
-    mail.mp.directory_changed()
+    await mail.mount("HOME", "local", {"base_path": str(base)})
 
     before = bytes_read_so_far()
     await mail.deliver(
