@@ -41,6 +41,7 @@ import pytest
 
 from mailproxy_core import MailProxy, Settings
 from mailproxy_core.testing.client import ApiClient
+from mailproxy_core.testing.live import free_port
 from mailproxy_core.testing.mail import SMTP_TEST_SECTION, Mail
 from mailproxy_core.testing.plugin import ADMIN_TOKEN
 from mailproxy_core.testing.smtp import ScriptedServer
@@ -54,13 +55,6 @@ AZURITE_KEY = (
 
 S3_KEY_ID = "AKIDTESTMAILPROXY"
 S3_SECRET = "s3-secret-that-must-never-show-up"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for_port(port: int, within: float = 30.0) -> None:
