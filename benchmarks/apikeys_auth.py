@@ -25,9 +25,7 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +33,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from enqueue import TOKEN, make_batch, post, running_server
+from enqueue import TOKEN, make_batch, on_each_database, post, running_server
 
-from mailproxy_core.testing.db import drop_schema, postgres_server_url, url_with_schema
+from mailproxy_core.testing.db import postgres_server_url
 
 ROUND = 100
 
@@ -130,19 +128,9 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    results = []
-    for database in args.db.split(","):
-        if database == "sqlite":
-            with tempfile.TemporaryDirectory(prefix="mp-bench-") as directory:
-                results.append(await run("sqlite", str(Path(directory) / "bench.db"), args))
-        elif database == "postgresql":
-            schema = f"mp_bench_{uuid.uuid4().hex[:12]}"
-            try:
-                results.append(await run("postgresql", url_with_schema(args.pg_url, schema), args))
-            finally:
-                await drop_schema(args.pg_url, schema)
-        else:
-            raise SystemExit(f"unknown database {database!r}: use sqlite and/or postgresql")
+    results = await on_each_database(
+        args.db, args.pg_url, lambda database, db: run(database, db, args)
+    )
     report(results, args)
 
 

@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import os
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -35,23 +33,21 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from throughput_support import (
-    BODY,
-    BULK_ACCOUNT,
-    TENANT,
+    BenchFiles,
     Service,
-    count_sent,
-    peak_rss_kb,
+    attachment_arguments,
+    attachment_phases,
+    run_attachment_phases,
     start_sink,
 )
 
 
-class FileServer:
+class FileServer(BenchFiles):
     """Serves ``/f/<n>``: ``size`` bytes, distinct per ``n``; counts requests."""
 
     def __init__(self, size: int) -> None:
-        self.size = size
+        super().__init__(size)
         self.requests = 0
-        self._block = hashlib.sha256(b"mail-proxy").digest() * (size // 32 + 1)
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -74,48 +70,8 @@ class FileServer:
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
-    def content(self, number: int) -> bytes:
-        prefix = f"%PDF-1.4 file {number}\n".encode()
-        return prefix + self._block[: self.size - len(prefix)]
-
     def url(self, number: int) -> str:
         return f"http://127.0.0.1:{self.port}/f/{number}"
-
-    def md5(self, number: int) -> str:
-        return hashlib.md5(self.content(number)).hexdigest()
-
-
-def message(phase: str, number: int, attachment: dict[str, Any] | None) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "id": f"{phase}-{number}",
-        "tenant_id": TENANT,
-        "account_id": BULK_ACCOUNT,
-        "from": "shop@example.com",
-        "to": f"customer{number}@example.org",
-        "subject": f"Invoice {number}",
-        "body": BODY,
-    }
-    if attachment is not None:
-        values["attachments"] = [attachment]
-    return values
-
-
-async def run_phase(
-    service: Service, phase: str, messages: list[dict[str, Any]], already: int
-) -> float:
-    """Enqueue while suspended, activate, time until all are sent; msgs/s."""
-    await service.suspend()
-    for start in range(0, len(messages), 500):
-        await service.enqueue(messages[start : start + 500])
-    started = time.perf_counter()
-    await service.activate()
-    target = already + len(messages)
-    deadline = time.monotonic() + 600
-    while await count_sent(service) < target:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{phase}: not every message was sent in time")
-        await asyncio.sleep(0.02)
-    return len(messages) / (time.perf_counter() - started)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -131,36 +87,20 @@ async def main(args: argparse.Namespace) -> None:
             "content_md5": files.md5(number),
         }
 
-    phases = [
-        ("plain", [message("plain", n, None) for n in range(count)]),
-        ("cold", [message("cold", n, spec(n)) for n in range(count)]),
-        ("warm", [message("warm", n, spec(n)) for n in range(count)]),
-        ("shared", [message("shared", n, spec(count)) for n in range(count)]),
-    ]
+    phases = attachment_phases(count, spec)
     print(f"{count} messages per phase, attachments of {args.size:,} bytes over HTTP")
     print(f"{'phase':8} {'msgs/s':>8} {'HTTP requests':>14} {'peak RSS MB':>12}")
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
     async with start_sink(args.sink, install=not args.no_install) as sink:
         async with Service.sqlite(sink, profile=args.profile) as service:
-            sent = 0
-            for phase, batch in phases:
-                if phase not in args.phases.split(","):
-                    continue
-                before = files.requests
-                rate = await run_phase(service, phase, batch, sent)
-                sent += len(batch)
-                rss = peak_rss_kb(service.pids[0]) / 1024
-                print(f"{phase:8} {rate:8.0f} {files.requests - before:14d} {rss:12.0f}")
+            await run_attachment_phases(
+                service, phases, args.phases, lambda: files.requests, within=600, width=14
+            )
     files.httpd.shutdown()
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=1000)
-    parser.add_argument("--size", type=int, default=200 * 1024)
-    parser.add_argument("--sink", choices=("auto", "smtp-sink", "aiosmtpd"), default="auto")
-    parser.add_argument("--no-install", action="store_true", help="never apt-get postfix")
-    parser.add_argument("--phases", default="plain,cold,warm,shared")
+    parser = attachment_arguments(__doc__.split("\n\n")[0])
     parser.add_argument("--profile", type=Path, help="cProfile the serve process into DIR")
     asyncio.run(main(parser.parse_args()))

@@ -26,36 +26,37 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import importlib.util
 import logging
+import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from throughput_support import (
-    BODY,
-    BULK_ACCOUNT,
     TENANT,
+    BenchFiles,
     Service,
-    count_sent,
-    peak_rss_kb,
+    attachment_arguments,
+    attachment_phases,
+    run_attachment_phases,
     start_sink,
 )
 
+ANSI_STYLE = re.compile(r"\x1b\[[0-9;]*m")
 BUCKET = "bench-attachments"
 KEY_ID, SECRET = "AKIDBENCHMARK", "benchmark-secret"
 
 
-class Objects:
+class Objects(BenchFiles):
     """The objects of the benchmark in moto's S3 server; counts GET requests."""
 
     def __init__(self, size: int) -> None:
         from moto.server import ThreadedMotoServer
 
+        super().__init__(size)
         self.gets = 0
         owner = self
 
@@ -63,13 +64,12 @@ class Objects:
             """Counts moto's GET requests and keeps its access log quiet."""
 
             def filter(self, record: logging.LogRecord) -> bool:
-                if '"GET /' in record.getMessage():
+                # werkzeug colours the request of a non-200 answer (206 for a ranged GET)
+                if '"GET /' in ANSI_STYLE.sub("", record.getMessage()):
                     owner.gets += 1
                 return False
 
         logging.getLogger("werkzeug").addFilter(CountGets())
-        self.size = size
-        self._block = hashlib.sha256(b"mail-proxy").digest() * (size // 32 + 1)
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.server.start()
         host, port = self.server.get_host_and_port()
@@ -86,54 +86,14 @@ class Objects:
             region_name="us-east-1",
         )
 
-    def content(self, number: int) -> bytes:
-        prefix = f"%PDF-1.4 file {number}\n".encode()
-        return prefix + self._block[: self.size - len(prefix)]
-
     def upload(self, count: int) -> None:
         client = self.client()
         client.create_bucket(Bucket=BUCKET)
         for number in range(count):
             client.put_object(Bucket=BUCKET, Key=f"f/{number}.pdf", Body=self.content(number))
 
-    def md5(self, number: int) -> str:
-        return hashlib.md5(self.content(number)).hexdigest()
-
     def close(self) -> None:
         self.server.stop()
-
-
-def message(phase: str, number: int, attachment: dict[str, Any] | None) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "id": f"{phase}-{number}",
-        "tenant_id": TENANT,
-        "account_id": BULK_ACCOUNT,
-        "from": "shop@example.com",
-        "to": f"customer{number}@example.org",
-        "subject": f"Invoice {number}",
-        "body": BODY,
-    }
-    if attachment is not None:
-        values["attachments"] = [attachment]
-    return values
-
-
-async def run_phase(
-    service: Service, phase: str, messages: list[dict[str, Any]], already: int
-) -> float:
-    """Enqueue while suspended, activate, time until all are sent; msgs/s."""
-    await service.suspend()
-    for start in range(0, len(messages), 500):
-        await service.enqueue(messages[start : start + 500])
-    started = time.perf_counter()
-    await service.activate()
-    target = already + len(messages)
-    deadline = time.monotonic() + 900
-    while await count_sent(service) < target:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{phase}: not every message was sent in time")
-        await asyncio.sleep(0.02)
-    return len(messages) / (time.perf_counter() - started)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -149,12 +109,7 @@ async def main(args: argparse.Namespace) -> None:
             "content_md5": objects.md5(number),
         }
 
-    phases = [
-        ("plain", [message("plain", n, None) for n in range(count)]),
-        ("cold", [message("cold", n, spec(n)) for n in range(count)]),
-        ("warm", [message("warm", n, spec(n)) for n in range(count)]),
-        ("shared", [message("shared", n, spec(count)) for n in range(count)]),
-    ]
+    phases = attachment_phases(count, spec)
     print(f"{count} messages per phase, attachments of {args.size:,} bytes from S3 (moto)")
     print(f"{'phase':8} {'msgs/s':>8} {'S3 GETs':>8} {'peak RSS MB':>12}")
     async with start_sink(args.sink, install=not args.no_install) as sink:
@@ -175,26 +130,14 @@ async def main(args: argparse.Namespace) -> None:
                 },
             )
             assert mounted is not None
-            sent = 0
-            for phase, batch in phases:
-                if phase not in args.phases.split(","):
-                    continue
-                before = objects.gets
-                rate = await run_phase(service, phase, batch, sent)
-                sent += len(batch)
-                rss = peak_rss_kb(service.pids[0]) / 1024
-                print(f"{phase:8} {rate:8.0f} {objects.gets - before:8d} {rss:12.0f}")
+            await run_attachment_phases(
+                service, phases, args.phases, lambda: objects.gets, within=900, width=8
+            )
     objects.close()
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=1000)
-    parser.add_argument("--size", type=int, default=200 * 1024)
-    parser.add_argument("--sink", choices=("auto", "smtp-sink", "aiosmtpd"), default="auto")
-    parser.add_argument("--no-install", action="store_true", help="never apt-get postfix")
-    parser.add_argument("--phases", default="plain,cold,warm,shared")
-    options = parser.parse_args()
+    options = attachment_arguments(__doc__.split("\n\n")[0]).parse_args()
     missing = [
         name
         for name in ("moto", "s3fs", "mailproxy_ee_cloud_storage")

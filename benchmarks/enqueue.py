@@ -25,21 +25,26 @@ import asyncio
 import base64
 import os
 import signal
-import socket
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from throughput_support import free_port, peak_rss_kb
+
 from mailproxy_core.testing.db import drop_schema, postgres_server_url, url_with_schema
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-admin-token"
@@ -77,20 +82,6 @@ class Result:
             f"{p95 * 1000:.0f}",
             f"{self.peak_rss_kb / 1024:.0f}",
         ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def peak_rss_kb(pid: int) -> int:
-    """``VmHWM`` (peak resident set size) of process ``pid``, in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
 
 
 @asynccontextmanager
@@ -242,22 +233,33 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
             print("-+-".join("-" * width for width in widths))
 
 
-async def main(args: argparse.Namespace) -> None:
-    if args.profile is not None:
-        args.profile.mkdir(parents=True, exist_ok=True)
+async def on_each_database(
+    databases: str, pg_url: str, run: Callable[[str, str], Awaitable[T]]
+) -> list[T]:
+    """``await run(database, db)`` for each of ``databases`` (``sqlite,postgresql``): SQLite in
+    a temporary directory, PostgreSQL on a fresh schema of ``pg_url`` dropped afterwards."""
     results = []
-    for database in args.db.split(","):
+    for database in databases.split(","):
         if database == "sqlite":
             with tempfile.TemporaryDirectory(prefix="mp-bench-") as directory:
-                results.append(await run("sqlite", str(Path(directory) / "bench.db"), args))
+                results.append(await run("sqlite", str(Path(directory) / "bench.db")))
         elif database == "postgresql":
             schema = f"mp_bench_{uuid.uuid4().hex[:12]}"
             try:
-                results.append(await run("postgresql", url_with_schema(args.pg_url, schema), args))
+                results.append(await run("postgresql", url_with_schema(pg_url, schema)))
             finally:
-                await drop_schema(args.pg_url, schema)
+                await drop_schema(pg_url, schema)
         else:
             raise SystemExit(f"unknown database {database!r}: use sqlite and/or postgresql")
+    return results
+
+
+async def main(args: argparse.Namespace) -> None:
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    results = await on_each_database(
+        args.db, args.pg_url, lambda database, db: run(database, db, args)
+    )
     print_table(results, args)
 
 

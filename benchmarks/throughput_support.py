@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
 import os
 import re
 import shutil
@@ -23,7 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -431,6 +432,112 @@ async def postgres_schema(server_url: str) -> AsyncIterator[str]:
         yield url_with_schema(server_url, schema)
     finally:
         await drop_schema(server_url, schema)
+
+
+# -- the attachment benchmarks (attachments.py, attachments_s3.py) ---------------------------
+
+ATTACHMENT_PHASES = ("plain", "cold", "warm", "shared")
+"""No attachment; distinct files (every fetch misses); the same files again (every fetch hits);
+one file shared by every message."""
+
+
+class BenchFiles:
+    """The attachment files of a benchmark: ``size`` bytes, distinct per number."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._block = hashlib.sha256(b"mail-proxy").digest() * (size // 32 + 1)
+
+    def content(self, number: int) -> bytes:
+        prefix = f"%PDF-1.4 file {number}\n".encode()
+        return prefix + self._block[: self.size - len(prefix)]
+
+    def md5(self, number: int) -> str:
+        return hashlib.md5(self.content(number)).hexdigest()
+
+
+def attachment_message(
+    phase: str, number: int, attachment: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Message ``<phase>-<number>`` of the bulk account, with ``attachment`` when given."""
+    values: dict[str, Any] = {
+        "id": f"{phase}-{number}",
+        "tenant_id": TENANT,
+        "account_id": BULK_ACCOUNT,
+        "from": "shop@example.com",
+        "to": f"customer{number}@example.org",
+        "subject": f"Invoice {number}",
+        "body": BODY,
+    }
+    if attachment is not None:
+        values["attachments"] = [attachment]
+    return values
+
+
+def attachment_phases(
+    count: int, spec: Callable[[int], dict[str, Any]]
+) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The messages of each of ``ATTACHMENT_PHASES``; ``spec(n)`` is the attachment of file n
+    (the shared phase uses file ``count``, never used before)."""
+    return [
+        ("plain", [attachment_message("plain", n, None) for n in range(count)]),
+        ("cold", [attachment_message("cold", n, spec(n)) for n in range(count)]),
+        ("warm", [attachment_message("warm", n, spec(n)) for n in range(count)]),
+        ("shared", [attachment_message("shared", n, spec(count)) for n in range(count)]),
+    ]
+
+
+async def run_suspended_phase(
+    service: Service, phase: str, messages: list[dict[str, Any]], already: int, within: float
+) -> float:
+    """Enqueue ``messages`` while the tenant is suspended, activate it and time until every one
+    is sent (``already`` were sent before); msgs/s."""
+    await service.suspend()
+    for start in range(0, len(messages), 500):
+        await service.enqueue(messages[start : start + 500])
+    started = time.perf_counter()
+    await service.activate()
+    target = already + len(messages)
+    deadline = time.monotonic() + within
+    while await count_sent(service) < target:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{phase}: not every message was sent in time")
+        await asyncio.sleep(0.02)
+    return len(messages) / (time.perf_counter() - started)
+
+
+async def run_attachment_phases(
+    service: Service,
+    phases: list[tuple[str, list[dict[str, Any]]]],
+    selected: str,
+    fetches: Callable[[], int],
+    *,
+    within: float,
+    width: int,
+) -> None:
+    """Run the ``selected`` phases (comma-separated) in order with ``run_suspended_phase``; after
+    each, print msgs/s, the fetches the file source counted (``fetches()``, in a column ``width``
+    wide) and the peak RSS of the service."""
+    sent = 0
+    for phase, batch in phases:
+        if phase not in selected.split(","):
+            continue
+        before = fetches()
+        rate = await run_suspended_phase(service, phase, batch, sent, within)
+        sent += len(batch)
+        rss = peak_rss_kb(service.pids[0]) / 1024
+        print(f"{phase:8} {rate:8.0f} {fetches() - before:{width}d} {rss:12.0f}")
+
+
+def attachment_arguments(description: str) -> argparse.ArgumentParser:
+    """The command line shared by the attachment benchmarks."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--size", type=int, default=200 * 1024)
+    parser.add_argument("--sink", choices=("auto", "smtp-sink", "aiosmtpd"), default="auto")
+    parser.add_argument("--no-install", action="store_true", help="never apt-get postfix")
+    parser.add_argument("--phases", default=",".join(ATTACHMENT_PHASES))
+    return parser
 
 
 if __name__ == "__main__":

@@ -56,7 +56,10 @@ class Transport(Protocol):
 class StorageBackend(Protocol):
     """A file store mounted for a tenant (``storages`` rows name the protocol)."""
 
-    async def read(self, path: str) -> bytes: ...
+    async def read(self, path: str, max_bytes: int | None = None) -> bytes:
+        """The bytes at ``path``. With ``max_bytes``, a backend may stop after ``max_bytes + 1``
+        bytes, so that a caller enforcing a size cap never downloads more than that."""
+        ...
 
     async def write(self, path: str, data: bytes) -> None: ...
 

@@ -6,17 +6,11 @@ backend rejects it (401). Anything else is unknown (no principal).
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-import httpx
 import pytest
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
 from quart import Quart, Request
 
 from mailproxy_core.api import (
@@ -33,6 +27,7 @@ from mailproxy_core.api.generate import build_api
 from mailproxy_core.errors import AuthError, NotFound
 from mailproxy_core.models import Principal
 from mailproxy_core.specs import EndpointSpec
+from mailproxy_core.testing.live import serve_in_thread
 
 ADMIN = {"X-API-Token": "admin-token"}
 
@@ -286,45 +281,9 @@ def api_app() -> Quart:
     return make_app()[0]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def live_api_url() -> Iterator[str]:
     """The sample app served by hypercorn on 127.0.0.1 in a background thread; yields its URL."""
     app, _ = make_app()
-    port = _free_port()
-    config = Config()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.accesslog = None
-    config.errorlog = None
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    thread = threading.Thread(
-        target=loop.run_until_complete,
-        args=(serve(app, config, shutdown_trigger=stop.wait),),
-        daemon=True,
-    )
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    _wait_until_up(url, thread.is_alive)
-    yield url
-    loop.call_soon_threadsafe(stop.set)
-    thread.join(timeout=10)
-    loop.close()
-
-
-def _wait_until_up(url: str, alive: Callable[[], bool]) -> None:
-    for _ in range(200):
-        if not alive():
-            raise RuntimeError("the test server thread died during startup")
-        try:
-            if httpx.get(f"{url}/instance/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        threading.Event().wait(0.05)
-    raise RuntimeError(f"the test server at {url} did not come up")
+    with serve_in_thread(app, health_path="/instance/health") as url:
+        yield url

@@ -11,33 +11,17 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
+from mailproxy_core.testing.live import SmtpSink, smtp_sink
 from tests.cli.conftest import run_cli
-from tests.test_server import free_port
 
 pytestmark = pytest.mark.requires_plugins("auth_token", "smtp")
 
 
-class Sink:
-    """Keeps every message it accepts."""
-
-    def __init__(self) -> None:
-        self.messages: list[bytes] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:
-        self.messages.append(envelope.original_content or envelope.content)
-        return "250 OK"
-
-
 @pytest.fixture(scope="module")
-def sink() -> Iterator[tuple[Sink, int]]:
-    handler = Sink()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield handler, port
-    controller.stop()
+def sink() -> Iterator[tuple[SmtpSink, int]]:
+    with smtp_sink() as handler:
+        yield handler, handler.port
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +83,7 @@ def test_send_an_eml_with_an_attachment(home: Path, cli_env, tenant, sink) -> No
     assert message["status"] == "sent", message
     assert message["priority"] == 1
 
-    received = message_from_bytes(handler.messages[-1], policy=policy.default)
+    received = message_from_bytes(handler.messages()[-1].content, policy=policy.default)
     assert received["Subject"] == "Quarterly report"
     assert received["X-Report-Id"] == "q3-2026"
     parts = list(received.iter_attachments())

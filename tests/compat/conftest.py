@@ -4,9 +4,9 @@
   distribution, downloaded from PyPI on first use into ``<venv>/reference-clients/`` (nothing of
   the reference is kept in this repository). It needs ``httpx`` and ``genro-toolbox`` (test
   dependencies).
-* ``service`` — mail-proxy served by hypercorn on 127.0.0.1 in a background thread (its own event
-  loop), on SQLite and on PostgreSQL, with the installed plugins and a real SMTP sink (aiosmtpd in
-  its own thread). Test mode: messages are sent when a client calls ``run_now``.
+* ``service`` — mail-proxy served over HTTP on 127.0.0.1 (``mailproxy_core.testing.live``: hypercorn
+  in a background thread), on SQLite and on PostgreSQL, with the installed plugins and a real SMTP
+  sink (aiosmtpd in its own thread). Test mode: messages are sent when a client calls ``run_now``.
 """
 
 from __future__ import annotations
@@ -14,27 +14,18 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import importlib
-import socket
 import subprocess
 import sys
 import tarfile
-import threading
 import types
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
 
 from mailproxy_core import Settings
-from mailproxy_core.app import create_app
 from mailproxy_core.testing.db import (
     TEST_SCHEMA_PREFIX,
     drop_schema,
@@ -42,6 +33,7 @@ from mailproxy_core.testing.db import (
     postgres_unreachable_reason,
     url_with_schema,
 )
+from mailproxy_core.testing.live import SmtpSink, live_service
 from mailproxy_core.testing.plugin import ADMIN_TOKEN
 
 REFERENCE = "genro-mail-proxy==0.7.0"
@@ -103,51 +95,14 @@ def reference_client() -> types.ModuleType:
     return importlib.import_module("tools.http_client")
 
 
-@dataclass
-class Sink:
-    """What the SMTP sink accepted: ``(MAIL FROM, RCPT TOs, message bytes)`` per message."""
-
-    received: list[tuple[str, list[str], bytes]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        content = envelope.original_content or b""
-        with self.lock:
-            self.received.append((envelope.mail_from or "", list(envelope.rcpt_tos), content))
-        return "250 OK"
-
-    def messages(self) -> list[tuple[str, list[str], bytes]]:
-        with self.lock:
-            return list(self.received)
-
-
 @dataclass(frozen=True)
 class Service:
     """A running mail-proxy: its URL, the admin token, the SMTP sink and its port."""
 
     url: str
     token: str
-    sink: Sink
+    sink: SmtpSink
     smtp_port: int
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_until_up(url: str, alive: Any) -> None:
-    for _ in range(400):
-        if not alive():
-            raise RuntimeError("the mail-proxy server thread died during startup")
-        try:
-            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        threading.Event().wait(0.05)
-    raise RuntimeError(f"mail-proxy at {url} did not come up")
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -166,32 +121,10 @@ def service(
         schema = TEST_SCHEMA_PREFIX + uuid.uuid4().hex[:16]
         db = url_with_schema(server_url, schema)
 
-    sink = Sink()
-    controller = Controller(sink, hostname="127.0.0.1", port=_free_port())
-    controller.start()
     settings = Settings.from_values(db=db, api_token=ADMIN_TOKEN, test_mode=True)
-    app = create_app(settings)
-    port = _free_port()
-    config = Config()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.accesslog = None
-    config.errorlog = None
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    thread = threading.Thread(
-        target=loop.run_until_complete,
-        args=(serve(app, config, shutdown_trigger=stop.wait),),  # type: ignore[arg-type]
-        daemon=True,
-    )
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(url, thread.is_alive)
-        yield Service(url=url, token=ADMIN_TOKEN, sink=sink, smtp_port=controller.port)
+        with live_service(settings) as live:
+            yield Service(url=live.url, token=ADMIN_TOKEN, sink=live.sink, smtp_port=live.smtp_port)
     finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=15)
-        loop.close()
-        controller.stop()
         if schema is not None:
             asyncio.run(drop_schema(server_url, schema))

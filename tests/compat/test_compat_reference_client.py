@@ -53,10 +53,10 @@ async def wait_for_mail(service: Service, subject: str, within: float = 15.0) ->
     """The message with ``subject`` the sink received (waits for it)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        for mail_from, rcpt_tos, content in service.sink.messages():
-            parsed = email.message_from_bytes(content)
+        for message in service.sink.messages():
+            parsed = email.message_from_bytes(message.content)
             if parsed["Subject"] == subject:
-                return mail_from, rcpt_tos, parsed
+                return message.mail_from, message.rcpt_tos, parsed
         await asyncio.sleep(0.05)
     raise AssertionError(f"no mail with subject {subject!r} arrived")
 

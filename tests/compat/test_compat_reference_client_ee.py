@@ -1,12 +1,12 @@
 """The Enterprise calls of the genro-mail-proxy 0.7.0 client, where the EE plugins are installed.
 
-Each test needs its EE plugin (``ee_apikeys``, ``ee_pec``, ``ee_bounce``) and is skipped in an
-environment without it.
+Each test declares its EE plugin (``ee_apikeys``, ``ee_pec``, ``ee_bounce``) with the
+``requires_plugins`` marker: skipped in an environment without it, a failure under
+``MAILPROXY_TEST_ALL_PLUGINS=1``.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import time
 import types
 import uuid
@@ -16,15 +16,6 @@ import httpx
 import pytest
 
 from tests.compat.conftest import Service
-
-INSTALLED = {ep.name for ep in importlib.metadata.entry_points(group="mailproxy")}
-
-
-def needs(*plugins: str) -> pytest.MarkDecorator:
-    missing = [name for name in plugins if name not in INSTALLED]
-    return pytest.mark.skipif(
-        bool(missing), reason=f"needs the EE plugin(s) {', '.join(missing)}, not installed here"
-    )
 
 
 @pytest.fixture
@@ -36,7 +27,7 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-@needs("auth_token", "ee_apikeys")
+@pytest.mark.requires_plugins("auth_token", "ee_apikeys")
 async def test_tenant_api_keys(
     client: Any, reference_client: types.ModuleType, service: Service
 ) -> None:
@@ -62,7 +53,7 @@ async def test_tenant_api_keys(
     assert revoked.value.response.status_code == 401
 
 
-@needs("auth_token", "ee_pec")
+@pytest.mark.requires_plugins("auth_token", "ee_pec")
 async def test_pec_accounts(client: Any, service: Service) -> None:
     tenant_id = unique("t")
     await client.tenants.add(id=tenant_id)
@@ -83,7 +74,7 @@ async def test_pec_accounts(client: Any, service: Service) -> None:
     assert (plain.host, plain.port) == ("smtps.pec.example.it", 465)
 
 
-@needs("auth_token", "ee_bounce")
+@pytest.mark.requires_plugins("auth_token", "ee_bounce")
 async def test_bounce_configuration(client: Any) -> None:
     config = await client.instance.set_bounce_config(
         enabled=False, imap_host="imap.bounces.example.com", imap_user="bounces", poll_interval=60

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from mailproxy_core.db.outage import OutageLog, is_unavailable
-from tests.hostile.conftest import free_port, running_service
+from mailproxy_core.testing.live import free_port
+from tests.hostile.conftest import running_service
 
 pytestmark = pytest.mark.requires_plugins("smtp", "auth_token")
 

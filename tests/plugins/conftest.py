@@ -3,8 +3,6 @@ app served over real HTTP (``serve_app``)."""
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import sys
 import textwrap
 import uuid
@@ -16,12 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
 
 from mailproxy_core.app import create_app, kernel_of
 from mailproxy_core.kernel import MailProxy
 from mailproxy_core.settings import Settings
+from mailproxy_core.testing.live import serve_in_loop
 from mailproxy_core.testing.plugin import ADMIN_TOKEN
 
 
@@ -47,12 +44,6 @@ def install_fake_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Call
         return module
 
     return install
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -91,30 +82,9 @@ def serve_app(
             **values,
         )
         app = create_app(settings, extra_plugins={**mp_extra_plugins, **plugins})
-        port = _free_port()
-        config = Config()
-        config.bind = [f"127.0.0.1:{port}"]
-        config.accesslog = None
-        config.errorlog = None
-        stop = asyncio.Event()
-        server = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
-        url = f"http://127.0.0.1:{port}"
-        headers = {"X-API-Token": ADMIN_TOKEN}
-        try:
+        async with serve_in_loop(app) as url:
+            headers = {"X-API-Token": ADMIN_TOKEN}
             async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
-                for _ in range(400):
-                    if server.done():
-                        server.result()  # raises the startup error
-                    try:
-                        if (await http.get("/health")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        await asyncio.sleep(0.025)
-                else:
-                    raise AssertionError(f"the app at {url} did not come up")
                 yield LiveApp(url, kernel_of(app), http)
-        finally:
-            stop.set()
-            await asyncio.wait_for(server, 30)
 
     return serve_it

@@ -6,8 +6,6 @@ client for it, the kernel, and helpers to call the API as the admin or with any 
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,19 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
 
 from mailproxy_core import MailProxy, Settings
 from mailproxy_core.app import create_app, kernel_of
 from mailproxy_core.crypto import generate_key
+from mailproxy_core.testing.live import serve_in_loop
 from mailproxy_core.testing.plugin import ADMIN_TOKEN
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -74,26 +65,5 @@ class Live:
 @pytest.fixture
 async def live(mp_settings: Settings, mp_extra_plugins: dict[str, object]) -> AsyncIterator[Live]:
     app = create_app(mp_settings, extra_plugins=mp_extra_plugins)
-    port = free_port()
-    config = Config()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.accesslog = None
-    stop = asyncio.Event()
-    server = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))
-    url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=url, timeout=30.0) as http:
-        for _ in range(300):
-            if server.done():
-                server.result()  # raises the startup error
-            try:
-                if (await http.get("/health")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                await asyncio.sleep(0.05)
-        else:
-            raise AssertionError(f"the server at {url} did not come up")
-        try:
-            yield Live(url, http, kernel_of(app))
-        finally:
-            stop.set()
-            await asyncio.wait_for(server, 30)
+    async with serve_in_loop(app) as url, httpx.AsyncClient(base_url=url, timeout=30.0) as http:
+        yield Live(url, http, kernel_of(app))

@@ -4,7 +4,6 @@ through one is refused by the other on its next request (no stale cache)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,11 @@ import pytest
 import pytest_asyncio
 
 from mailproxy_core.testing.db import postgres_test_schema, require_postgres
+from mailproxy_core.testing.live import free_port
 from mailproxy_core.testing.plugin import ADMIN_TOKEN
 
 BIN = Path(sys.executable).parent / "mail-proxy"
 ADMIN = {"X-API-Token": ADMIN_TOKEN}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest_asyncio.fixture

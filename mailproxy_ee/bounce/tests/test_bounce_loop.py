@@ -23,7 +23,7 @@ from mailproxy_ee_bounce.testing import (
     send,
     setup_tenant,
 )
-from mailproxy_ee_imap.testing import TestMailbox
+from mailproxy_ee_imap.testing import TestMailbox, eventually
 
 RCPT = "jane.doe@example.test"
 OTHER = "sam.lee@example.test"
@@ -48,16 +48,22 @@ def plain_notice(to: str, rcpt: str) -> bytes:
 async def wait_for_bounces(
     client: ApiClient, msg_id: str, count: int = 1, *, ask: bool = True, within: float = 15.0
 ) -> list[dict[str, Any]]:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        events = bounces_of(await history(client, "acme", msg_id))
-        if len(events) >= count:
-            return events
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"no bounce event for {msg_id} within {within} s")
-        if ask:
-            await client.post("/instance/run_now", json={})
-        await asyncio.sleep(0.1)
+    """The bounce events of ``msg_id`` once there are ``count``; ``run_now`` between rounds
+    unless ``ask`` is false (IDLE must bring them)."""
+
+    async def bounces() -> list[dict[str, Any]]:
+        return bounces_of(await history(client, "acme", msg_id))
+
+    async def run_now() -> None:
+        await client.post("/instance/run_now", json={})
+
+    return await eventually(
+        bounces,
+        until=lambda events: len(events) >= count,
+        nudge=run_now if ask else None,
+        within=within,
+        interval=0.1,
+    )
 
 
 async def test_verp_return_path_correlates_a_notice_without_the_original(

@@ -5,7 +5,6 @@ applied to the next sends."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from mailproxy_ee_bounce.testing import (
     send,
     setup_tenant,
 )
-from mailproxy_ee_imap.testing import DovecotServer, TestMailbox
+from mailproxy_ee_imap.testing import DovecotServer, TestMailbox, eventually
 
 DATA = Path(__file__).parent / "data"
 SHARED = json.loads((DATA / "expected.json").read_text())
@@ -68,13 +67,13 @@ async def test_notices_become_bounce_events_reported_to_the_client_app(
     assert "User unknown" in event["description"]
     assert bounces_of(await history(mp_client, "acme", "order-2")) == []
 
-    for _ in range(100):
-        entries = [e for e in app.acknowledged_entries() if "bounce_ts" in e]
-        if entries:
-            break
+    async def reported() -> list[dict[str, Any]]:
+        return [e for e in app.acknowledged_entries() if "bounce_ts" in e]
+
+    async def run_now() -> None:
         await mp_client.post("/instance/run_now", json={})
-        await asyncio.sleep(0.05)
-    [entry] = entries
+
+    [entry] = await eventually(reported, nudge=run_now, within=5.0)
     assert entry["id"] == "order-1" and entry["tenant_id"] == "acme"
     assert (entry["bounce_type"], entry["bounce_code"]) == ("hard", "5.1.1")
     assert "User unknown" in entry["bounce_reason"]

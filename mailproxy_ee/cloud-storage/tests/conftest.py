@@ -2,7 +2,9 @@
 
 - ``moto_s3``: moto's S3 server (``ThreadedMotoServer``) on 127.0.0.1, a real HTTP S3 endpoint;
 - ``throttling_s3``: a loopback HTTP proxy in front of it that answers ``503 SlowDown`` to the
-  next N requests (``proxy.throttle(n)``), then forwards;
+  next N requests (``proxy.throttle(n)``), then forwards, and records every answer with the body
+  bytes it sent (``proxy.served``, ``proxy.bytes_served()``); ``proxied_azurite`` is the same
+  proxy in front of Azurite;
 - ``azurite``: Azurite's blob service (npm package, installed in ``.venv/azurite`` by
   ``make emulators``), started as a child process; tests needing it skip, saying why, when it
   is not installed;
@@ -10,16 +12,14 @@
   a service account key made for the test whose ``token_uri`` is a loopback token server, so
   gcsfs authenticates and signs URLs without any network beyond loopback.
 
-``mail`` enqueues messages over the API for tenant ``acme`` / account ``main`` on the SMTP sink
-and reads back histories and the MIME messages received.
+``mail`` (``mailproxy_core.testing.mail.Mail``) adds mounts and enqueues messages over the API
+for tenant ``acme`` / account ``main`` on the SMTP sink, and reads back histories and the MIME
+messages received.
 """
 
 from __future__ import annotations
 
 import base64
-import email
-import email.message
-import email.policy
 import http.client
 import json
 import os
@@ -31,7 +31,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -41,7 +41,8 @@ import pytest
 
 from mailproxy_core import MailProxy, Settings
 from mailproxy_core.testing.client import ApiClient
-from mailproxy_core.testing.dispatch import dispatch_now
+from mailproxy_core.testing.live import free_port
+from mailproxy_core.testing.mail import SMTP_TEST_SECTION, Mail
 from mailproxy_core.testing.plugin import ADMIN_TOKEN
 from mailproxy_core.testing.smtp import ScriptedServer
 
@@ -54,13 +55,6 @@ AZURITE_KEY = (
 
 S3_KEY_ID = "AKIDTESTMAILPROXY"
 S3_SECRET = "s3-secret-that-must-never-show-up"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for_port(port: int, within: float = 30.0) -> None:
@@ -132,13 +126,30 @@ def moto_s3() -> Iterator[S3Server]:
     server.stop()
 
 
+@dataclass(frozen=True)
+class Proxied:
+    """One request the proxy answered: method, path, the range asked for, status, body bytes."""
+
+    method: str
+    path: str
+    range: str | None
+    status: int
+    body_bytes: int
+
+
 class ThrottlingProxy:
-    """Forwards HTTP requests to ``upstream``; answers ``503 SlowDown`` while throttling."""
+    """Forwards HTTP requests to ``upstream`` as they are; answers ``503 SlowDown`` while
+    throttling. Every answer is recorded in ``served`` (``body_bytes``: what it sent back).
+
+    Responses keep the upstream's status and headers, ``Content-Length`` included: a ``HEAD``
+    answer carries the object's length and no body, exactly as S3 (and Azure) send it.
+    """
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.removeprefix("http://")
         self.throttled = 0
         self.remaining = 0
+        self.served: list[Proxied] = []
         self._lock = threading.Lock()
         owner = self
 
@@ -162,6 +173,17 @@ class ThrottlingProxy:
         with self._lock:
             self.remaining = count
 
+    def bytes_served(self, method: str = "GET") -> int:
+        """Body bytes sent back to ``method`` requests so far."""
+        with self._lock:
+            return sum(p.body_bytes for p in self.served if p.method == method)
+
+    def _record(self, handler: BaseHTTPRequestHandler, status: int, body_bytes: int) -> None:
+        asked = handler.headers.get("Range") or handler.headers.get("x-ms-range")  # S3 / Azure
+        seen = Proxied(handler.command, handler.path, asked, status, body_bytes)
+        with self._lock:
+            self.served.append(seen)
+
     def serve(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
@@ -181,21 +203,28 @@ class ThrottlingProxy:
             handler.end_headers()
             if handler.command != "HEAD":
                 handler.wfile.write(payload)
+            self._record(handler, 503, 0 if handler.command == "HEAD" else len(payload))
             return
         connection = http.client.HTTPConnection(self.upstream, timeout=30)
         headers = {k: v for k, v in handler.headers.items() if k.lower() != "host"}
         headers["Host"] = self.upstream
         connection.request(handler.command, handler.path, body=body, headers=headers)
         response = connection.getresponse()
-        data = response.read()
+        data = response.read()  # nothing for HEAD (and 204/304): its Content-Length stays
         handler.send_response(response.status)
         for name, value in response.getheaders():
             if name.lower() not in ("transfer-encoding", "connection", "content-length"):
                 handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(data)))
+        if handler.command == "HEAD":
+            upstream_length = response.getheader("Content-Length")
+            if upstream_length is not None:
+                handler.send_header("Content-Length", upstream_length)
+        else:
+            handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         if handler.command != "HEAD":
             handler.wfile.write(data)
+        self._record(handler, response.status, 0 if handler.command == "HEAD" else len(data))
         connection.close()
 
     def close(self) -> None:
@@ -207,6 +236,15 @@ class ThrottlingProxy:
 def throttling_s3(moto_s3: S3Server) -> Iterator[ThrottlingProxy]:
     proxy = ThrottlingProxy(moto_s3.endpoint)
     yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def proxied_azurite(azurite: AzuriteServer) -> Iterator[tuple[AzuriteServer, ThrottlingProxy]]:
+    """Azurite, and the proxy in front of it (mounts use ``proxy.endpoint`` + the account)."""
+    parts = urllib.parse.urlsplit(azurite.endpoint)
+    proxy = ThrottlingProxy(f"http://{parts.netloc}")
+    yield azurite, proxy
     proxy.close()
 
 
@@ -430,7 +468,15 @@ def cloud_settings() -> dict[str, Any]:
 
 
 @pytest.fixture
-def mp_settings(tmp_path: Path, db_url: str, cloud_settings: dict[str, Any]) -> Settings:
+def attachments_section(tmp_path: Path) -> dict[str, Any]:
+    """``[plugins.attachments]`` of the test instance (override to change)."""
+    return {"timeout": 5.0, "disk_cache_dir": str(tmp_path / "cache")}
+
+
+@pytest.fixture
+def mp_settings(
+    db_url: str, cloud_settings: dict[str, Any], attachments_section: dict[str, Any]
+) -> Settings:
     return Settings.from_values(
         db=db_url,
         api_token=ADMIN_TOKEN,
@@ -440,14 +486,8 @@ def mp_settings(tmp_path: Path, db_url: str, cloud_settings: dict[str, Any]) -> 
         encryption_key=base64.b64encode(b"k" * 32).decode(),
         plugin_sections={
             "ee_cloud_storage": cloud_settings,
-            "attachments": {"timeout": 5.0, "disk_cache_dir": str(tmp_path / "cache")},
-            "smtp": {
-                "local_hostname": "client.test",
-                "connect_timeout": 2.0,
-                "command_timeout": 2.0,
-                "data_timeout": 2.0,
-                "close_timeout": 0.5,
-            },
+            "attachments": attachments_section,
+            "smtp": SMTP_TEST_SECTION,
         },
     )
 
@@ -457,80 +497,7 @@ async def server(smtp_server: Callable[..., Awaitable[ScriptedServer]]) -> Scrip
     return await smtp_server()
 
 
-class Mail:
-    """Enqueue, deliver and inspect messages of tenant ``acme``."""
-
-    def __init__(self, client: ApiClient, mp: MailProxy, server: ScriptedServer) -> None:
-        self.client = client
-        self.mp = mp
-        self.server = server
-
-    async def mount(self, name: str, protocol: str, config: dict[str, Any]) -> None:
-        added = await self.client.post(
-            "/storages/add", tenant_id="acme", name=name, protocol=protocol, config=config
-        )
-        assert added.status == 200, added.json
-        self.mp.directory_changed()
-
-    @staticmethod
-    def message(mid: str, *attachments: dict[str, Any], **fields: Any) -> dict[str, Any]:
-        values: dict[str, Any] = {
-            "id": mid,
-            "tenant_id": "acme",
-            "account_id": "main",
-            "from": "shop@acme.example",
-            "to": "bob@example.com",
-            "subject": f"Order {mid}",
-            "body": "Your invoice.",
-            "attachments": list(attachments),
-        }
-        values.update(fields)
-        return values
-
-    async def deliver(self, *messages: dict[str, Any]) -> None:
-        response = await self.client.post("/messages/add_batch", messages=list(messages))
-        assert response.status == 200 and response.json["queued"] == len(messages), response.json
-        await dispatch_now(self.mp)
-
-    async def status(self, mid: str) -> dict[str, Any]:
-        got = await self.client.get(
-            "/messages/get", message_id=mid, tenant_id="acme", include_history=True
-        )
-        assert got.status == 200, got.json
-        result: dict[str, Any] = got.json
-        return result
-
-    async def history(self, mid: str) -> list[tuple[str, str | None]]:
-        return [(e["event_type"], e["description"]) for e in (await self.status(mid))["history"]]
-
-    def received(self) -> list[email.message.EmailMessage]:
-        return [
-            email.message_from_bytes(m.content, policy=email.policy.default)  # type: ignore[misc]
-            for m in self.server.handler.messages
-        ]
-
-    def attachments_of(self, index: int = -1) -> list[tuple[str, str, bytes]]:
-        mime = self.received()[index]
-        return [
-            (part.get_filename() or "", part.get_content_type(), part.get_payload(decode=True))
-            for part in mime.iter_attachments()
-        ]
-
-
 @pytest.fixture
-async def mail(
-    mp_client: ApiClient, mp_kernel: MailProxy, server: ScriptedServer
-) -> AsyncIterator[Mail]:
+async def mail(mp_client: ApiClient, mp_kernel: MailProxy, server: ScriptedServer) -> Mail:
     """Tenant ``acme`` with account ``main`` on the SMTP sink, and the ``Mail`` helper."""
-    added = await mp_client.post("/tenants/add", id="acme")
-    assert added.status == 200, added.json
-    account = await mp_client.post(
-        "/accounts/add",
-        id="main",
-        tenant_id="acme",
-        host="127.0.0.1",
-        port=server.port,
-        use_tls=False,
-    )
-    assert account.status == 200, account.json
-    yield Mail(mp_client, mp_kernel, server)
+    return await Mail.start(mp_client, mp_kernel, server)

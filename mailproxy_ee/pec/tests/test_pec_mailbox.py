@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from mailproxy_core import MailProxy
 from mailproxy_core.testing.client import ApiClient
 from mailproxy_core.testing.dispatch import dispatch_now
-from mailproxy_ee_imap.testing import DovecotServer
+from mailproxy_ee_imap.testing import DovecotServer, eventually
 from mailproxy_ee_pec import PecReceiptHandler, PecSettings, idle, record_timeouts
 from mailproxy_ee_pec.tables import pec_accounts
 from mailproxy_ee_pec.testing import pec_receipt
@@ -108,13 +108,19 @@ async def _poll(mp: MailProxy) -> None:
 
 
 async def _reported(app: Any, count: int, mp_client: ApiClient) -> list[dict[str, Any]]:
-    for _ in range(200):
-        entries = [e for e in app.acknowledged_entries() if "pec_event" in e]
-        if len(entries) >= count:
-            return entries
+    async def entries() -> list[dict[str, Any]]:
+        return [e for e in app.acknowledged_entries() if "pec_event" in e]
+
+    async def run_now() -> None:
         await mp_client.post("/instance/run_now", json={})
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the client app got {app.acknowledged_entries()}")
+
+    return await eventually(entries, until=lambda got: len(got) >= count, nudge=run_now, within=10)
+
+
+async def _first_events(mp_client: ApiClient, sent: Sent, within: float) -> list[str]:
+    """The types of ``sent``'s PEC events, once it has any (nothing asked: the kernel polls)."""
+    events = await eventually(lambda: _history(mp_client, sent), within=within, interval=0.1)
+    return [e["event_type"] for e in events]
 
 
 async def test_receipts_become_events_in_mailbox_order_and_reach_the_client_app(
@@ -383,11 +389,7 @@ async def test_run_now_makes_the_kernel_poll_the_pec_mailboxes(
         pec_receipt(receipt="accettazione", msgid=sent.message_id, recipient=RCPT), folder, "user1"
     )
     assert (await mp_client.post("/instance/run_now", json={})).status == 200
-    for _ in range(200):
-        if await _history(mp_client, sent):
-            break
-        await asyncio.sleep(0.05)
-    assert [e["event_type"] for e in await _history(mp_client, sent)] == ["pec_acceptance"]
+    assert await _first_events(mp_client, sent, within=10) == ["pec_acceptance"]
     status = mp_kernel.receipt_handler_status("pec")
     assert status is not None and status.last_error is None
 
@@ -443,11 +445,7 @@ async def test_the_background_task_records_pec_timeout(
     smtp = await smtp_server()
     await _pec_tenant(mp_client, smtp, dovecot, tenant_id="acme", user="user3")
     sent = await _send(mp_client, mp_kernel, smtp, "acme", "m1", [RCPT])
-    for _ in range(100):
-        if await _history(mp_client, sent):
-            break
-        await asyncio.sleep(0.1)
-    events = await _history(mp_client, sent)
+    events = await eventually(lambda: _history(mp_client, sent), within=10, interval=0.1)
     assert [(e["event_type"], e["metadata"]["timeout"]) for e in events] == [("pec_timeout", 1)]
     await asyncio.sleep(0.5)  # more rounds of the task add nothing
     assert len(await _history(mp_client, sent)) == 1
@@ -465,8 +463,4 @@ async def test_idle_reads_a_new_receipt_without_waiting_for_the_next_round(
     dovecot.append(
         pec_receipt(receipt="accettazione", msgid=sent.message_id, recipient=RCPT), folder, "user4"
     )
-    for _ in range(100):
-        if await _history(mp_client, sent):
-            break
-        await asyncio.sleep(0.1)
-    assert [e["event_type"] for e in await _history(mp_client, sent)] == ["pec_acceptance"]
+    assert await _first_events(mp_client, sent, within=10) == ["pec_acceptance"]

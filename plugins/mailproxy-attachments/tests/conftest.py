@@ -2,21 +2,19 @@
 
 ``file_server`` is a threaded stdlib HTTP server: ``route(path, *replies)`` scripts its answers
 (one reply per request, the last one repeats), every request is recorded in ``requests`` and the
-highest number of requests served at once in ``peak``. ``mail`` enqueues messages over the API
-for tenant ``acme`` / account ``main`` (on the scripted SMTP sink ``server``), delivers them with
-``dispatch_now`` and reads back statuses, histories and the MIME messages received. Helpers are
-fixtures because test modules are imported with ``--import-mode=importlib``.
+highest number of requests served at once in ``peak``. ``mail``
+(``mailproxy_core.testing.mail.Mail``) enqueues messages over the API for tenant ``acme`` /
+account ``main`` (on the scripted SMTP sink ``server``), delivers them with ``dispatch_now`` and
+reads back statuses, histories and the MIME messages received. Helpers are fixtures because test
+modules are imported with ``--import-mode=importlib``.
 """
 
 from __future__ import annotations
 
-import email
-import email.message
-import email.policy
 import importlib.util
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,7 +24,7 @@ import pytest
 
 from mailproxy_core import MailProxy, Settings
 from mailproxy_core.testing.client import ApiClient
-from mailproxy_core.testing.dispatch import dispatch_now
+from mailproxy_core.testing.mail import SMTP_TEST_SECTION, Mail
 from mailproxy_core.testing.plugin import ADMIN_TOKEN
 from mailproxy_core.testing.smtp import ScriptedServer
 
@@ -193,13 +191,7 @@ def mp_settings(
         plugin_sections={
             **storage_section,
             "attachments": attachments_settings,
-            "smtp": {
-                "local_hostname": "client.test",
-                "connect_timeout": 2.0,
-                "command_timeout": 2.0,
-                "data_timeout": 2.0,
-                "close_timeout": 0.5,
-            },
+            "smtp": SMTP_TEST_SECTION,
         },
     )
 
@@ -215,78 +207,15 @@ def tenant_fields(file_server: FileServer) -> dict[str, Any]:
     return {"client_base_url": file_server.url("")}
 
 
-class Mail:
-    """Enqueue, deliver and inspect messages of tenant ``acme``."""
-
-    def __init__(self, client: ApiClient, mp: MailProxy, server: ScriptedServer) -> None:
-        self.client = client
-        self.mp = mp
-        self.server = server
-
-    @staticmethod
-    def message(mid: str, *attachments: dict[str, Any], **fields: Any) -> dict[str, Any]:
-        values: dict[str, Any] = {
-            "id": mid,
-            "tenant_id": "acme",
-            "account_id": "main",
-            "from": "shop@acme.example",
-            "to": "bob@example.com",
-            "subject": f"Order {mid}",
-            "body": "Your invoice.",
-            "attachments": list(attachments),
-        }
-        values.update(fields)
-        return values
-
-    async def deliver(self, *messages: dict[str, Any]) -> None:
-        """Enqueue ``messages`` and let the dispatcher work until it is idle."""
-        response = await self.client.post("/messages/add_batch", messages=list(messages))
-        assert response.status == 200 and response.json["queued"] == len(messages), response.json
-        await dispatch_now(self.mp)
-
-    async def history(self, mid: str, tenant_id: str = "acme") -> list[tuple[str, str | None]]:
-        got = await self.client.get(
-            "/messages/get", message_id=mid, tenant_id=tenant_id, include_history=True
-        )
-        assert got.status == 200, got.json
-        return [(e["event_type"], e["description"]) for e in got.json["history"]]
-
-    def received(self) -> list[email.message.EmailMessage]:
-        """Every message the SMTP sink accepted, parsed."""
-        return [
-            email.message_from_bytes(m.content, policy=email.policy.default)  # type: ignore[misc]
-            for m in self.server.handler.messages
-        ]
-
-    def attachments_of(self, index: int = -1) -> list[tuple[str, str, bytes]]:
-        """(filename, content type, bytes) of each attachment of a received message."""
-        mime = self.received()[index]
-        return [
-            (part.get_filename() or "", part.get_content_type(), part.get_payload(decode=True))
-            for part in mime.iter_attachments()
-        ]
-
-
 @pytest.fixture
 async def mail(
     mp_client: ApiClient,
     mp_kernel: MailProxy,
     server: ScriptedServer,
     tenant_fields: dict[str, Any],
-) -> AsyncIterator[Mail]:
+) -> Mail:
     """Tenant ``acme`` with account ``main`` on the SMTP sink, and the ``Mail`` helper."""
-    added = await mp_client.post("/tenants/add", id="acme", **tenant_fields)
-    assert added.status == 200, added.json
-    account = await mp_client.post(
-        "/accounts/add",
-        id="main",
-        tenant_id="acme",
-        host="127.0.0.1",
-        port=server.port,
-        use_tls=False,
-    )
-    assert account.status == 200, account.json
-    yield Mail(mp_client, mp_kernel, server)
+    return await Mail.start(mp_client, mp_kernel, server, **tenant_fields)
 
 
 @pytest.fixture

@@ -12,15 +12,7 @@ async def mount(mail, tmp_path):
     base = tmp_path / "mount"
     (base / "docs").mkdir(parents=True)
     (base / "docs" / "a.pdf").write_bytes(b"%PDF a")
-    added = await mail.client.post(
-        "/storages/add",
-        tenant_id="acme",
-        name="HOME",
-        protocol="local",
-        config={"base_path": str(base)},
-    )
-    assert added.status == 200, added.json
-    mail.mp.directory_changed()
+    await mail.mount("HOME", "local", {"base_path": str(base)})
     return base
 
 

@@ -37,6 +37,14 @@ async def test_write_read_exists_delete(tmp_path: Path) -> None:
         await storage.read("a/b/c.txt")
 
 
+async def test_a_capped_read_stops_one_byte_past_the_cap(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "base")
+    await storage.write("big.bin", bytes(range(256)) * 4)
+    assert await storage.read("big.bin", max_bytes=10) == bytes(range(11))
+    assert len(await storage.read("big.bin", max_bytes=5000)) == 1024
+    assert len(await storage.read("big.bin")) == 1024
+
+
 @pytest.mark.parametrize(
     ("path", "reason"),
     [

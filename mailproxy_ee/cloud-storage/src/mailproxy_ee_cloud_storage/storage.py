@@ -118,23 +118,21 @@ class CloudStorage:
     async def read(self, path: str, max_bytes: int | None = None) -> bytes:
         """The object's bytes; ``FileNotFoundError`` when it does not exist.
 
-        With ``max_bytes`` at most ``max_bytes + 1`` bytes are downloaded (one ranged request),
-        so a caller enforcing a size cap sees that the object is larger without reading it all.
+        With ``max_bytes`` the object is read with one ranged GET of its first ``max_bytes + 1``
+        bytes, so a caller enforcing a size cap sees that the object is larger without
+        downloading it all. The bytes come from that one response: nothing is taken from an
+        earlier request (the object may be replaced between two requests).
         """
         key = self.key(path)
         fs = await self._client()
         full = self.full(key)
-        # s3fs would first HEAD the object to split large reads; one GET is enough here
-        whole = {"max_concurrency": 1} if self.protocol == "s3" else {}
         if max_bytes is None:
+            # s3fs would first HEAD the object to split large reads; one GET is enough here
+            whole = {"max_concurrency": 1} if self.protocol == "s3" else {}
             return await self._call(path, fs._cat_file(full, **whole))
         if max_bytes < 0:
             raise InvalidInput("max_bytes must not be negative")
-        size = await self._call(path, fs._size(full))
-        if size is None or int(size) == 0:
-            return b"" if size == 0 else await self._call(path, fs._cat_file(full, **whole))
-        end = min(int(size), max_bytes + 1)
-        data: bytes = await self._call(path, fs._cat_file(full, start=0, end=end))
+        data: bytes = await self._call(path, _first_bytes(fs, full, max_bytes + 1))
         return data
 
     async def write(self, path: str, data: bytes) -> None:
@@ -276,6 +274,22 @@ class CloudStorage:
             if secret:
                 text = text.replace(secret, "***")
         return SIGNATURE_PARAMS.sub(r"\1***", text)
+
+
+async def _first_bytes(fs: Any, full: str, count: int) -> bytes:
+    """The first ``count`` bytes of the object (fewer when it is shorter), in one ranged GET.
+
+    The stores answer a range starting at 0 of an empty object with ``416 InvalidRange``:
+    that object's content is ``b""``.
+    """
+    try:
+        data: bytes = await fs._cat_file(full, start=0, end=count)
+    except Exception as err:
+        status, code = _status_and_code(err)
+        if status == 416 or code == "InvalidRange":
+            return b""
+        raise
+    return data
 
 
 def _status_and_code(err: BaseException) -> tuple[int | None, str | None]:

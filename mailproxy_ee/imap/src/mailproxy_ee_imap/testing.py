@@ -15,11 +15,15 @@ Pytest fixtures (import them into a ``conftest.py``:
 * ``imap_mailbox`` — a fresh, empty folder of user ``mailbox`` on ``dovecot`` per test:
   ``imap_mailbox.settings`` (an ``ImapSettings``), ``imap_mailbox.append(raw)``.
 
+``eventually(probe, nudge=...)`` waits for what a receipt handler records after a message was
+APPENDed (``await eventually(lambda: history(...), nudge=run_now)``), then the test asserts.
+
 Needs the Debian package ``dovecot-imapd`` (Dovecot 2.3) and, for TLS, ``cryptography``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import grp
@@ -35,14 +39,17 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from .client import ImapSettings
 from .names import encode_mailbox_name
+
+T = TypeVar("T")
 
 TEST_USERS: Mapping[str, str] = {
     "mailbox": "mailbox-secret",
@@ -369,6 +376,36 @@ class TestMailbox:
     def append(self, messages: bytes | Iterable[bytes], *, seen: bool = False) -> None:
         """Deliver raw messages into this folder with IMAP APPEND."""
         self.server.append(messages, self.folder, self.user, seen=seen)
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    *,
+    until: Callable[[T], bool] = bool,
+    nudge: Callable[[], Awaitable[object]] | None = None,
+    within: float = 15.0,
+    interval: float = 0.05,
+) -> T:
+    """``await probe()`` until ``until(result)`` holds (by default: the result is truthy), and
+    return that result.
+
+    What a receipt handler reads from a mailbox arrives asynchronously (an IDLE push, a poll
+    asked for with ``run_now``, a timed round), so a test that APPENDs a message waits for its
+    effect with this helper, then asserts on it. ``nudge`` (e.g. a ``run_now`` call) is awaited
+    after each unsatisfied round. ``AssertionError`` with the last result after ``within``
+    seconds.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        result = await probe()
+        if until(result):
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"still {result!r} after {within} s")
+        if nudge is not None:
+            await nudge()
+        await asyncio.sleep(interval)
 
 
 def _service_account() -> tuple[str, str]:

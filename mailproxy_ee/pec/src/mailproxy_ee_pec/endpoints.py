@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from mailproxy_core import POST, Endpoint, InvalidInput, NotFound, PluginError, tenant_scoped
+from mailproxy_core import POST, Endpoint, InvalidInput, NotFound, tenant_scoped
 
 from .store import PecMailbox, PecStore
 from .timeouts import forget_pec_accounts
@@ -201,19 +201,10 @@ class PecAccountsEndpoint(Endpoint):
 
     async def _account_object(self, tenant_id: str, account_id: str) -> dict[str, Any]:
         """The kernel's own account object (``accounts/get``), view extensions included."""
-        getter = _kernel_accounts_get(self.mp)
-        view = await getter(self.mp, self.principal).get(tenant_id=tenant_id, account_id=account_id)
-        if not isinstance(view, dict):
+        view = await self.mp.account_object(tenant_id, account_id)
+        if view is None:
             raise NotFound(f"account '{account_id}' not found for tenant '{tenant_id}'")
         return view
-
-
-def _kernel_accounts_get(mp: MailProxy) -> type[Any]:
-    for registered in mp.registry.endpoints:
-        spec = registered.spec
-        if spec.entity == "accounts" and callable(getattr(spec.endpoint, "get", None)):
-            return spec.endpoint
-    raise PluginError("the kernel's accounts endpoint (accounts/get) is not registered")
 
 
 def _blank_to_none(value: str | None) -> str | None:

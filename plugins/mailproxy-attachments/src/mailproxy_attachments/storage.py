@@ -12,6 +12,8 @@ failures; other I/O errors are transient.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import time
 
 from mailproxy_core import (
@@ -50,7 +52,11 @@ class StorageFetcher:
         async def load(limit: int) -> bytes:
             backend = await self.backend(tenant.id, mount)
             try:
-                data = await backend.read(path)
+                if _reads_with_a_cap(backend):
+                    # at most limit + 1 bytes: enough to know the file is too large
+                    data = await backend.read(path, max_bytes=limit)
+                else:  # a backend written before read() took max_bytes
+                    data = await backend.read(path)
             except AttachmentError:
                 raise
             except MailproxyError as err:
@@ -90,3 +96,16 @@ class StorageFetcher:
     def aclose(self) -> None:
         """Remove the shared cache's private directory (the kernel calls this at shutdown)."""
         self.service.close()
+
+
+@functools.cache
+def _takes_max_bytes(read_of: type) -> bool:
+    try:
+        return "max_bytes" in inspect.signature(read_of.read).parameters  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        return False
+
+
+def _reads_with_a_cap(backend: StorageBackend) -> bool:
+    """Whether the backend's ``read`` accepts ``max_bytes`` (optional in the protocol)."""
+    return _takes_max_bytes(type(backend))

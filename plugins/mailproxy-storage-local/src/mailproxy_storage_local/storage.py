@@ -114,9 +114,13 @@ class LocalStorage:
 
     # -- the StorageBackend protocol -----------------------------------------------------------
 
-    async def read(self, path: str) -> bytes:
-        """The file's bytes; ``FileNotFoundError`` when it does not exist."""
-        return await asyncio.to_thread(self._read, path)
+    async def read(self, path: str, max_bytes: int | None = None) -> bytes:
+        """The file's bytes; ``FileNotFoundError`` when it does not exist.
+
+        With ``max_bytes`` at most ``max_bytes + 1`` bytes are read, so a caller enforcing a size
+        cap learns that the file is larger without reading it all.
+        """
+        return await asyncio.to_thread(self._read, path, max_bytes)
 
     async def write(self, path: str, data: bytes) -> None:
         """Create or replace the file atomically (parents created as needed)."""
@@ -144,11 +148,12 @@ class LocalStorage:
 
     # -- blocking helpers (worker threads) -----------------------------------------------------
 
-    def _read(self, path: str) -> bytes:
+    def _read(self, path: str, max_bytes: int | None = None) -> bytes:
         real = self.resolve(path)
         if not self.fs.isfile(real):
             raise FileNotFoundError(f"no such file: {self.relative(real)}")
-        data: bytes = self.fs.cat_file(real)
+        end = None if max_bytes is None else max_bytes + 1
+        data: bytes = self.fs.cat_file(real, start=0 if end is not None else None, end=end)
         return data
 
     def _write(self, path: str, data: bytes) -> None:
