@@ -109,10 +109,14 @@ def _wait_until_up(url: str, alive: Any) -> None:
 
 
 @contextmanager
-def running_service(db: str, root: Path, *, test_mode: bool = True) -> Iterator[Service]:
+def running_service(
+    db: str, root: Path, *, test_mode: bool = True, slow_callback: float | None = None
+) -> Iterator[Service]:
     """mail-proxy on ``db`` served over HTTP in a background thread, with an SMTP sink.
 
-    ``test_mode=False`` runs the dispatcher and reporting loops too.
+    ``test_mode=False`` runs the dispatcher and reporting loops too. ``slow_callback`` (seconds)
+    runs the server's event loop in asyncio debug mode, which logs (logger ``asyncio``, WARNING)
+    every step that held the loop longer than that.
     """
     sink = Sink()
     controller = Controller(sink, hostname="127.0.0.1", port=free_port())
@@ -125,6 +129,9 @@ def running_service(db: str, root: Path, *, test_mode: bool = True) -> Iterator[
     config.accesslog = None
     config.errorlog = None
     loop = asyncio.new_event_loop()
+    if slow_callback is not None:
+        loop.set_debug(True)
+        loop.slow_callback_duration = slow_callback
     stop = asyncio.Event()
     thread = threading.Thread(
         target=loop.run_until_complete,
