@@ -5,9 +5,11 @@ dispatcher running, every installed plugin) next to an aiosmtpd sink, with a fre
 directory and ``HOME``. Then each fenced block of the page is taken in order:
 
 * ``sh`` — run by bash with ``set -e`` in the page's working directory. ``curl`` fails on an HTTP
-  error status (``--fail-with-body``), so every call must succeed; ``mail-proxy`` is the installed
-  command. ``MP``/``U`` (the base URL), ``MAILPROXY_URL``, ``MAILPROXY_API_TOKEN``, ``H`` and
-  ``ADMIN`` (the admin token header) are set beforehand, as the pages ask the reader to.
+  error status (``--fail-with-body``), so every call must succeed, except one followed by a
+  comment showing the error it answers (``# 403 ...``, ``# {"code": ...}``), which must fail;
+  ``mail-proxy`` is the installed command. ``MP``/``U`` (the base URL), ``MAILPROXY_URL``,
+  ``MAILPROXY_API_TOKEN``, ``H`` and ``ADMIN`` (the admin token header) are set beforehand, as
+  the pages ask the reader to.
 * ``console`` — each ``$ <command>`` line is run the same way; when the output the page shows
   starts with ``Error:``, the command must fail and print that error, otherwise it must succeed.
 * ``python`` — run by the project's Python in a subprocess (top-level ``await`` allowed).
@@ -65,7 +67,7 @@ LANGUAGES = {"sh", "console", "python", "json", "toml", "text"}
 NOT_RUN = re.compile(r"<!-- example: not-run \((.+?)\) -->\s*$")
 NAMED = "<!-- example: named-instance -->"
 COMPILE_ONLY = re.compile(r"<!-- examples: compile-only \((.+?)\) -->")
-FENCE = re.compile(r"^```(\S*)\s*$")
+FENCE = re.compile(r"^( *)```(\S*)\s*$")
 TIMEOUT = 60
 
 
@@ -98,17 +100,18 @@ def blocks_of(page: Path) -> list[Block]:
         if not match:
             index += 1
             continue
+        indent = match.group(1)
         end = index + 1
-        while not lines[end].startswith("```"):
+        while not lines[end].startswith(indent + "```"):
             end += 1
         previous = next((line for line in reversed(lines[:index]) if line.strip()), "")
         marker = NOT_RUN.search(previous)
         reason = marker.group(1) if marker else None
         if compile_only and reason is None:
             reason = compile_only.group(1)
-        text = "\n".join(lines[index + 1 : end])
+        text = "\n".join(line.removeprefix(indent) for line in lines[index + 1 : end])
         named = previous.strip() == NAMED
-        found.append(Block(name, index + 1, match.group(1), text, reason, named))
+        found.append(Block(name, index + 1, match.group(2), text, reason, named))
         index = end + 1
     return found
 
@@ -150,6 +153,21 @@ class Service:
         return text
 
 
+DOCUMENTED_ERROR = re.compile(r'^#\s*(?:[45]\d\d\b|\{"(?:code|detail)": )')
+"""A comment line showing the HTTP error the command above it answers: ``# 403 {...}`` or an
+error body ``# {"code": ...}``."""
+
+
+def expect_documented_errors(script: str) -> str:
+    """``script`` where a command followed by a ``# 4xx``/``# 5xx`` comment must fail with an
+    HTTP error (curl's exit status 22) instead of stopping the script."""
+    lines = script.split("\n")
+    for index in range(len(lines) - 1):
+        if DOCUMENTED_ERROR.match(lines[index + 1].strip()) and lines[index].strip():
+            lines[index] += " && unexpected_success || [ $? -eq 22 ]"
+    return "\n".join(lines)
+
+
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
     """``mail-proxy serve`` (not in test mode: the dispatcher sends) with an SMTP sink."""
@@ -169,6 +187,8 @@ def service(tmp_path: Path) -> Iterator[Service]:
         "MAILPROXY_HOST": "127.0.0.1",
         "MAILPROXY_PORT": str(port),
         "MAILPROXY_LOG_LEVEL": "WARNING",
+        # as api.md asks for its storage example
+        "MAILPROXY_STORAGE_LOCAL__ALLOWED_ROOTS": "/srv",
         "MAILPROXY_URL": url,
         "MP": url,
         "U": url,
@@ -225,7 +245,13 @@ def _stop_named_instances(env: dict[str, str]) -> None:
 
 SHELL_PRELUDE = """\
 set -e
-curl() { command curl --silent --show-error --fail-with-body "$@"; echo; }
+curl() {
+    local status=0
+    command curl --silent --show-error --fail-with-body "$@" || status=$?
+    echo
+    return $status
+}
+unexpected_success() { echo "the page shows an HTTP error here" >&2; return 1; }
 """
 
 
@@ -258,13 +284,14 @@ if isinstance(result, types.CoroutineType):
 """
 
 
-PLACEHOLDER = re.compile(r"<(?:the |a |an )?[a-z][a-z ]*>")
-"""``<the admin token>``: text the reader replaces."""
+PLACEHOLDER = re.compile(r"<(?:[a-z]+(?: [a-z]+)+|token)>")
+"""``<the admin token>``, ``<token>``: text the reader replaces (an HTML tag is not one)."""
 
 
 def unknown_placeholders(text: str) -> list[str]:
-    """Placeholders left in a shell or Python example after substitution."""
-    return PLACEHOLDER.findall(text)
+    """Placeholders left in a shell or Python example after substitution (comments aside)."""
+    code = "\n".join(line for line in text.split("\n") if not line.lstrip().startswith("#"))
+    return PLACEHOLDER.findall(code)
 
 
 def check_shell_syntax(block: Block, script: str) -> None:
@@ -306,7 +333,7 @@ def check_block(block: Block, service: Service | None) -> str:
             check_shell_syntax(block, PLACEHOLDER.sub("placeholder", text))
             return "not-run"
         assert service is not None
-        script = service.prepare(text)
+        script = expect_documented_errors(service.prepare(text))
         assert not unknown_placeholders(script), f"{block}: {unknown_placeholders(script)}"
         check_shell_syntax(block, script)
         done = run_shell(service, script, named_instance=block.named_instance)
