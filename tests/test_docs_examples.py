@@ -469,3 +469,29 @@ def test_examples_are_counted() -> None:
         if block.not_run:
             print(f"  not run: {block}: {block.not_run}")
     assert counts["checked"] > counts["not-run"]
+
+
+def test_the_plugin_guide_test_runs_with_pytest(tmp_path: Path) -> None:
+    # docs/plugins.md: the module of section 2 saved as mailproxy_example_relay.py, and the
+    # conftest line, the pytest settings and the test module of section 4, run by pytest as a
+    # plugin author would
+    page = blocks_of(ROOT / "docs" / "plugins.md")
+    blocks = [block for block in page if block.language == "python"]
+    module = next(block for block in blocks if "def mailproxy_register_transports" in block.text)
+    conftest = next(block for block in blocks if block.text.startswith("pytest_plugins"))
+    test = next(block for block in blocks if "import mailproxy_example_relay" in block.text)
+    (settings,) = [block for block in page if "[tool.pytest.ini_options]" in block.text]
+    (tmp_path / "pyproject.toml").write_text(settings.text)
+    (tmp_path / "mailproxy_example_relay.py").write_text(module.text)
+    (tmp_path / "conftest.py").write_text(conftest.text)
+    (tmp_path / "test_example_relay.py").write_text(test.text)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert " passed" in done.stdout
