@@ -20,9 +20,9 @@ Examples written for the reader's set-up are run with ``SUBSTITUTIONS`` applied:
 address ``127.0.0.1:8000`` becomes the test service's, placeholders such as ``<the admin token>``
 become the token, the relay port 25 becomes the sink's. A placeholder not listed fails the test.
 
-A block marked ``<!-- example: named-instance -->`` runs without ``MAILPROXY_URL`` and
-``MAILPROXY_API_TOKEN``, so that its commands reach the selected named instance, as the page
-describes.
+A block marked ``<!-- example: named-instance -->`` runs without ``MAILPROXY_URL``, so that its
+commands reach the selected named instance, as the page describes (``MAILPROXY_API_TOKEN`` stays
+exported, as in the reader's shell after the README's quickstart).
 The files the examples name as the reader's own (``report.eml``, ``hello.json``,
 ``invoices.jsonl``) are written to the working directory first (``READER_FILES``), and a page
 whose examples assume some state gets it from ``PAGE_SETUP``.
@@ -261,7 +261,9 @@ def run_shell(
     """``script`` run by bash in the page's directory; ``typed`` is its standard input."""
     env = dict(service.env)
     if named_instance:
-        del env["MAILPROXY_URL"], env["MAILPROXY_API_TOKEN"]
+        # MAILPROXY_API_TOKEN stays exported, as after the README's quickstart: it belongs to
+        # the service, and must not keep a named instance's commands from working
+        del env["MAILPROXY_URL"]
     return subprocess.run(
         ["bash", "-c", SHELL_PRELUDE + script],
         input=typed,
