@@ -9,8 +9,9 @@ then measures ``GET /tenants/list`` (authenticated, one database read) every 20 
    each, about 25 MB of JSON, just under ``max_request_bytes`` (32 MiB).
 
 Reports p50/p99/max of the probes in both phases and how long the large request took. The
-large request is parsed, depth-checked, validated in slices that yield to the event loop (see
-``message_queue.SLICE_SECONDS``) and stored in one transaction.
+large request is depth-checked and parsed in pieces (``api/json_yielding.py``), validated in
+slices that yield to the event loop (``message_queue.SLICE_SECONDS``) and stored in one
+transaction. Target and figures: docs/performance.md.
 
 Usage::
 

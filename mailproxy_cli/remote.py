@@ -1,7 +1,9 @@
 """Remote commands: one per endpoint method, calling a running instance through the client.
 
 Where the instance is and which token to send, in order: ``--url``/``--token``,
-``MAILPROXY_URL``/``MAILPROXY_API_TOKEN``, then the selected named instance's own URL and token.
+``MAILPROXY_URL``/``MAILPROXY_API_TOKEN``, then the selected named instance's own URL and token
+(a named instance gets its own token even when ``MAILPROXY_API_TOKEN`` is set: that token goes
+with ``MAILPROXY_URL`` or the default URL).
 Exit status: 0 on success, 1 when the instance answered with an error, 2 when it could not be
 reached (or for a usage error).
 """
@@ -72,10 +74,15 @@ class AliasGroup(click.Group):
 
 
 def connection(url: str | None, token: str | None) -> tuple[str, str | None]:
-    """The URL and token to use (see the module docstring for the order)."""
+    """The URL and token to use (see the module docstring for the order).
+
+    ``MAILPROXY_API_TOKEN`` belongs to ``MAILPROXY_URL`` (or to the default URL): a named
+    instance is called with its own token unless ``--token`` says otherwise, so a token exported
+    for another instance (the README's quickstart does that) does not make its calls fail.
+    """
     url = url or os.environ.get("MAILPROXY_URL") or None
-    token = token or os.environ.get("MAILPROXY_API_TOKEN") or None
-    if url is None or token is None:
+    env_token = os.environ.get("MAILPROXY_API_TOKEN") or None
+    if url is None or (token is None and env_token is None):
         from .instances import resolve_instance
 
         ctx = click.get_current_context(silent=True)
@@ -87,12 +94,12 @@ def connection(url: str | None, token: str | None) -> tuple[str, str | None]:
         if inst is not None and inst.config_path.is_file():
             if url is None:
                 url = inst.url
-                token = token or inst.token()
+                token = token or inst.token() or env_token
             elif token is None and url.rstrip("/") == inst.url:
                 token = inst.token()
         elif explicit:
             raise click.UsageError(f"no instance named {explicit!r}; see 'mail-proxy list'")
-    return url or DEFAULT_URL, token
+    return url or DEFAULT_URL, token or env_token
 
 
 def make_client(url: str | None, token: str | None, timeout: float = DEFAULT_TIMEOUT) -> Any:

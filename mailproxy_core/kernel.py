@@ -15,7 +15,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import httpx
 from pydantic import BaseModel
@@ -287,7 +287,7 @@ class MailProxy:
         included), or ``None``: for plugin routes that return an account object."""
         from .entities.accounts import load_account_object
 
-        return await load_account_object(self, tenant_id, account_id)
+        return cast("dict[str, Any] | None", await load_account_object(self, tenant_id, account_id))
 
     async def tenant_names(self) -> dict[str, str]:
         """Every tenant's id → display name (its id when it has no name)."""

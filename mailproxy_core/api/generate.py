@@ -22,6 +22,10 @@ Input decisions:
 * **Nesting**: a body (or JSON-encoded query parameter) nested deeper than ``MAX_JSON_DEPTH``
   levels is refused with 422 ``json_too_deep`` before it is parsed, so no recursion over it
   can fail.
+* **Large bodies** (over ``YIELDING_THRESHOLD_BYTES``, 1 MiB) are checked and parsed in pieces
+  that hand the event loop back between them (``json_yielding``), so other requests are served
+  meanwhile. The parsed body is kept on ``g`` (``json_yielding.PARSED_BODY``) for the command
+  log, which would otherwise parse it again.
 
 Results: dicts, lists, scalars, ``None``, dataclasses, pydantic models, enums and dates are
 converted to JSON; a Quart ``Response`` is passed through unchanged.
@@ -37,7 +41,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
-from quart import Quart, Request, Response, current_app, request
+from quart import Quart, Request, Response, current_app, g, request
 from werkzeug.exceptions import BadRequest
 
 from ..errors import AuthError, Forbidden, InvalidInput
@@ -54,6 +58,12 @@ from .endpoint import (
 from .errors import field_errors, install_error_handlers, invalid_input
 from .input_guard import unstorable_values
 from .json_limits import too_deep, too_deep_message
+from .json_yielding import (
+    PARSED_BODY,
+    YIELDING_THRESHOLD_BYTES,
+    loads_yielding,
+    too_deep_yielding,
+)
 from .openapi import document_operation, install_openapi
 from .signature import ParamInfo, is_scalar, is_scalar_list, model_values
 
@@ -221,7 +231,8 @@ async def _body_input(info: MethodInfo, req: Request) -> dict[str, Any]:
     raw = await req.get_data(as_text=False)
     if not raw.strip():
         return {}
-    if too_deep(raw):
+    large = len(raw) > YIELDING_THRESHOLD_BYTES
+    if await too_deep_yielding(raw) if large else too_deep(raw):
         # checked before parsing: every parser and walk over the body recurses once per level
         raise InvalidInput(
             f"body: {too_deep_message()}",
@@ -229,7 +240,7 @@ async def _body_input(info: MethodInfo, req: Request) -> dict[str, Any]:
             errors=[{"field": "body", "message": too_deep_message(), "type": "json_too_deep"}],
         )
     try:
-        data = json.loads(raw)
+        data = await loads_yielding(raw) if large else json.loads(raw)
     except ValueError as exc:
         raise BadRequest(
             f"the request body is not valid JSON ({exc}); send a JSON object whose fields are "
@@ -241,6 +252,7 @@ async def _body_input(info: MethodInfo, req: Request) -> dict[str, Any]:
             f"body: {message}",
             errors=[{"field": "body", "message": message, "type": "model_type"}],
         )
+    setattr(g, PARSED_BODY, data)
     return data
 
 

@@ -1,4 +1,4 @@
-"""``databases.Database`` with the two fixes this service needs.
+"""``databases.Database`` with the three fixes this service needs.
 
 1. SQLite uses ``QueueSQLiteBackend`` (``_sqlite.py``) instead of the stock backend.
 2. Transactions always give their connection back. In ``databases`` 0.9, when ``BEGIN``,
@@ -7,6 +7,11 @@
    succeeds on a connection nobody owns, which then holds the write lock forever (and its thread
    keeps the process from exiting). ``ReleasingTransaction`` releases the connection in every
    case; the backend connection is told the transaction state is unknown so SQLite discards it.
+3. Query arguments are not turned into text unless they are logged. The SQLite and PostgreSQL
+   backends build ``repr(tuple(args))`` for a DEBUG log line on every statement, logged or not:
+   for a statement carrying a large JSON parameter (an ``add_batch`` chunk, the command log's
+   copy of a 27 MB body) that alone held the event loop for tens of milliseconds per statement.
+   The backends' ``repr`` is replaced by one that defers the work until the line is formatted.
 
 This module touches private attributes of ``databases.core.Connection``; the dependency is pinned
 to ``databases>=0.9,<0.10`` and ``tests/db`` exercises both paths.
@@ -14,6 +19,7 @@ to ``databases>=0.9,<0.10`` and ``tests/db`` exercises both paths.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import databases
@@ -88,3 +94,30 @@ def _mark_state_unknown(connection: Connection) -> None:
     mark = getattr(connection._connection, "mark_state_unknown", None)
     if mark is not None:
         mark()
+
+
+class _DeferredRepr:
+    """``repr(value)``, computed only when a log line is actually formatted."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+    __str__ = __repr__
+
+
+def _defer_argument_repr() -> None:
+    for name in ("databases.backends.sqlite", "databases.backends.postgres"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # the backend's driver is not installed
+            continue
+        # the module's global ``repr`` is looked up before the builtin one
+        module.repr = _DeferredRepr  # type: ignore[attr-defined]
+
+
+_defer_argument_repr()

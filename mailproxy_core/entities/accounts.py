@@ -20,7 +20,7 @@ from ..errors import NotFound
 from ..records.secrets import seal, secret_value_errors
 from .fields import FieldErrors, blank_to_none, check_identifier, check_port, check_positive
 from .view_extensions import extend_view, extend_views
-from .views import account_view
+from .views import AccountObject, account_view
 
 if TYPE_CHECKING:
     from ..kernel import MailProxy
@@ -154,7 +154,7 @@ async def store_account(
 
 async def load_account_object(
     mp: MailProxy, tenant_id: str, account_id: str
-) -> dict[str, Any] | None:
+) -> AccountObject | None:
     """The API object of one account (as ``accounts/get``), or ``None`` when it does not exist."""
     row = await mp.repos.accounts.get(tenant_id, account_id)
     return None if row is None else await extend_view(mp, "accounts", account_view(row))
@@ -186,7 +186,7 @@ class AccountsEndpoint(Endpoint):
         limit_behavior: Literal["defer", "reject"] = "defer",
         transport: str = DEFAULT_TRANSPORT,
         options: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> AccountObject:
         """Create an account of the tenant, or replace the account with the same id.
 
         Like the reference, adding an existing id updates that account (its pk and
@@ -234,7 +234,7 @@ class AccountsEndpoint(Endpoint):
         return await extend_view(self.mp, "accounts", account_view(row))
 
     @tenant_scoped
-    async def get(self, tenant_id: str, account_id: str) -> dict[str, Any]:
+    async def get(self, tenant_id: str, account_id: str) -> AccountObject:
         """One account of the tenant (no password, no secret options); 404 if unknown.
 
         Args:
@@ -247,7 +247,7 @@ class AccountsEndpoint(Endpoint):
         return view
 
     @tenant_scoped
-    async def list(self, tenant_id: str) -> list[dict[str, Any]]:
+    async def list(self, tenant_id: str) -> list[AccountObject]:
         """Every account of the tenant, ordered by id (no passwords, no secret options).
 
         Args:

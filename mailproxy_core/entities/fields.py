@@ -145,9 +145,9 @@ PositiveInt = Annotated[int, Field(gt=0)]
 class RateLimits(_Strict):
     """Sending limits across all accounts of a tenant; omitted = unlimited."""
 
-    per_minute: PositiveInt | None = None
-    per_hour: PositiveInt | None = None
-    per_day: PositiveInt | None = None
+    per_minute: PositiveInt | None = Field(None, description="messages per minute at most")
+    per_hour: PositiveInt | None = Field(None, description="messages per hour at most")
+    per_day: PositiveInt | None = Field(None, description="messages per day at most")
 
     def stored(self) -> dict[str, int] | None:
         """The JSON stored for the tenant: only the limits set, ``None`` when there are none."""
@@ -158,16 +158,23 @@ class RateLimits(_Strict):
 class LargeFileConfig(_Strict):
     """What to do with attachments larger than ``max_size_mb`` (docs/attachments.md)."""
 
-    enabled: bool
-    max_size_mb: Annotated[int | float, Field(gt=0)]
-    action: Literal["warn", "reject", "rewrite"]
+    enabled: bool = Field(description="whether the size limit applies")
+    max_size_mb: Annotated[
+        int | float, Field(gt=0, description="the limit per fetched attachment, in MiB")
+    ]
+    action: Literal["warn", "reject", "rewrite"] = Field(
+        description="over the limit: `warn` (sent with the file, logged), `reject` (the message "
+        "ends in error) or `rewrite` (the file is stored and replaced by a download link)"
+    )
     storage_url: str | None = Field(
         None, min_length=1, description="where rewritten files are stored (needed by rewrite)"
     )
     public_base_url: str | None = Field(
         None, description="http(s) base URL of the download links of rewritten files"
     )
-    file_ttl_days: PositiveInt | None = None
+    file_ttl_days: PositiveInt | None = Field(
+        None, description="days a rewritten file's link stays valid (default 7)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> LargeFileConfig:

@@ -19,7 +19,7 @@ from ..api.endpoint import POST, Endpoint, tenant_scoped
 from ..errors import MailproxyError, NotFound
 from ..records.storages import open_config
 from .fields import FieldErrors
-from .views import storage_view
+from .views import StorageObject, storage_view
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class StoragesEndpoint(Endpoint):
         name: str,
         protocol: str,
         config: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> StorageObject:
         """Create a storage mount of the tenant, or replace the mount with the same name.
 
         Like the reference, adding an existing name replaces its protocol and config. The
@@ -91,7 +91,7 @@ class StoragesEndpoint(Endpoint):
         return storage_view(row, config)
 
     @tenant_scoped
-    async def get(self, tenant_id: str, name: str) -> dict[str, Any]:
+    async def get(self, tenant_id: str, name: str) -> StorageObject:
         """One mount of the tenant (secret config values left out); 404 if unknown.
 
         Args:
@@ -104,7 +104,7 @@ class StoragesEndpoint(Endpoint):
         return storage_view(row, open_config(self.mp.secrets, row.get("config")))
 
     @tenant_scoped
-    async def list(self, tenant_id: str) -> list[dict[str, Any]]:
+    async def list(self, tenant_id: str) -> list[StorageObject]:
         """Every mount of the tenant, ordered by name (secret config values left out).
 
         Args:

@@ -9,7 +9,7 @@ contain them (``views.tenant_view``); :func:`load_tenant` decrypts them for inte
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..api.endpoint import POST, Endpoint, admin_only, tenant_scoped
 from ..errors import Forbidden, MailproxyError, NotFound
@@ -26,7 +26,7 @@ from .fields import (
     check_url_path,
 )
 from .view_extensions import extend_view, extend_views
-from .views import tenant_view
+from .views import TenantObject, tenant_view
 
 if TYPE_CHECKING:
     from ..kernel import MailProxy
@@ -84,7 +84,7 @@ class TenantsEndpoint(Endpoint):
         active: bool | None = None,
         reporter: str | None = None,
         report_signing_secret: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> TenantObject:
         """Create a tenant (a client application), or update the tenant with the same id.
 
         An existing id is updated with the fields given, like ``tenants/update``: fields left
@@ -149,11 +149,11 @@ class TenantsEndpoint(Endpoint):
             self.mp.directory_changed()
         view = await extend_view(self.mp, "tenants", tenant_view(row))
         for key, value in created_extra.items():
-            view.setdefault(key, value)
+            cast(dict[str, Any], view).setdefault(key, value)
         return view
 
     @tenant_scoped
-    async def get(self, tenant_id: str) -> dict[str, Any]:
+    async def get(self, tenant_id: str) -> TenantObject:
         """The tenant object (no secrets); 404 for an unknown tenant.
 
         Args:
@@ -165,7 +165,7 @@ class TenantsEndpoint(Endpoint):
         return await extend_view(self.mp, "tenants", tenant_view(row))
 
     @admin_only
-    async def list(self, active_only: bool = False) -> list[dict[str, Any]]:
+    async def list(self, active_only: bool = False) -> list[TenantObject]:
         """Every tenant, ordered by id (no secrets).
 
         Args:
@@ -189,7 +189,7 @@ class TenantsEndpoint(Endpoint):
         active: bool | None = None,
         reporter: str | None = None,
         report_signing_secret: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> TenantObject:
         """Change some fields of a tenant; returns the tenant object.
 
         Fields left out (or null) keep their value. An empty string clears a text field

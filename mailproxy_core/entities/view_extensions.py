@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..errors import PluginError
 
@@ -20,10 +20,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+View = TypeVar("View", bound=Mapping[str, Any])
+"""An API object (a ``TypedDict`` such as ``TenantObject``), extended in place."""
 
-async def extend_views(
-    mp: MailProxy, entity: ViewEntity, views: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+
+async def extend_views(mp: MailProxy, entity: ViewEntity, views: list[View]) -> list[View]:
     """Add every registered extension's fields of ``entity`` to ``views`` (in place); return them.
 
     Raises:
@@ -42,7 +43,8 @@ async def extend_views(
                 f"view extension {name!r} of plugin {table.plugin_of(name)!r} returned "
                 f"{len(extra)} rows for {len(views)} {entity}"
             )
-        for view, fields in zip(views, extra, strict=True):
+        for shown, fields in zip(views, extra, strict=True):
+            view = cast(dict[str, Any], shown)
             if not isinstance(fields, Mapping):
                 raise PluginError(
                     f"view extension {name!r} returned {type(fields).__name__} for a row; "
@@ -56,6 +58,6 @@ async def extend_views(
     return views
 
 
-async def extend_view(mp: MailProxy, entity: ViewEntity, view: dict[str, Any]) -> dict[str, Any]:
+async def extend_view(mp: MailProxy, entity: ViewEntity, view: View) -> View:
     """:func:`extend_views` for one object."""
     return (await extend_views(mp, entity, [view]))[0]

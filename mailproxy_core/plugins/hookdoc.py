@@ -13,6 +13,8 @@ from . import hookspecs
 INTRO = """\
 # Hook reference
 
+<!-- examples: compile-only (fragments of plugins: names come from the plugin around them) -->
+
 Every hook of mail-proxy, generated from `mailproxy_core/plugins/hookspecs.py`
 (`python -m mailproxy_core.plugins.hookdoc > docs/hooks.md`; a test fails when this file is stale).
 Implement a hook with `@hookimpl` from `mailproxy_core`, using the hook's name and any subset of

@@ -78,10 +78,19 @@ def wait_until_up(
 
 
 @contextmanager
-def serve_in_thread(app: Quart, *, health_path: str = "/health") -> Iterator[str]:
-    """Serve ``app`` on a free loopback port from a background thread; yields its base URL."""
+def serve_in_thread(
+    app: Quart, *, health_path: str = "/health", slow_callback: float | None = None
+) -> Iterator[str]:
+    """Serve ``app`` on a free loopback port from a background thread; yields its base URL.
+
+    ``slow_callback`` (seconds) runs the server's event loop in asyncio debug mode, which logs
+    (logger ``asyncio``, WARNING) every step that held the loop longer than that.
+    """
     port = free_port()
     loop = asyncio.new_event_loop()
+    if slow_callback is not None:
+        loop.set_debug(True)
+        loop.slow_callback_duration = slow_callback
     stop = asyncio.Event()
     thread = threading.Thread(
         target=loop.run_until_complete,
@@ -188,13 +197,16 @@ class LiveService:
 
 @contextmanager
 def live_service(
-    settings: Settings, *, extra_plugins: Mapping[str, object] | None = None
+    settings: Settings,
+    *,
+    extra_plugins: Mapping[str, object] | None = None,
+    slow_callback: float | None = None,
 ) -> Iterator[LiveService]:
     """mail-proxy built from ``settings`` (installed plugins, plus ``extra_plugins``) served by
-    :func:`serve_in_thread`, with an :func:`smtp_sink`."""
+    :func:`serve_in_thread` (``slow_callback`` as there), with an :func:`smtp_sink`."""
     from ..app import create_app
 
     with smtp_sink() as sink:
         app = create_app(settings, extra_plugins=dict(extra_plugins or {}))
-        with serve_in_thread(app) as url:
+        with serve_in_thread(app, slow_callback=slow_callback) as url:
             yield LiveService(url=url, sink=sink)

@@ -49,3 +49,49 @@ async def test_health_and_metrics_are_declared_public(document: dict[str, Any]) 
         assert document["paths"]["/metrics"]["get"]["security"] == []
     # the document's default requires a token everywhere else
     assert document["security"] == [{"ApiToken": []}, {"Bearer": []}]
+
+
+SECRET_FIELDS = {"password", "token", "report_signing_secret", "api_key", "secret"}
+"""Names that must never be documented as returned in a tenant, account or storage object."""
+
+
+def _resolved(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def _object_fields(document: dict[str, Any], name: str) -> dict[str, Any]:
+    schema = document["components"]["schemas"][name]
+    return dict(schema["properties"])
+
+
+async def test_tenant_account_and_storage_objects_are_documented(
+    document: dict[str, Any],
+) -> None:
+    operations = {
+        "TenantObject": ("/tenants/add", "/tenants/get", "/tenants/list", "/tenants/update"),
+        "AccountObject": ("/accounts/add", "/accounts/get", "/accounts/list"),
+        "StorageObject": ("/storages/add", "/storages/get", "/storages/list"),
+    }
+    for name, paths in operations.items():
+        for path in paths:
+            (operation,) = document["paths"][path].values()
+            schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+            referenced = schema.get("items", schema)
+            assert referenced["$ref"] == f"#/components/schemas/{name}", (path, schema)
+        fields = _object_fields(document, name)
+        assert not SECRET_FIELDS & set(fields), name
+        for field, spec in fields.items():
+            assert spec.get("description"), f"{name}.{field} has no description"
+            typed = [_resolved(document, option) for option in spec.get("anyOf", [spec])]
+            assert all("type" in option for option in typed), f"{name}.{field} has no type"
+    tenant = _object_fields(document, "TenantObject")
+    assert {"has_credentials", "has_report_signing_secret", "client_auth"} <= set(tenant)
+    client_auth = document["components"]["schemas"]["ClientAuthObject"]["properties"]
+    assert set(client_auth) == {"method", "user"}
+    for nested in ("RateLimits", "LargeFileConfig"):
+        for field, spec in document["components"]["schemas"][nested]["properties"].items():
+            assert spec.get("description"), f"{nested}.{field} has no description"
+    account = _object_fields(document, "AccountObject")
+    assert {"has_password", "secret_option_keys", "options"} <= set(account)

@@ -127,3 +127,18 @@ def test_local_commands_are_quiet(tmp_path: Path, cli_env: dict[str, str]) -> No
         result = run_cli(args, env, tmp_path)
         assert result.returncode == 0, result.stderr
         assert result.stderr == "", (args, result.stderr)
+
+
+def test_a_named_instance_is_called_with_its_own_token(
+    home: Path, cli_env: dict[str, str], instance
+) -> None:
+    # the README's quickstart exports MAILPROXY_API_TOKEN for the service on :8000; its CLI
+    # section then starts and uses a named instance in the same shell
+    name, _port = instance
+    exported = {**cli_env, "MAILPROXY_API_TOKEN": "token-of-another-instance"}
+    stats = run_cli([name, "stats", "--json"], exported, home)
+    assert stats.returncode == 0, stats.stderr
+    assert "tenants" in json.loads(stats.stdout)
+    # an explicit --token still wins
+    refused = run_cli([name, "stats", "--token", "wrong"], exported, home)
+    assert refused.returncode == 1 and "401 unauthorized" in refused.stderr

@@ -424,3 +424,29 @@ def test_storable_text_replaces_only_what_no_column_can_store(text: str, stored:
 
     assert storable_text(text) == stored
     stored.encode("utf-8")  # storable
+
+
+class _CountedText(str):
+    """A text value that counts how often ``repr`` renders it."""
+
+    renders = 0
+
+    def __repr__(self) -> str:
+        type(self).renders += 1
+        return super().__repr__()
+
+
+async def test_statement_arguments_are_rendered_only_when_logged(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the database library logs every statement's arguments at DEBUG; building that text for a
+    # large parameter held the event loop, so it is built only when the line is written
+    _CountedText.renders = 0
+    with caplog.at_level("INFO", logger="databases"):
+        await db.execute(scratch.insert().values(id=1, value=_CountedText("quiet")))
+    assert _CountedText.renders == 0
+    with caplog.at_level("DEBUG", logger="databases"):
+        await db.execute(scratch.insert().values(id=2, value=_CountedText("logged")))
+    assert _CountedText.renders >= 1  # once per handler that formats the line
+    assert any("'logged'" in record.getMessage() for record in caplog.records)
+    assert await _values(db) == ["quiet", "logged"]

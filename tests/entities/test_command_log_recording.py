@@ -18,6 +18,7 @@ from quart import Quart
 from mailproxy_core.api.command_recording import (
     RESPONSE_SUMMARY_BYTES,
     attributed_tenant,
+    masked_large_payload,
     masked_payload,
     summarise,
 )
@@ -331,6 +332,36 @@ def test_payload_text_is_kept_when_nothing_is_masked() -> None:
     assert text == '{"a":{"password":"***"}}'
     assert masked_payload(b"not json") == (None, None)
     assert masked_payload(b"") == (None, None)
+
+
+async def test_large_payloads_are_masked_like_small_ones() -> None:
+    # the large-body path (yielding) stores exactly what the one-call path stores
+    bodies = [
+        b'{ "name" : "relay",  "n": 1 }',
+        b'{"a": {"pass\\u0077ord": "pw"}, "b": [1, 2, {"token": "t", "x": null}], "c": "\\ud800"}',
+        json.dumps(
+            {
+                "messages": [
+                    {
+                        "id": f"m{n}",
+                        "to": ["a@b.c"] * 50,
+                        "attachments": [
+                            {"filename": "f", "storage_path": "https://x", "auth": {"token": "s3"}}
+                        ],
+                    }
+                    for n in range(300)
+                ]
+            }
+        ).encode(),
+        b"not json",
+        b"",
+        b"[" * 100 + b"]" * 100,
+    ]
+    for raw in bodies:
+        assert await masked_large_payload(raw) == masked_payload(raw), raw[:60]
+        if masked_payload(raw)[0] is not None:
+            parsed = json.loads(raw)
+            assert await masked_large_payload(raw, parsed) == masked_payload(raw, parsed)
 
 
 def test_summaries() -> None:

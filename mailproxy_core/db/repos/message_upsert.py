@@ -19,7 +19,9 @@ the locked, current row version).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -123,9 +125,24 @@ def upsert_sql(dialect: Dialect) -> str:
     )
 
 
-def encode_rows(rows: Iterable[Iterable[Any]]) -> str:
-    """The ``:rows`` parameter: a compact JSON array of row arrays."""
-    return json.dumps([list(row) for row in rows], ensure_ascii=False, separators=(",", ":"))
+ENCODE_SLICE_SECONDS = 0.01
+"""Longest stretch of :func:`encode_rows_yielding` between two yields to the event loop."""
+
+
+async def encode_rows_yielding(rows: Iterable[Iterable[Any]]) -> str:
+    """The ``:rows`` parameter: a compact JSON array of row arrays.
+
+    Encoded one row at a time, handing the event loop back every ``ENCODE_SLICE_SECONDS``: a
+    chunk of large messages (payloads of tens of kilobytes each) takes
+    long enough to encode in one call that other requests would wait for it."""
+    parts = []
+    since = time.perf_counter()
+    for row in rows:
+        parts.append(json.dumps(list(row), ensure_ascii=False, separators=(",", ":")))
+        if time.perf_counter() - since >= ENCODE_SLICE_SECONDS:
+            await asyncio.sleep(0)
+            since = time.perf_counter()
+    return "[" + ",".join(parts) + "]"
 
 
 def json_values(dialect: Dialect, values: Iterable[Any], sql_type: Any = sa.Text) -> sa.Select[Any]:

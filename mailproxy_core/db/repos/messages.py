@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from ..engine import Database, Row
 from ..jsontext import decode_json
 from ..schema import LEASED_STATUS, READY_STATUSES, accounts, message_events, messages, tenants
-from .message_upsert import encode_rows, json_values, upsert_sql
+from .message_upsert import encode_rows_yielding, json_values, upsert_sql
 
 ACTIVE_STATUSES = (*READY_STATUSES, LEASED_STATUS)
 """Statuses of a message that is not finished: pending, deferred, sending."""
@@ -177,7 +177,7 @@ class MessagesRepo:
         """Upsert one chunk; returns ``pk, tenant_id, id, created_at`` of the rows written."""
         if self._upsert is None:
             self._upsert = upsert_sql(self._db.dialect)
-        encoded = encode_rows(_row_values(row, outcome) for row in chunk)
+        encoded = await encode_rows_yielding(_row_values(row, outcome) for row in chunk)
         return await self._db.fetch_all(self._upsert, {"rows": encoded})
 
     async def _statuses(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:

@@ -1,0 +1,137 @@
+"""The yielding JSON check and parser agree with ``too_deep`` and ``json.loads`` on every input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from typing import Any
+
+import pytest
+
+from mailproxy_core.api import json_yielding
+from mailproxy_core.api.json_limits import MAX_JSON_DEPTH, too_deep
+from mailproxy_core.api.json_yielding import loads_yielding, too_deep_yielding
+
+SAMPLES = [
+    "{}",
+    "[]",
+    " 1 ",
+    '"text"',
+    "null",
+    '{"a": [1, 2.5, -3e4, true, false, null, "x\\"y\\\\", {"b": {}}], "a": 2}',
+    '[NaN, Infinity, -Infinity, "\\ud800", "\\u00e9", "é", "[{", "\\\\"]',
+    '  {  "messages" :  [ {"id": "m1", "to": ["a@b.c", "d@e.f"]} , {"id" :"m2"} ]  }  ',
+    '{"k": ' + "[" * 30 + "]" * 30 + "}",
+]
+MALFORMED = [
+    "",
+    "[1, 2",
+    '{"a" 1}',
+    '{"a": 1,}',
+    "[1 2]",
+    "[1,]",
+    "{a: 1}",
+    "[1] x",
+    '{"a": [1, 2, {"b": tru}]}',
+    '["unterminated]',
+]
+
+
+def _random_value(rng: random.Random, depth: int) -> Any:
+    kind = rng.randrange(8 if depth < 6 else 5)
+    if kind == 0:
+        return rng.randrange(-(10**6), 10**6)
+    if kind == 1:
+        return rng.random()
+    if kind == 2:
+        return rng.choice([True, False, None])
+    if kind in (3, 4):
+        return "".join(rng.choice('ab"\\[]{}é \n') for _ in range(rng.randrange(12)))
+    if kind in (5, 6):
+        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(6))]
+    return {f"k{rng.randrange(5)}": _random_value(rng, depth + 1) for _ in range(rng.randrange(6))}
+
+
+@pytest.fixture
+def tiny_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows and chunks of a few characters, so that every code path is taken on small
+    inputs (containers walked element by element, depth carried across many chunks)."""
+    monkeypatch.setattr(json_yielding, "WINDOW_CHARS", 8)
+    monkeypatch.setattr(json_yielding, "RUN_CHARS", 16)
+    monkeypatch.setattr(json_yielding, "CHUNK_BYTES", 3)
+    monkeypatch.setattr(json_yielding, "SLICE_SECONDS", 0.0)
+
+
+@pytest.mark.usefixtures("tiny_pieces")
+@pytest.mark.parametrize("window", [8, 40, 200])
+async def test_parses_like_json_loads(window: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # small windows: members one by one; larger ones: runs of members decoded at once too
+    monkeypatch.setattr(json_yielding, "WINDOW_CHARS", window)
+    monkeypatch.setattr(json_yielding, "RUN_CHARS", window * 2)
+    rng = random.Random(7)
+    texts = SAMPLES + [
+        json.dumps(_random_value(rng, 0), indent=rng.choice([None, 1])) for _ in range(300)
+    ]
+    texts.append(json.dumps(list(range(500))))
+    texts.append(json.dumps({f"k{n}": [n, {"x": str(n)}] for n in range(300)}))
+    texts.append('{"a": 1, "b": 2, "a": 3}' * 1)
+    for text in texts:
+        expected = json.loads(text)
+        got = await loads_yielding(text.encode())
+        assert json.dumps(got) == json.dumps(expected), text  # same keys, order, values
+    assert await loads_yielding('"x"'.encode("utf-16")) == "x"
+
+
+@pytest.mark.usefixtures("tiny_pieces")
+async def test_malformed_text_raises_json_decode_error() -> None:
+    for text in MALFORMED:
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(text)
+        with pytest.raises(json.JSONDecodeError):
+            await loads_yielding(text.encode())
+
+
+@pytest.mark.usefixtures("tiny_pieces")
+async def test_depth_check_agrees_with_too_deep() -> None:
+    rng = random.Random(11)
+    limit = MAX_JSON_DEPTH
+    texts = [
+        "[" * limit + "]" * limit,
+        "[" * (limit + 1) + "]" * (limit + 1),
+        '{"a":' * limit + "1" + "}" * limit,
+        '{"a":[' * 17 + "1" + "]}" * 17,
+        '["' + "[" * 1000 + '\\"' + "{" * 1000 + '"]',
+        '["\\\\", ' + "[]" * 1000 + "]",
+        '["\\\\", ' + "[" * 40 + "]" * 40 + "]",
+        '["\\\\\\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["]',
+        "[" + ",".join(["[[1]]"] * 1000) + "]",
+        "[" * 100_000,
+    ]
+    for _ in range(200):
+        depth = rng.randrange(limit - 3, limit + 4)
+        texts.append('{"x":"[\\\\\\"\\\\", "y":' * depth + "0" + "}" * depth)
+    for text in texts:
+        assert await too_deep_yielding(text.encode()) == too_deep(text), text[:80]
+
+
+async def test_large_body_yields_to_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    # about 3 MB: checked and parsed in many pieces, each handing the loop back
+    monkeypatch.setattr(json_yielding, "SLICE_SECONDS", 0.0)
+    body = json.dumps({"messages": [{"id": f"m{n}", "to": ["a@b.c"] * 200} for n in range(2000)]})
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    try:
+        assert not await too_deep_yielding(body.encode())
+        before = ticks
+        assert await loads_yielding(body.encode()) == json.loads(body)
+    finally:
+        task.cancel()
+    assert ticks > before > 0
