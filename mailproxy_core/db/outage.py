@@ -2,12 +2,15 @@
 
 ``is_unavailable`` recognises, anywhere in an exception's cause chain, the errors a driver raises
 when the database cannot be reached: a refused or reset connection, a connection that the server
-closed (``AdminShutdownError`` when PostgreSQL stops), a server still starting. The API answers
+closed (``AdminShutdownError`` when PostgreSQL stops), a server still starting, a connection left
+broken by a shutdown that arrived mid-statement. The API answers
 those with 503 and ``Retry-After`` instead of 500.
 
 ``OutageLog`` keeps the log bounded during an outage: one WARNING when the database goes away, a
 reminder at most once per ``REMINDER_SECONDS`` while it stays away (with the number of failures
-since the last line), one INFO when it is back.
+since the last line), one INFO when it is back. Every background loop that talks to the database
+(dispatcher, reporting and its state writer, retention, receipt leases, the PostgreSQL ``LISTEN``
+connection) keeps one, with a first line that says what waits meanwhile (``effect``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ _DRIVER_OUTAGE_NAMES = frozenset(
     }
 )
 
+_BROKEN_PROTOCOL = ("another operation", "unknown protocol state")
+"""What asyncpg's ``InternalClientError`` says when the server went away in the middle of a
+statement and left the connection's protocol in a state it cannot leave (seen when PostgreSQL
+stops under load)."""
+
 
 def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` (or what caused it) means the database cannot be reached right now."""
@@ -49,6 +57,10 @@ def is_unavailable(exc: BaseException) -> bool:
             return True
         if type(current).__name__ == "InterfaceError" and "closed" in str(current).lower():
             return True  # asyncpg: "connection is closed"
+        if type(current).__name__ == "InternalClientError" and any(
+            words in str(current) for words in _BROKEN_PROTOCOL
+        ):
+            return True  # asyncpg: a server shutdown arrived mid-statement on a pooled connection
         current = current.__cause__ or current.__context__
     return False
 
@@ -56,8 +68,15 @@ def is_unavailable(exc: BaseException) -> bool:
 class OutageLog:
     """One WARNING when the database goes away, a reminder per minute, one INFO when it is back."""
 
-    def __init__(self, logger: logging.Logger, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        effect: str = "API calls answer 503 until it is back",
+    ) -> None:
         self._logger = logger
+        self._effect = effect
         self._clock = clock
         self._down_since: float | None = None
         self._last_line = 0.0
@@ -76,8 +95,7 @@ class OutageLog:
             self._down_since = self._last_line = now
             self._failures = 0
             self._logger.warning(
-                "database unavailable (%s); API calls answer 503 until it is back",
-                type(exc).__name__,
+                "database unavailable (%s); %s", type(exc).__name__, self._effect
             )
         elif now - self._last_line >= REMINDER_SECONDS:
             self._logger.warning(

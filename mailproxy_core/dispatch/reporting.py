@@ -93,7 +93,7 @@ class ReportingLoop:
         self.mp = mp
         self.settings = mp.settings
         self.states: dict[str, TenantState] = {}
-        self._outage = OutageLog(log)
+        self._outage = OutageLog(log, effect="delivery reports wait until it is back")
         self.writer = StateWriter(mp, self.states)
         self._stopping = False
         self._scanning = False

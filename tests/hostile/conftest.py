@@ -109,16 +109,24 @@ def _wait_until_up(url: str, alive: Any) -> None:
 
 
 @contextmanager
-def running_service(db: str, root: Path, *, test_mode: bool = True) -> Iterator[Service]:
+def running_service(
+    db: str,
+    root: Path,
+    *,
+    test_mode: bool = True,
+    extra_plugins: dict[str, object] | None = None,
+    **values: Any,
+) -> Iterator[Service]:
     """mail-proxy on ``db`` served over HTTP in a background thread, with an SMTP sink.
 
-    ``test_mode=False`` runs the dispatcher and reporting loops too.
+    ``test_mode=False`` runs the dispatcher and reporting loops too; ``extra_plugins`` are
+    in-process plugin objects, ``values`` further settings.
     """
     sink = Sink()
     controller = Controller(sink, hostname="127.0.0.1", port=free_port())
     controller.start()
-    settings = Settings.from_values(db=db, api_token=ADMIN_TOKEN, test_mode=test_mode)
-    app = create_app(settings)
+    settings = Settings.from_values(db=db, api_token=ADMIN_TOKEN, test_mode=test_mode, **values)
+    app = create_app(settings, extra_plugins=extra_plugins)
     port = free_port()
     config = Config()
     config.bind = [f"127.0.0.1:{port}"]

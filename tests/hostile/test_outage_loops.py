@@ -1,0 +1,160 @@
+"""Every background loop keeps the log bounded while PostgreSQL is away, and says when it is back.
+
+Each test runs the kernel on a throw-away PostgreSQL cluster (``tests/pgcluster.py``, never the
+machine's own server), makes one loop retry many times a second, stops the cluster for a few
+seconds and starts it again: the loop writes at most one WARNING (no ERROR, no traceback) for
+the outage and one INFO when the database answers again. Before the fix each retry wrote a line
+(a WARNING per reconnection attempt of the ``LISTEN`` connection, a traceback per round of the
+receipt, retention and report-state loops).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from mailproxy_core import MailProxy, ReceiptHandlerSpec, Settings, hookimpl
+from mailproxy_core.app import create_app, kernel_of
+from mailproxy_core.db import notifications
+from mailproxy_core.dispatch import receipts, report_state
+from mailproxy_core.dispatch.report_state import Outcome, StateWriter
+from mailproxy_core.testing.plugin import ADMIN_TOKEN, admin_token_plugins
+from tests.pgcluster import Cluster, throwaway_cluster
+
+OUTAGE_SECONDS = 3.0
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    with throwaway_cluster() as made:
+        yield made
+
+
+@asynccontextmanager
+async def kernel(
+    cluster: Cluster, plugins: dict[str, object] | None = None, **values: Any
+) -> AsyncIterator[MailProxy]:
+    schema = f"loops_{uuid.uuid4().hex[:10]}"
+    settings = Settings.from_values(
+        db=f"{cluster.url}?schema={schema}", api_token=ADMIN_TOKEN, **values
+    )
+    app = create_app(settings, extra_plugins={**(plugins or {}), **admin_token_plugins()})
+    async with app.test_app():
+        yield kernel_of(app)
+
+
+async def until(condition: Callable[[], bool], within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def outage(cluster: Cluster) -> None:
+    """Stop the cluster for ``OUTAGE_SECONDS`` and start it again."""
+    await asyncio.to_thread(cluster.stop)
+    await asyncio.sleep(OUTAGE_SECONDS)
+    await asyncio.to_thread(cluster.start)
+
+
+def lines_of(caplog: pytest.LogCaptureFixture, logger: str) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.name == logger]
+
+
+def assert_bounded(records: list[logging.LogRecord]) -> None:
+    """At most one WARNING, no ERROR, no traceback, and one INFO saying the database is back."""
+    texts = [(r.levelname, r.getMessage()) for r in records]
+    assert not [r for r in records if r.levelno >= logging.ERROR or r.exc_info], texts
+    warnings = [r for r in records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, texts
+    assert warnings[0].getMessage().startswith("database unavailable ("), texts
+    assert [r for r in records if "available again" in r.getMessage()], texts
+
+
+def back_again(caplog: pytest.LogCaptureFixture, logger: str) -> Callable[[], bool]:
+    return lambda: any("available again" in r.getMessage() for r in lines_of(caplog, logger))
+
+
+async def test_listen_connection_logs_an_outage_once(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(notifications, "RECONNECT_DELAYS", (0.05,))  # ~60 attempts in 3 s
+    async with kernel(cluster, test_mode=True) as mp:
+        listener = mp.db.listener
+        assert listener is not None and await listener.wait_connected(20)
+        with caplog.at_level(logging.INFO, logger=notifications.log.name):
+            await outage(cluster)
+            await until(back_again(caplog, notifications.log.name))
+            assert listener.connected
+        assert_bounded(lines_of(caplog, notifications.log.name))
+
+
+class IdleHandler:
+    """A receipt handler with nothing to read."""
+
+    poll_interval = 0.1
+
+    def __init__(self, mp: MailProxy) -> None:
+        self.polls = 0
+
+    async def poll(self) -> None:
+        self.polls += 1
+
+
+class ReceiptsPlugin:
+    @hookimpl
+    def mailproxy_register_receipt_handlers(self) -> list[ReceiptHandlerSpec]:
+        return [ReceiptHandlerSpec(name, IdleHandler) for name in ("alpha", "beta")]
+
+
+async def test_receipt_loop_logs_an_outage_once(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(receipts, "RENEW_EVERY", 0.1)  # both handlers retry the lease 10x/s
+    async with kernel(cluster, {"receipts": ReceiptsPlugin()}, test_mode=False) as mp:
+        loop = mp.receipt_loop
+        assert loop is not None
+        await until(lambda: all(state.polls for state in loop.states.values()))
+        with caplog.at_level(logging.INFO, logger=receipts.log.name):
+            await outage(cluster)
+            await until(back_again(caplog, receipts.log.name))
+            polls = {name: state.polls for name, state in loop.states.items()}
+            await until(lambda: all(s.polls > polls[n] for n, s in loop.states.items()))
+        assert_bounded(lines_of(caplog, receipts.log.name))
+
+
+async def test_retention_loop_logs_an_outage_once(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    retention_log = "mailproxy_core.dispatch.retention"
+    # report_interval 1 s: a retention round every second
+    async with kernel(cluster, test_mode=False, report_interval=1) as mp:
+        assert mp.background_tasks["report_retention"].done() is False
+        with caplog.at_level(logging.INFO, logger=retention_log):
+            await outage(cluster)
+            await until(back_again(caplog, retention_log))
+        assert_bounded(lines_of(caplog, retention_log))
+
+
+async def test_report_state_writer_logs_an_outage_once(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with kernel(cluster, test_mode=True) as mp:
+        await mp.repos.tenants.add("acme")
+        writer = StateWriter(mp, {})
+        with caplog.at_level(logging.INFO, logger=report_state.log.name):
+            await asyncio.to_thread(cluster.stop)
+            writer.put(Outcome(tenant_id="acme", ts=time.time(), ok=True))
+            flushing = asyncio.create_task(writer.flush())  # retries every 0.5 s meanwhile
+            await asyncio.sleep(OUTAGE_SECONDS)
+            assert not flushing.done()
+            await asyncio.to_thread(cluster.start)
+            await asyncio.wait_for(flushing, timeout=30)
+        assert_bounded(lines_of(caplog, report_state.log.name))
