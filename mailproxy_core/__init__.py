@@ -9,6 +9,7 @@ from __future__ import annotations
 from .api.auth import RouteInfo, extract_token, route_info
 from .api.endpoint import POST, Endpoint, admin_only, any_principal, public, tenant_scoped
 from .crypto import SecretBox, hash_token, mask_secrets, new_token, verify_token
+from .db.outage import OutageLog, is_unavailable
 from .db.plugin_data import PluginData
 from .errors import (
     AttachmentError,
@@ -105,6 +106,7 @@ __all__ = [
     "MigrationContext",
     "MigrationSpec",
     "NotFound",
+    "OutageLog",
     "PermanentSendError",
     "PluginData",
     "PluginError",
@@ -143,6 +145,7 @@ __all__ = [
     "extract_token",
     "hash_token",
     "hookimpl",
+    "is_unavailable",
     "mask_secrets",
     "new_token",
     "public",

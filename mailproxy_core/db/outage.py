@@ -11,6 +11,11 @@ reminder at most once per ``REMINDER_SECONDS`` while it stays away (with the num
 since the last line), one INFO when it is back. Every background loop that talks to the database
 (dispatcher, reporting and its state writer, retention, receipt leases, the PostgreSQL ``LISTEN``
 connection) keeps one, with a first line that says what waits meanwhile (``effect``).
+
+``OutageTracebackFilter`` (installed on the driver's pool logger, ``asyncpg.pool``, when a
+PostgreSQL database is opened) keeps asyncpg's own "Failed to restore the pool connection floor;
+retrying" line, which asyncpg repeats with a doubling back-off while the server is away, but
+drops its traceback when the error is an outage: the exception's type is appended instead.
 """
 
 from __future__ import annotations
@@ -65,6 +70,29 @@ def is_unavailable(exc: BaseException) -> bool:
     return False
 
 
+DRIVER_POOL_LOGGER = "asyncpg.pool"
+"""The database driver's pool logger, whose outage tracebacks ``OutageTracebackFilter`` drops."""
+
+
+class OutageTracebackFilter(logging.Filter):
+    """Drops the traceback of a record whose exception is a database outage (see module doc)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and is_unavailable(exc):
+            record.msg = f"{record.msg} ({type(exc).__name__}: database unavailable)"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_driver_outage_tracebacks() -> None:
+    """Install ``OutageTracebackFilter`` on the driver's pool logger (once)."""
+    pool_log = logging.getLogger(DRIVER_POOL_LOGGER)
+    if not any(isinstance(f, OutageTracebackFilter) for f in pool_log.filters):
+        pool_log.addFilter(OutageTracebackFilter())
+
+
 class OutageLog:
     """One WARNING when the database goes away, a reminder per minute, one INFO when it is back."""
 
@@ -94,9 +122,7 @@ class OutageLog:
         if self._down_since is None:
             self._down_since = self._last_line = now
             self._failures = 0
-            self._logger.warning(
-                "database unavailable (%s); %s", type(exc).__name__, self._effect
-            )
+            self._logger.warning("database unavailable (%s); %s", type(exc).__name__, self._effect)
         elif now - self._last_line >= REMINDER_SECONDS:
             self._logger.warning(
                 "database still unavailable after %.0f s (%d failed calls since the last line)",

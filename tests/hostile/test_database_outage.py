@@ -7,6 +7,7 @@ again by the test.
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Iterator
@@ -14,7 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from mailproxy_core.db.outage import OutageLog, is_unavailable
+from mailproxy_core.db.outage import (
+    DRIVER_POOL_LOGGER,
+    OutageLog,
+    is_unavailable,
+    quiet_driver_outage_tracebacks,
+)
 from tests.hostile.conftest import running_service
 from tests.pgcluster import Cluster, throwaway_cluster
 
@@ -122,3 +128,31 @@ def test_outage_errors_are_told_from_bugs() -> None:
     assert is_unavailable(wrapped)
     assert not is_unavailable(ValueError("a bug"))
     assert not is_unavailable(KeyError("x"))
+
+
+def test_driver_pool_outage_warnings_keep_one_line_without_traceback() -> None:
+    quiet_driver_outage_tracebacks()
+    quiet_driver_outage_tracebacks()  # installed once
+    pool = logging.getLogger(DRIVER_POOL_LOGGER)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    pool.addHandler(handler)
+    try:
+        for error in (ConnectionRefusedError(111, "Connect call failed"), ValueError("a bug")):
+            try:
+                raise error
+            except Exception:
+                pool.warning("Failed to restore the pool connection floor; retrying", exc_info=True)
+    finally:
+        pool.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == (
+        "WARNING asyncpg.pool: Failed to restore the pool connection floor; retrying "
+        "(ConnectionRefusedError: database unavailable)"
+    )
+    assert lines[1:3] == [  # a bug keeps its traceback
+        "WARNING asyncpg.pool: Failed to restore the pool connection floor; retrying",
+        "Traceback (most recent call last):",
+    ]
+    assert lines.count("Traceback (most recent call last):") == 1
