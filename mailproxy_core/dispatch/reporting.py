@@ -249,13 +249,18 @@ class ReportingLoop:
                     return
         except asyncio.CancelledError:
             raise
-        except Exception:  # the database failed, say: back off like a failed report
-            log.exception(
-                "reporting to tenant %s failed", tenant_id, extra={"tenant_id": tenant_id}
-            )
+        except Exception as exc:  # back off like a failed report
+            if is_unavailable(exc):
+                self._outage.failed(exc)  # bounded: one line per outage, not per tenant
+                reason = "database unavailable"
+            else:
+                log.exception(
+                    "reporting to tenant %s failed", tenant_id, extra={"tenant_id": tenant_id}
+                )
+                reason = "internal error while reporting"
             now = time.time()
             if not state.backing_off(now):
-                self._failed(tenant_id, state, now, "internal error while reporting")
+                self._failed(tenant_id, state, now, reason, quiet=is_unavailable(exc))
         finally:
             state.task = None
             state.settle_cursor()
@@ -304,11 +309,14 @@ class ReportingLoop:
             log.exception("reporter %r failed", tenant.reporter, extra={"tenant_id": tenant.id})
             return ReportAck(ok=False, detail=f"reporter error: {type(exc).__name__}")
 
-    def _failed(self, tenant_id: str, state: TenantState, now: float, detail: str) -> None:
+    def _failed(
+        self, tenant_id: str, state: TenantState, now: float, detail: str, quiet: bool = False
+    ) -> None:
+        """Back off after a failed exchange; ``quiet``: an outage already logged once (INFO)."""
         state.failures += 1
         state.retry_at = now + backoff_delay(state.failures, self.settings.report_interval)
         log.log(
-            logging.WARNING if state.failures == 1 else logging.INFO,
+            logging.WARNING if state.failures == 1 and not quiet else logging.INFO,
             "delivery report to tenant %s failed (%d in a row, next try in %.0f s): %s",
             tenant_id,
             state.failures,

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from mailproxy_core.db import notifications
 from mailproxy_core.dispatch import receipts, report_state
 from mailproxy_core.dispatch.report_state import Outcome, StateWriter
 from mailproxy_core.testing.plugin import ADMIN_TOKEN, admin_token_plugins
+from tests.hostile.conftest import running_service
 from tests.pgcluster import Cluster, throwaway_cluster
 
 OUTAGE_SECONDS = 3.0
@@ -158,3 +160,50 @@ async def test_report_state_writer_logs_an_outage_once(
             await asyncio.to_thread(cluster.start)
             await asyncio.wait_for(flushing, timeout=30)
         assert_bounded(lines_of(caplog, report_state.log.name))
+
+
+@pytest.mark.requires_plugins("smtp", "auth_token", "reporter_http")
+def test_a_tenant_report_cut_by_an_outage_is_logged_once(
+    cluster: Cluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database goes away while a tenant's report is in flight: the tenant's task fails on
+    its next read and backs off, logged as part of the outage (no traceback per tenant)."""
+    from mailproxy_reporter_http.testing import ClientApp
+
+    reporting_log = "mailproxy_core.dispatch.reporting"
+    with (
+        ClientApp() as app,
+        running_service(
+            f"{cluster.url}?schema=report_{uuid.uuid4().hex[:8]}",
+            tmp_path,
+            test_mode=False,
+            report_interval=1,
+        ) as service,
+    ):
+        app.hang = True  # the first report waits for an answer
+        tenant = {"id": "acme", "client_base_url": app.url, "client_auth": {"method": "none"}}
+        assert service.post("/tenants/add", tenant).status_code == 200
+        account = {"id": "smtp", "tenant_id": "acme", "host": "127.0.0.1",
+                   "port": service.smtp_port, "use_tls": False}  # fmt: skip
+        assert service.post("/accounts/add", account).status_code == 200
+        messages = [
+            {"id": f"r{n}", "tenant_id": "acme", "account_id": "smtp", "from": "a@acme.example",
+             "to": "b@example.com", "subject": "s", "body": "b"}
+            for n in range(3)
+        ]  # fmt: skip
+        assert service.post("/messages/add_batch", {"messages": messages}).status_code == 200
+        deadline = time.monotonic() + 30
+        while not app.received():
+            assert time.monotonic() < deadline, "no report arrived"
+            time.sleep(0.05)
+        with caplog.at_level(logging.INFO, logger=reporting_log):
+            cluster.stop()
+            app.release()  # answered now: the task goes on and finds the database away
+            time.sleep(OUTAGE_SECONDS)
+            cluster.start()
+            deadline = time.monotonic() + 30
+            while not any("available again" in r.getMessage() for r in caplog.records):
+                assert time.monotonic() < deadline, "the reporting loop never saw it back"
+                time.sleep(0.1)
+        lines = lines_of(caplog, reporting_log)
+        assert_bounded(lines)
