@@ -1,4 +1,4 @@
-"""A throw-away PostgreSQL cluster for outage tests: ``initdb`` + ``pg_ctl`` on a free loopback port.
+"""A throw-away PostgreSQL cluster for outage tests: ``initdb``/``pg_ctl`` on a free loopback port.
 
 Never the machine's own server: the cluster lives in a temporary directory, listens on
 127.0.0.1 only, and is deleted afterwards. PostgreSQL refuses to run as root, so as root the

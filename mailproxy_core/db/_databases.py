@@ -43,7 +43,7 @@ class ReleasingPostgresConnection(PostgresConnection):
 class ReleasingPostgresBackend(PostgresBackend):
     """``databases``' asyncpg backend handing out ``ReleasingPostgresConnection``s."""
 
-    def connection(self) -> ReleasingPostgresConnection:  # type: ignore[override]
+    def connection(self) -> ReleasingPostgresConnection:
         return ReleasingPostgresConnection(self, self._dialect)
 
 

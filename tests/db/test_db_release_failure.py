@@ -27,7 +27,7 @@ async def test_a_failed_release_leaves_the_task_able_to_query(
             real_reset = asyncpg.connection.Connection.reset
             failures = []
 
-            async def reset_on_a_dead_socket(self: object, *, timeout: object = None) -> None:
+            async def reset_on_a_dead_socket(self: object, **_options: object) -> None:
                 failures.append(1)
                 raise ConnectionResetError(104, "Connection reset by peer")
 
