@@ -74,6 +74,9 @@ more: while events keep coming they go out in fewer, larger reports."""
 WRITER_GRACE = 1.0
 """Seconds the state writer always gets at shutdown to record the last acknowledgements."""
 
+LOAD_RETRY_DELAY = 1.0
+"""Seconds between two attempts to load the tenants' states while the database is away."""
+
 TENANT_TTL = 1.0
 """Seconds a tenant task trusts the tenant it loaded (credentials, URL, reporter) when another
 process changes it; a change made in this process is seen at once (``directory_version``)."""
@@ -106,7 +109,7 @@ class ReportingLoop:
         they acknowledged."""
         writer = asyncio.create_task(self.writer.run(), name="mailproxy:report-writer")
         try:
-            await self._load_states()
+            await self._load_states_when_available()
             _loops[self.mp] = self
             if self.settings.test_mode:
                 await self._run_on_request()
@@ -164,6 +167,21 @@ class ReportingLoop:
         ]
         wait = min(due, default=now + interval) - now
         return min(max(wait, MIN_PASS_GAP), interval)
+
+    async def _load_states_when_available(self) -> None:
+        """Load the tenants' states; while the database is away, wait for it (logged once)
+        instead of ending the task."""
+        while True:
+            try:
+                await self._load_states()
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                self._outage.failed(exc)
+                await asyncio.sleep(LOAD_RETRY_DELAY)
+            else:
+                self._outage.succeeded()
+                return
 
     async def _load_states(self) -> None:
         for tenant_id, row in (await self.mp.repos.sync_state.get_all()).items():

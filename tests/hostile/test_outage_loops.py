@@ -207,3 +207,25 @@ def test_a_tenant_report_cut_by_an_outage_is_logged_once(
                 time.sleep(0.1)
         lines = lines_of(caplog, reporting_log)
         assert_bounded(lines)
+
+
+@pytest.mark.requires_plugins("ee_bounce")
+async def test_no_background_task_ends_on_an_outage(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every background task outlives an outage that starts right after startup. Before, the
+    bounce configuration refresh ended for good on a database error, and so did the reporting
+    loop when the outage came before it had loaded the tenants' states."""
+    bounce_log = "mailproxy_ee_bounce.runtime"
+    sections = {"ee_bounce": {"config_refresh": 0.1}}
+    async with kernel(cluster, test_mode=False, plugin_sections=sections) as mp:
+        tasks = dict(mp.background_tasks)
+        with caplog.at_level(logging.INFO):
+            await outage(cluster)
+            await until(back_again(caplog, bounce_log))
+            await asyncio.sleep(1.0)  # a round of every short loop after the restart
+        ended = [name for name, task in tasks.items() if task.done()]
+        assert not ended, ended
+        assert_bounded(lines_of(caplog, bounce_log))
+        kernel_errors = [r for r in lines_of(caplog, "mailproxy_core.kernel") if r.levelno >= 40]
+        assert not kernel_errors, [r.getMessage() for r in kernel_errors]
