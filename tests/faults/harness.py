@@ -195,7 +195,9 @@ class ClientApp:
         if self._thread is not None:
             self._thread.join(timeout=10)
 
-    def reposted_after_ack(self, excused: set[str] = frozenset()) -> dict[str, int]:  # type: ignore[assignment]
+    def reposted_after_ack(
+        self, excused: frozenset[str] | set[str] = frozenset()
+    ) -> dict[str, int]:
         """event_id -> times it was posted again after its acknowledgement (``excused`` left out:
         acknowledgements a SIGKILL kept from being recorded, which the contract allows again)."""
         with self._lock:
