@@ -10,7 +10,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 SRC_DIRS := $(foreach p,$(PLUGIN_DIRS) $(EE_DIRS),$(p)/src)
 SPACE := $(subst ,, )
 
-.PHONY: install install-test emulators test-deps serve test lint format bench client clean
+.PHONY: install install-test emulators test-deps serve test test-faults lint format bench client clean
 
 # System packages the tests drive as real peers: Debian's chromium (the /docs browser test) and
 # dovecot-imapd (the private IMAP server of the enterprise bounce and PEC tests).
@@ -72,6 +72,11 @@ test: install-test test-deps
 	MAILPROXY_TEST_ALL_PLUGINS=1 $(BIN)/python -m pytest -q -rs -n $(PYTEST_WORKERS) \
 		--dist loadfile --durations=10
 	$(BIN)/tox -q -e $(TOX_FAST_ENVS)
+
+# The fault suite (docs/operations.md): real processes, SIGKILL, peers and a PostgreSQL cluster
+# going away. Minutes long, so `make test` skips it; run before a release. -s shows its figures.
+test-faults: install-test
+	MAILPROXY_FAULTS=1 MAILPROXY_TEST_ALL_PLUGINS=1 $(BIN)/python -m pytest tests/faults -v -s -rs
 
 lint: install-test
 	$(BIN)/ruff check .

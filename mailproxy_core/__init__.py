@@ -18,6 +18,7 @@ from .api.endpoint import (
     tenant_scoped,
 )
 from .crypto import SecretBox, hash_token, mask_secrets, new_token, verify_token
+from .db.outage import OutageLog, is_unavailable
 from .db.plugin_data import PluginData
 from .errors import (
     AttachmentError,
@@ -116,6 +117,7 @@ __all__ = [
     "MigrationContext",
     "MigrationSpec",
     "NotFound",
+    "OutageLog",
     "PermanentSendError",
     "PluginData",
     "PluginError",
@@ -157,6 +159,7 @@ __all__ = [
     "extract_token",
     "hash_token",
     "hookimpl",
+    "is_unavailable",
     "mask_secrets",
     "method_scope",
     "new_token",

@@ -14,15 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mailproxy_core.testing.live import free_port
+
 pytestmark = pytest.mark.requires_plugins("auth_token")
 
 BIN = Path(sys.executable).parent / "mail-proxy"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_health(url: str, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:

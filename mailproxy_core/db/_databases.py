@@ -1,4 +1,4 @@
-"""``databases.Database`` with the three fixes this service needs.
+"""``databases.Database`` with the four fixes this service needs.
 
 1. SQLite uses ``QueueSQLiteBackend`` (``_sqlite.py``) instead of the stock backend.
 2. Transactions always give their connection back. In ``databases`` 0.9, when ``BEGIN``,
@@ -12,6 +12,12 @@
    for a statement carrying a large JSON parameter (an ``add_batch`` chunk, the command log's
    copy of a 27 MB body) that alone held the event loop for tens of milliseconds per statement.
    The backends' ``repr`` is replaced by one that defers the work until the line is formatted.
+4. A PostgreSQL connection is forgotten even when giving it back fails. asyncpg's pool resets a
+   connection on release; when the server went away, the reset fails, asyncpg terminates the
+   connection and re-raises. The stock backend then keeps the dead connection as "acquired", and
+   every later query of the same task fails with ``Connection is already acquired``: a
+   long-lived loop (the dispatcher) never worked again after a database outage.
+   ``ReleasingPostgresConnection`` drops its reference first.
 
 This module touches private attributes of ``databases.core.Connection``; the dependency is pinned
 to ``databases>=0.9,<0.10`` and ``tests/db`` exercises both paths.
@@ -23,11 +29,32 @@ import importlib
 from typing import Any
 
 import databases
+from databases.backends.postgres import PostgresBackend, PostgresConnection
 from databases.core import Connection, Transaction
 
 from ._sqlite import QueueSQLiteBackend
 
+
+class ReleasingPostgresConnection(PostgresConnection):
+    """A PostgreSQL backend connection that is released even when asyncpg's release raises."""
+
+    async def release(self) -> None:
+        connection, self._connection = self._connection, None
+        assert connection is not None, "Connection is not acquired"
+        assert self._database._pool is not None, "DatabaseBackend is not running"
+        # on failure asyncpg has terminated the connection and taken it back: nothing to keep
+        await self._database._pool.release(connection)
+
+
+class ReleasingPostgresBackend(PostgresBackend):
+    """``databases``' asyncpg backend handing out ``ReleasingPostgresConnection``s."""
+
+    def connection(self) -> ReleasingPostgresConnection:
+        return ReleasingPostgresConnection(self, self._dialect)
+
+
 _SQLITE_BACKEND = f"{QueueSQLiteBackend.__module__}:{QueueSQLiteBackend.__qualname__}"
+_POSTGRES_BACKEND = f"{ReleasingPostgresBackend.__module__}:{ReleasingPostgresBackend.__qualname__}"
 
 
 class PatchedDatabases(databases.Database):
@@ -37,6 +64,9 @@ class PatchedDatabases(databases.Database):
         **databases.Database.SUPPORTED_BACKENDS,
         "sqlite": _SQLITE_BACKEND,
         "sqlite+aiosqlite": _SQLITE_BACKEND,
+        "postgresql": _POSTGRES_BACKEND,
+        "postgres": _POSTGRES_BACKEND,
+        "postgresql+asyncpg": _POSTGRES_BACKEND,
     }
 
     def transaction(self, *, force_rollback: bool = False, **kwargs: Any) -> Transaction:

@@ -42,6 +42,7 @@ from ..errors import ConfigurationError
 from ._databases import PatchedDatabases
 from ._sqlite import DEFAULT_BUSY_TIMEOUT
 from .notifications import Listener, PgListener, encode_payload, scoped_channel
+from .outage import quiet_driver_outage_tracebacks
 from .url import DatabaseTarget, Dialect, parse_database_setting
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,8 @@ class Database:
         async with self._lifecycle:
             if self._db.is_connected:
                 return
+            if self.dialect != "sqlite":
+                quiet_driver_outage_tracebacks()  # asyncpg's pool logs with its own back-off
             try:
                 await self._db.connect()
                 if self.dialect == "sqlite":

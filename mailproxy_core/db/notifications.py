@@ -11,7 +11,9 @@
   connection would be reset and handed to others). ``PgListener`` owns it: it reconnects with
   back-off when it drops (checked by a periodic probe as well, for drops the socket does not
   report), and after every reconnect calls each callback with ``None``, because notifications
-  sent while it was away are lost and the listener must look for itself.
+  sent while it was away are lost and the listener must look for itself. While the database is
+  away the log stays bounded (``OutageLog``): one WARNING when reconnecting starts failing, a
+  reminder at most once a minute, one INFO when the connection is back.
 - Delivery is best effort: ``NOTIFY`` is a wake-up hint, never the only way work is found.
 
 On SQLite there is only ever one process: notifying does nothing and listening registers nothing.
@@ -26,6 +28,8 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+
+from .outage import OutageLog, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +91,7 @@ class PgListener:
         self._connected = asyncio.Event()
         self._lost = asyncio.Event()
         self._closed = False
+        self._outage = OutageLog(log, effect="cross-process wake-ups wait until it is back")
 
     @property
     def connected(self) -> bool:
@@ -154,12 +159,18 @@ class PgListener:
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
                 attempt += 1
-                log.warning("LISTEN connection failed (%s); retrying in %.1f s", exc, delay)
+                if is_unavailable(exc) or isinstance(exc, TimeoutError):
+                    self._outage.failed(exc)  # bounded: not one line per attempt
+                else:  # not an outage (refused credentials, say): worth its text every time
+                    log.warning("LISTEN connection failed (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 continue
             attempt = 0
-            if reconnected:
-                log.info("LISTEN connection re-established")
+            if reconnected or self._outage.down:
+                if self._outage.down:
+                    self._outage.succeeded()  # one INFO line ends the outage
+                else:
+                    log.info("LISTEN connection re-established")
                 self._broadcast(None)  # anything sent meanwhile was lost: look for yourselves
             reconnected = True
             try:
@@ -189,7 +200,8 @@ class PgListener:
             except TimeoutError:
                 if not await self._probe():
                     return
-        log.warning("LISTEN connection lost; reconnecting")
+        # INFO: a blip is followed by "re-established"; an outage by one WARNING (OutageLog)
+        log.info("LISTEN connection lost; reconnecting")
 
     async def _probe(self) -> bool:
         assert self._connection is not None

@@ -80,7 +80,7 @@ class Dispatcher:
         self.mp = mp
         self.settings = mp.settings
         self.queue = QueueRepo(mp.db)
-        self._outage = OutageLog(log)
+        self._outage = OutageLog(log, effect="sending waits until it is back")
         self.directory = Directory(mp, self.queue)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.in_flight: dict[int, asyncio.Task[None]] = {}

@@ -17,6 +17,8 @@ fails is logged and its error shown in the handler's status) and runs each on it
   as the handler's ``last_error``, and retried next round; it never stops the other handlers.
   A successful poll records ``last_poll_ts`` and clears ``last_error``. Both live in the lease
   row, so every process can show them (``MailProxy.receipt_handler_status``).
+* **Outages.** While the database is away no handler is held (nothing is polled); the loop logs
+  one WARNING, a reminder at most once a minute, and one INFO when the database is back.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..db.notifications import RECEIPT_CHANNEL
+from ..db.outage import OutageLog, is_unavailable
 from ..models import ReceiptHandlerStatus
 
 if TYPE_CHECKING:
@@ -92,6 +95,7 @@ class ReceiptLoop:
             for spec in mp.registry.receipt_handlers
         }
         self._tasks: list[asyncio.Task[None]] = []
+        self._outage = OutageLog(log, effect="receipt handlers are not polled until it is back")
 
     # -- what the kernel asks --------------------------------------------------------------
 
@@ -180,9 +184,14 @@ class ReceiptLoop:
                     state.last_error = row["last_error"]
         except asyncio.CancelledError:
             raise
-        except Exception:  # the database is unreachable, say: not ours until it answers
-            log.exception("could not take the lease of receipt handler %r", state.name)
+        except Exception as exc:  # not ours until the database answers
+            if is_unavailable(exc):
+                self._outage.failed(exc)  # bounded: not one traceback per handler and round
+            else:
+                log.exception("could not take the lease of receipt handler %r", state.name)
             state.holding = False
+        else:
+            self._outage.succeeded()
 
     async def _poll(self, state: HandlerState) -> None:
         renewing = asyncio.create_task(
@@ -218,8 +227,11 @@ class ReceiptLoop:
             await self.mp.repos.receipt_leases.record_poll(state.name, self.owner, now, error=error)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("could not record the poll of receipt handler %r", state.name)
+        except Exception as exc:
+            if is_unavailable(exc):
+                self._outage.failed(exc)
+            else:
+                log.exception("could not record the poll of receipt handler %r", state.name)
         state.last_error = error
         if error is None:
             state.last_poll_ts = float(now)

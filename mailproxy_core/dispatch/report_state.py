@@ -8,7 +8,8 @@ cursor of events handed over but not yet marked reported).
 the exchanges: a tenant's next report does not wait for the database to record the previous one.
 Everything queued while a write is under way, or within ``write_gap`` of the last one, goes out
 together (for one tenant: one transaction marking every acknowledged event and storing the latest
-state). A write that fails is retried; a tenant deleted meanwhile is forgotten. Until an
+state). A write that fails is retried (while the database is away: one WARNING, a reminder at
+most once a minute, one INFO when it is back); a tenant deleted meanwhile is forgotten. Until an
 acknowledgement is written, the tenant's ``cursor`` keeps its events from being handed over
 again; if the process stops before the write, they are reported again after the restart
 (at-least-once, ``event_id`` lets clients de-duplicate).
@@ -21,6 +22,8 @@ import logging
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from ..db.outage import OutageLog, is_unavailable
 
 if TYPE_CHECKING:
     from ..kernel import MailProxy
@@ -115,6 +118,7 @@ class StateWriter:
         self._closing = False
         self.writing = False
         self.gap = write_gap(mp.settings.report_interval, mp.settings.test_mode)
+        self._outage = OutageLog(log, effect="acknowledgements are recorded when it is back")
 
     @property
     def pending(self) -> bool:
@@ -163,17 +167,22 @@ class StateWriter:
             except asyncio.CancelledError:
                 self._queue[:0] = outcomes
                 raise
-            except Exception:
+            except Exception as exc:
                 if not await self._tenant_gone(tenant_id):
-                    log.exception(
-                        "could not record delivery reports of tenant %s; retrying",
-                        tenant_id,
-                        extra={"tenant_id": tenant_id},
-                    )
+                    if is_unavailable(exc):
+                        self._outage.failed(exc)  # bounded: not one traceback per retry
+                    else:
+                        log.exception(
+                            "could not record delivery reports of tenant %s; retrying",
+                            tenant_id,
+                            extra={"tenant_id": tenant_id},
+                        )
                     self._queue[:0] = outcomes
                     await asyncio.sleep(WRITE_RETRY_DELAY)
                     continue
                 # else the tenant was deleted, with its events and state: nothing to record
+            else:
+                self._outage.succeeded()
             state = self.states.get(tenant_id)
             if state is not None:
                 state.unwritten -= sum(len(o.event_ids) for o in outcomes)

@@ -74,6 +74,9 @@ more: while events keep coming they go out in fewer, larger reports."""
 WRITER_GRACE = 1.0
 """Seconds the state writer always gets at shutdown to record the last acknowledgements."""
 
+LOAD_RETRY_DELAY = 1.0
+"""Seconds between two attempts to load the tenants' states while the database is away."""
+
 TENANT_TTL = 1.0
 """Seconds a tenant task trusts the tenant it loaded (credentials, URL, reporter) when another
 process changes it; a change made in this process is seen at once (``directory_version``)."""
@@ -93,7 +96,7 @@ class ReportingLoop:
         self.mp = mp
         self.settings = mp.settings
         self.states: dict[str, TenantState] = {}
-        self._outage = OutageLog(log)
+        self._outage = OutageLog(log, effect="delivery reports wait until it is back")
         self.writer = StateWriter(mp, self.states)
         self._stopping = False
         self._scanning = False
@@ -106,7 +109,7 @@ class ReportingLoop:
         they acknowledged."""
         writer = asyncio.create_task(self.writer.run(), name="mailproxy:report-writer")
         try:
-            await self._load_states()
+            await self._load_states_when_available()
             _loops[self.mp] = self
             if self.settings.test_mode:
                 await self._run_on_request()
@@ -164,6 +167,21 @@ class ReportingLoop:
         ]
         wait = min(due, default=now + interval) - now
         return min(max(wait, MIN_PASS_GAP), interval)
+
+    async def _load_states_when_available(self) -> None:
+        """Load the tenants' states; while the database is away, wait for it (logged once)
+        instead of ending the task."""
+        while True:
+            try:
+                await self._load_states()
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                self._outage.failed(exc)
+                await asyncio.sleep(LOAD_RETRY_DELAY)
+            else:
+                self._outage.succeeded()
+                return
 
     async def _load_states(self) -> None:
         for tenant_id, row in (await self.mp.repos.sync_state.get_all()).items():
@@ -249,13 +267,18 @@ class ReportingLoop:
                     return
         except asyncio.CancelledError:
             raise
-        except Exception:  # the database failed, say: back off like a failed report
-            log.exception(
-                "reporting to tenant %s failed", tenant_id, extra={"tenant_id": tenant_id}
-            )
+        except Exception as exc:  # back off like a failed report
+            if is_unavailable(exc):
+                self._outage.failed(exc)  # bounded: one line per outage, not per tenant
+                reason = "database unavailable"
+            else:
+                log.exception(
+                    "reporting to tenant %s failed", tenant_id, extra={"tenant_id": tenant_id}
+                )
+                reason = "internal error while reporting"
             now = time.time()
             if not state.backing_off(now):
-                self._failed(tenant_id, state, now, "internal error while reporting")
+                self._failed(tenant_id, state, now, reason, quiet=is_unavailable(exc))
         finally:
             state.task = None
             state.settle_cursor()
@@ -304,11 +327,14 @@ class ReportingLoop:
             log.exception("reporter %r failed", tenant.reporter, extra={"tenant_id": tenant.id})
             return ReportAck(ok=False, detail=f"reporter error: {type(exc).__name__}")
 
-    def _failed(self, tenant_id: str, state: TenantState, now: float, detail: str) -> None:
+    def _failed(
+        self, tenant_id: str, state: TenantState, now: float, detail: str, quiet: bool = False
+    ) -> None:
+        """Back off after a failed exchange; ``quiet``: an outage already logged once (INFO)."""
         state.failures += 1
         state.retry_at = now + backoff_delay(state.failures, self.settings.report_interval)
         log.log(
-            logging.WARNING if state.failures == 1 else logging.INFO,
+            logging.WARNING if state.failures == 1 and not quiet else logging.INFO,
             "delivery report to tenant %s failed (%d in a row, next try in %.0f s): %s",
             tenant_id,
             state.failures,

@@ -7,7 +7,8 @@ every tenant, on a timer: ``MessagesRepo.cleanup`` is the one place the rule is 
 
 ``report_retention_seconds = 0`` turns retention off (as in genro-mail-proxy): nothing is deleted
 automatically, ``messages/cleanup`` still works on demand. In test mode the task does nothing,
-like the reporting loop, so tests decide when data goes away.
+like the reporting loop, so tests decide when data goes away. While the database is away the
+task logs one WARNING, a reminder at most once a minute, and one INFO when it is back.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..db.outage import OutageLog, is_unavailable
 from ..db.repos.messages import MessagesRepo
 
 if TYPE_CHECKING:
@@ -63,11 +65,17 @@ async def run_retention(mp: MailProxy) -> None:
     if mp.settings.test_mode:
         return
     interval = retention_interval(mp.settings.report_interval)
+    outage = OutageLog(log, effect="retention waits until it is back")
     while True:
         try:
             await apply_retention(mp)
         except asyncio.CancelledError:
             raise
-        except Exception:  # the database is unreachable, say: the next round tries again
-            log.exception("the retention round failed")
+        except Exception as exc:  # the next round tries again
+            if is_unavailable(exc):
+                outage.failed(exc)  # bounded: not one traceback per round
+            else:
+                log.exception("the retention round failed")
+        else:
+            outage.succeeded()
         await asyncio.sleep(interval)

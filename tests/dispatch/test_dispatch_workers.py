@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ import pytest
 
 from mailproxy_core.db.engine import Database
 from mailproxy_core.testing.db import postgres_test_schema
+from mailproxy_core.testing.live import free_port
 from tests.dispatch.sink import CountingSink
 
 pytestmark = pytest.mark.requires_plugins("smtp", "auth_token")
@@ -29,12 +29,6 @@ pytestmark = pytest.mark.requires_plugins("smtp", "auth_token")
 BIN = Path(sys.executable).parent / "mail-proxy"
 TOKEN = "workers-token"
 ACCOUNTS = ["a1", "a2", "a3", "a4"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Cluster:

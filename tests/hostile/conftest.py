@@ -65,16 +65,23 @@ class Service:
 
 @contextmanager
 def running_service(
-    db: str, root: Path, *, test_mode: bool = True, slow_callback: float | None = None
+    db: str,
+    root: Path,
+    *,
+    test_mode: bool = True,
+    slow_callback: float | None = None,
+    extra_plugins: dict[str, object] | None = None,
+    **values: Any,
 ) -> Iterator[Service]:
     """mail-proxy on ``db`` served over HTTP in a background thread, with an SMTP sink.
 
-    ``test_mode=False`` runs the dispatcher and reporting loops too. ``slow_callback`` (seconds)
-    runs the server's event loop in asyncio debug mode, which logs (logger ``asyncio``, WARNING)
-    every step that held the loop longer than that.
+    ``test_mode=False`` runs the dispatcher and reporting loops too; ``extra_plugins`` are
+    in-process plugin objects, ``values`` further settings. ``slow_callback`` (seconds) runs the
+    server's event loop in asyncio debug mode, which logs (logger ``asyncio``, WARNING) every
+    step that held the loop longer than that.
     """
-    settings = Settings.from_values(db=db, api_token=ADMIN_TOKEN, test_mode=test_mode)
-    with live_service(settings, slow_callback=slow_callback) as live:
+    settings = Settings.from_values(db=db, api_token=ADMIN_TOKEN, test_mode=test_mode, **values)
+    with live_service(settings, extra_plugins=extra_plugins, slow_callback=slow_callback) as live:
         yield Service(url=live.url, sink=live.sink, smtp_port=live.smtp_port, root=root)
 
 

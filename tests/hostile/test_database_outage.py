@@ -1,95 +1,36 @@
 """A PostgreSQL outage: 503 with Retry-After (never 500), readiness says so, the log stays bounded.
 
 The database is a throw-away cluster made with ``initdb`` and run with ``pg_ctl`` on a free
-loopback port (never the machine's own server), stopped and started again by the test.
+loopback port (never the machine's own server, see ``tests/pgcluster.py``), stopped and started
+again by the test.
 """
 
 from __future__ import annotations
 
+import io
 import logging
-import os
-import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from mailproxy_core.db.outage import OutageLog, is_unavailable
-from mailproxy_core.testing.live import free_port
+from mailproxy_core.db.outage import (
+    DRIVER_POOL_LOGGER,
+    OutageLog,
+    is_unavailable,
+    quiet_driver_outage_tracebacks,
+)
 from tests.hostile.conftest import running_service
+from tests.pgcluster import Cluster, throwaway_cluster
 
 pytestmark = pytest.mark.requires_plugins("smtp", "auth_token")
 
 
-def _tool(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
-        return str(candidate)
-    return None
-
-
-@dataclass
-class Cluster:
-    """A throw-away PostgreSQL cluster on 127.0.0.1:``port``."""
-
-    data: Path
-    port: int
-    pg_ctl: str
-    as_user: list[str]
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _ctl(self, *args: str) -> None:
-        command = [*self.as_user, self.pg_ctl, "-D", str(self.data), "-w", *args]
-        subprocess.run(command, check=True, capture_output=True, timeout=120)
-
-    def start(self) -> None:
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data}"
-        self._ctl("-o", options, "-l", str(self.data / "server.log"), "start")
-
-    def stop(self) -> None:
-        self._ctl("-m", "fast", "stop")
-
-
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
-    initdb, pg_ctl = _tool("initdb"), _tool("pg_ctl")
-    if initdb is None or pg_ctl is None:
-        pytest.skip("initdb/pg_ctl not installed (PostgreSQL server binaries)")
-    # not under pytest's tmp_path: as root that is private to root, and PostgreSQL must run as
-    # another user
-    home = Path(tempfile.mkdtemp(prefix="mailproxy-pg-"))
-    data = home / "pgdata"
-    data.mkdir()
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        shutil.chown(home, "postgres")
-        shutil.chown(data, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        [*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    made = Cluster(data, free_port(), pg_ctl, as_user)
-    made.start()
-    try:
+    with throwaway_cluster() as made:
         yield made
-    finally:
-        try:
-            made.stop()
-        except subprocess.CalledProcessError:
-            pass  # already stopped
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_api_answers_503_with_retry_after_while_the_database_is_away(
@@ -187,3 +128,31 @@ def test_outage_errors_are_told_from_bugs() -> None:
     assert is_unavailable(wrapped)
     assert not is_unavailable(ValueError("a bug"))
     assert not is_unavailable(KeyError("x"))
+
+
+def test_driver_pool_outage_warnings_keep_one_line_without_traceback() -> None:
+    quiet_driver_outage_tracebacks()
+    quiet_driver_outage_tracebacks()  # installed once
+    pool = logging.getLogger(DRIVER_POOL_LOGGER)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    pool.addHandler(handler)
+    try:
+        for error in (ConnectionRefusedError(111, "Connect call failed"), ValueError("a bug")):
+            try:
+                raise error
+            except Exception:
+                pool.warning("Failed to restore the pool connection floor; retrying", exc_info=True)
+    finally:
+        pool.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == (
+        "WARNING asyncpg.pool: Failed to restore the pool connection floor; retrying "
+        "(ConnectionRefusedError: database unavailable)"
+    )
+    assert lines[1:3] == [  # a bug keeps its traceback
+        "WARNING asyncpg.pool: Failed to restore the pool connection floor; retrying",
+        "Traceback (most recent call last):",
+    ]
+    assert lines.count("Traceback (most recent call last):") == 1

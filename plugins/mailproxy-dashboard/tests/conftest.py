@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from mailproxy_core import Settings
 from mailproxy_core.app import create_app
 from mailproxy_core.testing.client import ApiClient
 from mailproxy_core.testing.fakes import TenantTokenPlugin
+from mailproxy_core.testing.live import free_port
 from mailproxy_core.testing.plugin import ADMIN_TOKEN, admin_token_plugins
 from mailproxy_core.testing.smtp import ScriptedServer
 
@@ -130,12 +130,6 @@ def signed_in(ui: Callable[[], UiClient]) -> SignIn:
         return client
 
     return make
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LiveService:

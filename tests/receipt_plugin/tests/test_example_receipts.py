@@ -14,7 +14,6 @@ import email
 import importlib.metadata
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ import mailproxy_example_receipts as receipts_plugin
 from mailproxy_core import MailProxy, Settings
 from mailproxy_core.testing.client import ApiClient
 from mailproxy_core.testing.dispatch import dispatch_now
+from mailproxy_core.testing.live import free_port as _free_port
 from mailproxy_core.testing.plugin import ADMIN_TOKEN
 from mailproxy_core.testing.smtp import ScriptedServer
 from mailproxy_example_receipts.handler import read_log
@@ -251,12 +251,6 @@ async def test_a_missing_directory_is_shown_as_the_handler_error(
     assert status.last_error == expected
     await asyncio.to_thread(receipts_dir.mkdir)
     await until(lambda: not failed())
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

@@ -13,7 +13,7 @@ import logging
 from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
-from mailproxy_core import MailproxyError, PluginError, current_kernel
+from mailproxy_core import MailproxyError, OutageLog, PluginError, current_kernel, is_unavailable
 
 from .settings import SECTION, BounceSettings
 from .store import BounceStore
@@ -49,13 +49,27 @@ class BounceRuntime:
         self.return_path = (config.return_path or None) if config.enabled else None
 
     async def run_refresh(self) -> None:
-        """Background task: refresh every ``config_refresh`` seconds until cancelled."""
+        """Background task: refresh every ``config_refresh`` seconds until cancelled.
+
+        A failed refresh keeps the last value and is tried again next round: a database outage
+        is logged once (and a reminder a minute, and once when it is back), never ends the task.
+        """
+        outage = OutageLog(log, effect="the last bounce configuration stays in use")
         while True:
             await asyncio.sleep(self.settings.config_refresh)
             try:
                 await self.refresh()
-            except MailproxyError as exc:  # a database hiccup: keep the last value, try again
+            except asyncio.CancelledError:
+                raise
+            except MailproxyError as exc:
                 log.warning("bounce configuration refresh failed: %s", exc)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    log.exception("bounce configuration refresh failed")
+                else:
+                    outage.failed(exc)
+            else:
+                outage.succeeded()
 
 
 _RUNTIMES: WeakKeyDictionary[MailProxy, BounceRuntime] = WeakKeyDictionary()

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Mapping
 
-from mailproxy_core import MailProxy, MailproxyError
+from mailproxy_core import MailProxy, MailproxyError, OutageLog, is_unavailable
 
 from .config import URL_SCHEMES, Problems, clean_prefix, parse_mount, parse_url
 from .state import state_of
@@ -30,13 +30,20 @@ CLOUD_PROTOCOLS = ("s3", "gcs", "azure")
 async def run_sweep(mp: MailProxy) -> None:
     """Background task: one round at startup, then one every ``sweep_interval`` seconds."""
     interval = state_of(mp).settings.sweep_interval
+    outage = OutageLog(log, effect="expired large files are deleted when it is back")
     while True:
         if not mp.settings.test_mode:
             try:
                 removed = await sweep_expired(mp)
-            except (OSError, MailproxyError):
-                log.exception("deleting expired large files from cloud storage failed")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the next round tries again; the task never ends
+                if is_unavailable(exc):
+                    outage.failed(exc)
+                else:
+                    log.exception("deleting expired large files from cloud storage failed")
             else:
+                outage.succeeded()
                 if removed:
                     log.info("deleted %d expired large files from cloud storage", removed)
         await asyncio.sleep(interval)

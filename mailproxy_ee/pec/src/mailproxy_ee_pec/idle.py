@@ -16,6 +16,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from mailproxy_core import OutageLog, is_unavailable
 from mailproxy_ee_imap import ImapMailbox, ImapSettings
 
 from .handler import HANDLER_NAME, PecReceiptHandler
@@ -37,15 +38,21 @@ async def run_idle_watchers(mp: MailProxy) -> None:
     """Background task: IDLE watchers for every PEC mailbox while this process polls them."""
     handler = PecReceiptHandler.from_kernel(mp)
     watchers: dict[str, tuple[ImapSettings, asyncio.Task[None]]] = {}
+    outage = OutageLog(log, effect="PEC IDLE watchers stay as they are until it is back")
     try:
         while True:
             try:
                 wanted = await _wanted(mp, handler)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the database or the key: logged, tried again next time
-                log.exception("PEC IDLE watchers: cannot read the PEC accounts")
+            except Exception as exc:  # the database or the key: logged, tried again next time
+                if is_unavailable(exc):
+                    outage.failed(exc)  # bounded: not a traceback every RESYNC_SECONDS
+                else:
+                    log.exception("PEC IDLE watchers: cannot read the PEC accounts")
                 wanted = {pk: s for pk, (s, _) in watchers.items()}
+            else:
+                outage.succeeded()
             for pk in list(watchers):
                 settings, task = watchers[pk]
                 if wanted.get(pk) != settings or task.done():

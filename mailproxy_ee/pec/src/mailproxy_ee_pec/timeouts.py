@@ -16,7 +16,15 @@ import time
 import weakref
 from typing import TYPE_CHECKING
 
-from mailproxy_core import EventType, MailProxy, Message, Receipt, ReceiptOutcome
+from mailproxy_core import (
+    EventType,
+    MailProxy,
+    Message,
+    OutageLog,
+    Receipt,
+    ReceiptOutcome,
+    is_unavailable,
+)
 
 from .store import PecStore
 
@@ -106,11 +114,17 @@ async def run_timeouts(mp: MailProxy) -> None:
     if settings.acceptance_timeout <= 0:
         return
     interval = min(settings.poll_interval, MAX_CHECK_INTERVAL)
+    outage = OutageLog(log, effect="pec_timeout checks wait until it is back")
     while True:
         try:
             await record_timeouts(mp, settings)
         except asyncio.CancelledError:
             raise
-        except Exception:  # a database hiccup must not end the task: logged, tried again
-            log.exception("pec_timeout check failed; tried again in %.0f s", interval)
+        except Exception as exc:  # a database hiccup must not end the task: logged, tried again
+            if is_unavailable(exc):
+                outage.failed(exc)
+            else:
+                log.exception("pec_timeout check failed; tried again in %.0f s", interval)
+        else:
+            outage.succeeded()
         await asyncio.sleep(interval)

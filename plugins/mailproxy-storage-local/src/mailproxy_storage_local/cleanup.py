@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Mapping
 
-from mailproxy_core import InvalidInput, MailProxy, MailproxyError
+from mailproxy_core import InvalidInput, MailProxy, OutageLog, is_unavailable
 
 from .links import INDEX_DIR
 from .state import state_of
@@ -29,13 +29,20 @@ log = logging.getLogger(__name__)
 async def run_link_cleanup(mp: MailProxy) -> None:
     """Background task: one round at startup, then one every ``cleanup_interval`` seconds."""
     interval = state_of(mp).settings.cleanup_interval
+    outage = OutageLog(log, effect="expired download files are deleted when it is back")
     while True:
         if not mp.settings.test_mode:
             try:
                 removed = await delete_expired_links(mp)
-            except (OSError, MailproxyError):
-                log.exception("deleting expired download files failed; retrying next round")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the next round tries again; the task never ends
+                if is_unavailable(exc):
+                    outage.failed(exc)
+                else:
+                    log.exception("deleting expired download files failed; retrying next round")
             else:
+                outage.succeeded()
                 if removed:
                     log.info("deleted %d files whose download link expired", removed)
         await asyncio.sleep(interval)
