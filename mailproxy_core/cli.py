@@ -9,6 +9,7 @@ level: the others stay silent unless something goes wrong for them.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import sys
@@ -81,6 +82,19 @@ config_option = click.option(
 )
 
 
+def freeze_startup_heap() -> None:
+    """Keep what start-up built (modules, plugins, schemas, routes) out of garbage collection.
+
+    A full collection walks every tracked object; in a service process most of them were made
+    at start-up and live until it exits. Walking them is what made the longest pauses of the
+    event loop while a large request was processed (a 0.1 s full collection during a 27 MB
+    ``add_batch``); frozen, they are never walked again. Called once, in the service process
+    only (never in a test process, which starts many apps).
+    """
+    gc.collect()
+    gc.freeze()
+
+
 @main.command()
 @config_option
 @click.option("--host", default=None, help="Listen address (MAILPROXY_HOST).")
@@ -96,6 +110,7 @@ def serve(config: str | None, host: str | None, port: int | None) -> None:
     except MailproxyError as err:
         _fail(err)
     kernel_of(app).announce = click.echo
+    freeze_startup_heap()
     try:
         asyncio.run(
             serve_app(
@@ -120,6 +135,7 @@ def worker(config: str | None) -> None:
     from .server import run_worker
 
     mp = _kernel(_settings(config))
+    freeze_startup_heap()
     _run(lambda: run_worker(mp))
 
 

@@ -8,20 +8,13 @@ pieces and hand the loop back between pieces once ``SLICE_SECONDS`` have passed.
 
 * The nesting check is :func:`~mailproxy_core.api.json_limits.too_deep` run over consecutive
   chunks of the text, carrying the string state and the running depth from chunk to chunk.
-* The parser handles containers itself only when they are large: a container is first decoded
-  by the standard library's C scanner from a window of ``WINDOW_CHARS`` characters, which
-  succeeds whenever the whole container fits in the window; only a container that does not fit
-  is walked here. Its members are decoded one per C call when they are large, and in runs of
-  many members per C call (``RUN_CHARS`` of text, see :func:`_batch`) when they are small, so
-  a body of millions of small values costs a few thousand Python-level steps, and no single C
-  call works on more than ``RUN_CHARS`` characters. Measured on bodies of 18-28 MB: one to three
-  times the time of ``json.loads``. The result is the same value ``json.loads`` returns (same
-  decoder: ``NaN``/``Infinity`` accepted, a repeated key keeps its first place and its last
-  value), and malformed text raises ``json.JSONDecodeError``.
+* The parsing is ijson's push parser (the C backend, yajl), fed ``FEED_BYTES`` at a time: a
+  few milliseconds of C work per piece, and about twice the time of ``json.loads`` in all on
+  bodies of many small values (less on bodies of a few large strings).
 
-A faster parser (orjson) was not taken: it parses in one call too, holding the GIL, so a body of
-the maximum size would still hold the loop for well over 100 ms on a loaded machine, and it
-would add a compiled dependency; parsing in pieces bounds the stall whatever the body size.
+A faster one-call parser (orjson) would not do: it parses in one call too, holding the GIL, so a
+body of the maximum size would still hold the loop for well over 100 ms on a loaded machine;
+parsing in pieces bounds the stall whatever the body size.
 Parsing in a thread does not help (the GIL is held for the whole call); in a process pool, the
 result would have to be unpickled in one piece on the loop.
 """
@@ -29,11 +22,14 @@ result would have to be unpickled in one piece on the loop.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import itertools
 import json
 import re
 import time
 from typing import Any
+
+import ijson
 
 from .json_limits import MAX_JSON_DEPTH, structure_steps
 
@@ -50,16 +46,8 @@ SLICE_SECONDS = 0.01
 CHUNK_BYTES = 256 * 1024
 """Size of the pieces the nesting check works on."""
 
-WINDOW_CHARS = 4096
-"""A container fitting in this many characters is decoded in one C call; a larger one is walked
-(the failed attempt costs at most this much)."""
-
-RUN_CHARS = 32 * 1024
-"""Longest run of members of a walked container decoded in one C call (:func:`_batch`)."""
-
-_DECODER = json.JSONDecoder()
-_SCAN: Any = getattr(_DECODER, "scan_once")  # noqa: B009 (not in the type stubs)
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
+FEED_BYTES = 32 * 1024
+"""Size of the pieces given to the parser between two checks of the time."""
 
 
 class Pacer:
@@ -73,14 +61,6 @@ class Pacer:
         if now - self._since >= SLICE_SECONDS:
             await asyncio.sleep(0)
             self._since = time.perf_counter()
-
-
-def _text(raw: bytes | str) -> str:
-    """The body as text, decoded as ``json.loads`` decodes bytes."""
-    if isinstance(raw, str):
-        return raw
-    encoding = json.detect_encoding(raw)
-    return raw.decode(encoding, "surrogatepass")
 
 
 def _utf8(raw: bytes | str) -> bytes:
@@ -122,193 +102,68 @@ async def too_deep_yielding(raw: bytes | str, limit: int = MAX_JSON_DEPTH) -> bo
 async def loads_yielding(raw: bytes | str) -> Any:
     """``json.loads(raw)``, decoded in pieces with yields to the event loop between them.
 
+    The pieces go to ijson's push parser (its C backend, yajl), which builds the value as the
+    text arrives. What it accepts is strict JSON: ``NaN`` and ``Infinity`` are refused (Python's
+    ``json`` accepts them), a repeated key keeps its last value, as with ``json.loads``. An
+    unpaired UTF-16 surrogate escape (``"\\ud800"``) is refused too: the parser would turn it
+    into ``?`` silently, and the service refuses such text anyway.
+
     Raises:
-        json.JSONDecodeError: malformed text (as ``json.loads`` would).
+        ValueError: malformed text; the message is the parser's reason (no position: the
+            text may be megabytes long).
         UnicodeDecodeError: bytes that are not text in the detected encoding.
     """
-    text = _text(raw)
-    if text.startswith("\ufeff"):
-        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    data = _utf8(raw)
+    if data.startswith(codecs.BOM_UTF8):
+        raise ValueError("Unexpected UTF-8 BOM (decode using utf-8-sig)")
+    found = ijson.sendable_list()
+    parser = ijson.items_coro(found, "", use_float=True)
     pacer = Pacer()
-    index = _skip(text, 0)
-    value, index = await _value(text, index, pacer)
-    index = _skip(text, index)
-    if index != len(text):
-        raise json.JSONDecodeError("Extra data", text, index)
-    return value
-
-
-def _skip(text: str, index: int) -> int:
-    match = _WHITESPACE.match(text, index)
-    return index if match is None else match.end()
-
-
-def _scalar(text: str, index: int) -> tuple[Any, int]:
     try:
-        return _SCAN(text, index)
-    except StopIteration as stop:
-        raise json.JSONDecodeError("Expecting value", text, stop.value) from None
+        for start in range(0, len(data), FEED_BYTES):
+            _refuse_lone_surrogates(data, start, start + FEED_BYTES)
+            parser.send(data[start : start + FEED_BYTES])
+            await pacer.pause()
+        parser.close()
+    except ijson.JSONError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "malformed JSON"
+        raise ValueError(reason) from None
+    if len(found) != 1:  # the parser refuses trailing values itself; this is a safeguard
+        raise ValueError("expected exactly one JSON value")
+    return found[0]
 
 
-async def _value(text: str, index: int, pacer: Pacer) -> tuple[Any, int]:
-    """The value starting at ``index`` (no whitespace before it) and the index after it."""
-    opening = text[index : index + 1]
-    if opening not in ("{", "["):
-        return _scalar(text, index)
-    window = text[index : index + WINDOW_CHARS]
-    if len(window) < len(text) - index:
-        try:
-            value, end = _SCAN(window, 0)
-        except (StopIteration, json.JSONDecodeError):
-            pass  # larger than the window (or malformed): walked below
-        else:
-            return value, index + end
-    else:
-        return _scalar(text, index)
-    await pacer.pause()
-    if opening == "[":
-        return await _array(text, index + 1, pacer)
-    return await _object(text, index + 1, pacer)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_ESCAPE_LENGTH = 6
 
 
-async def _array(text: str, index: int, pacer: Pacer) -> tuple[list[Any], int]:
-    """The array whose ``[`` is just before ``index``, and the index after its ``]``."""
-    items: list[Any] = []
-    index = _skip(text, index)
-    if text[index : index + 1] == "]":
-        return items, index + 1
-    runs = _Runs()
-    while True:
-        batch = runs.attempt(text, index, "[", "]")
-        if batch is not None:
-            values, index, closed = batch
-            items.extend(values)
-            if closed:
-                return items, index
-        else:
-            start = index
-            item, index = await _value(text, index, pacer)
-            items.append(item)
-            runs.member(index - start)
-            index = _skip(text, index)
-            separator = text[index : index + 1]
-            if separator == "]":
-                return items, index + 1
-            if separator != ",":
-                raise json.JSONDecodeError("Expecting ',' delimiter", text, index)
-            index += 1
-        index = _skip(text, index)
-        if text[index : index + 1] == "]":
-            raise json.JSONDecodeError("Expecting value", text, index)
-        await pacer.pause()
-
-
-async def _object(text: str, index: int, pacer: Pacer) -> tuple[dict[str, Any], int]:
-    """The object whose ``{`` is just before ``index``, and the index after its ``}``."""
-    result: dict[str, Any] = {}
-    index = _skip(text, index)
-    if text[index : index + 1] == "}":
-        return result, index + 1
-    runs = _Runs()
-    while True:
-        if text[index : index + 1] != '"':
-            raise json.JSONDecodeError(
-                "Expecting property name enclosed in double quotes", text, index
-            )
-        batch = runs.attempt(text, index, "{", "}")
-        if batch is not None:
-            values, index, closed = batch
-            result.update(values)  # like json.loads: a repeated key keeps its place, last value
-            if closed:
-                return result, index
-        else:
-            start = index
-            key, index = json.decoder.scanstring(text, index + 1)  # type: ignore[attr-defined]
-            index = _skip(text, index)
-            if text[index : index + 1] != ":":
-                raise json.JSONDecodeError("Expecting ':' delimiter", text, index)
-            index = _skip(text, index + 1)
-            result[key], index = await _value(text, index, pacer)
-            runs.member(index - start)
-            index = _skip(text, index)
-            separator = text[index : index + 1]
-            if separator == "}":
-                return result, index + 1
-            if separator != ",":
-                raise json.JSONDecodeError("Expecting ',' delimiter", text, index)
-            index += 1
-        index = _skip(text, index)
-        await pacer.pause()
-
-
-BATCH_CUTS = 2
-"""How many commas (from the end of a window) :func:`_batch` tries as the end of a run."""
-
-SMALL_MEMBER = 256
-"""Members shorter than this (in characters) are worth decoding in runs."""
-
-MAX_BACKOFF = 1 << 14
-"""Most members decoded one by one between two failed attempts at a run."""
-
-
-class _Runs:
-    """When a large container's members are decoded in runs (:func:`_batch`) and when one by one.
-
-    Runs are tried after a small member only (a large one costs little per character on its own);
-    after a failed attempt, the next one waits for twice as many members as the last wait, so
-    failed attempts cost a bounded share of the work whatever the text.
-    """
-
-    def __init__(self) -> None:
-        self._last_size = SMALL_MEMBER  # the first member is decoded on its own
-        self._wait = 0
-        self._backoff = 1
-
-    def attempt(self, text: str, index: int, opening: str, closing: str) -> Any:
-        if self._last_size >= SMALL_MEMBER or self._wait > 0:
-            return None
-        batch = _batch(text, index, opening, closing)
-        if batch is None:
-            self._backoff = min(self._backoff * 2, MAX_BACKOFF)
-            self._wait = self._backoff
-        else:
-            self._backoff = 1
-        return batch
-
-    def member(self, size: int) -> None:
-        self._last_size = size
-        self._wait = max(0, self._wait - 1)
-
-
-def _batch(text: str, index: int, opening: str, closing: str) -> tuple[Any, int, bool] | None:
-    """Many members of a large container decoded in one C call, or ``None``.
-
-    ``index`` is where a member starts (an array element, or an object's key), at the top level
-    of the container. Taken from a window of the text: the rest of the container, when it ends
-    in the window; else a run of members up to one of the last commas of the window, decoded as
-    ``opening + run + closing``. That text decodes completely only when the comma is one of the
-    container's own: a comma inside a string leaves the string unterminated, one inside a nested
-    container leaves a bracket unclosed. Returns the members (a list, or a dict), the index after
-    the container (``True``) or after the comma (``False``).
-    """
-    window = text[index : index + RUN_CHARS]
-    if closing in window:
-        try:
-            value, end = _SCAN(opening + window, 0)
-        except (StopIteration, json.JSONDecodeError):
-            pass
-        else:
-            return value, index + end - 1, True
-    cut = len(window)
-    for _ in range(BATCH_CUTS):
-        cut = window.rfind(",", 0, cut)
-        if cut <= 0:
-            return None
-        run = opening + window[:cut] + closing
-        try:
-            value, end = _SCAN(run, 0)
-        except (StopIteration, json.JSONDecodeError):
+def _refuse_lone_surrogates(data: bytes, start: int, end: int) -> None:
+    """Raise ``ValueError`` for an unpaired surrogate escape that starts in ``data[start:end]``."""
+    window_end = min(len(data), end + _ESCAPE_LENGTH)
+    for match in _SURROGATE_ESCAPE.finditer(data, start, window_end):
+        at = match.start()
+        if at >= end or not _is_escape(data, at):
             continue
-        if end == len(run):
-            return value, index + cut + 1, False
-    return None
+        high = match.group()[3:4].lower() in b"89ab"
+        if high:
+            after = _SURROGATE_ESCAPE.match(data, at + _ESCAPE_LENGTH)
+            if after is not None and after.group()[3:4].lower() in b"cdef":
+                continue
+        else:
+            before = at - _ESCAPE_LENGTH
+            earlier = _SURROGATE_ESCAPE.match(data, before) if before >= 0 else None
+            if (
+                earlier is not None
+                and earlier.group()[3:4].lower() in b"89ab"
+                and _is_escape(data, before)
+            ):
+                continue
+        raise ValueError("text must not contain unpaired surrogates (\\ud800-\\udfff)")
+
+
+def _is_escape(data: bytes, at: int) -> bool:
+    """Whether the backslash at ``at`` starts an escape (it is not itself escaped)."""
+    backslashes = 0
+    while at - backslashes - 1 >= 0 and data[at - backslashes - 1] == 0x5C:
+        backslashes += 1
+    return backslashes % 2 == 0

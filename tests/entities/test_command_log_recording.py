@@ -338,7 +338,7 @@ async def test_large_payloads_are_masked_like_small_ones() -> None:
     # the large-body path (yielding) stores exactly what the one-call path stores
     bodies = [
         b'{ "name" : "relay",  "n": 1 }',
-        b'{"a": {"pass\\u0077ord": "pw"}, "b": [1, 2, {"token": "t", "x": null}], "c": "\\ud800"}',
+        b'{"a": {"pass\\u0077ord": "pw"}, "b": [1, 2, {"token": "t", "x": null}], "c": "\\u00e9"}',
         json.dumps(
             {
                 "messages": [
