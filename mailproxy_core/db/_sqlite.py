@@ -12,7 +12,11 @@ busy handler in that case). This backend changes these things and nothing else:
   off, per connection) and a busy timeout;
 - a root transaction starts with ``BEGIN IMMEDIATE``, taking the write lock up front and waiting
   for it under the busy timeout, so transactions queue instead of failing; within one process
-  they first queue in turn (first come, first served) so a busy writer cannot starve the others;
+  they first queue for a *write turn* (``WriteTurns``): writers belong to *lanes* (the dispatcher,
+  the reporting loop, everything else, i.e. the API), turns go round-robin across the lanes that
+  have writers waiting and first come, first served within a lane, so twenty API clients writing
+  at full speed cannot starve the dispatcher's commits (it waits for at most one write per other
+  busy lane);
 - nested transactions keep using savepoints, as in ``databases``;
 - a connection whose BEGIN/COMMIT/ROLLBACK was interrupted is discarded, never reused (see
   ``_databases.py``), and so is one whose statement was cancelled: the statement may still be
@@ -26,8 +30,10 @@ The journal mode (WAL) is persistent in the database file and is set once by ``D
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -51,6 +57,93 @@ DEFAULT_BUSY_TIMEOUT = 30.0
 
 DEFAULT_MAX_IDLE = 8
 """Idle connections kept open for reuse."""
+
+
+DEFAULT_LANE = "default"
+"""The write lane of tasks that chose none (the API's requests, CLI commands)."""
+
+_write_lane: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "mailproxy_write_lane", default=DEFAULT_LANE
+)
+
+
+def set_write_lane(lane: str) -> None:
+    """Put the current task (and the tasks it creates from now on) in write lane ``lane``."""
+    _write_lane.set(lane)
+
+
+def current_write_lane() -> str:
+    """The write lane of the current task."""
+    return _write_lane.get()
+
+
+class WriteTurns:
+    """One writer at a time; waiting writers are served round-robin across lanes, FIFO within
+    a lane.
+
+    A lane that was just served goes to the back of the rotation if it still has writers
+    waiting, so every lane with a waiter gets a turn before any lane gets a second one: a
+    sustained burst in one lane (many API requests) delays another lane's writer (the
+    dispatcher's commit) by at most one turn per other busy lane, however many are queued.
+    """
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
+        self._rotation: deque[str] = deque()  # lanes with waiters, next to serve first
+
+    @property
+    def held(self) -> bool:
+        """Whether a writer holds the turn."""
+        return self._held
+
+    def waiting(self) -> int:
+        """Writers waiting for a turn."""
+        return sum(len(queue) for queue in self._waiting.values())
+
+    async def acquire(self, lane: str) -> None:
+        """Wait for a turn as a writer of ``lane``."""
+        if not self._held and not self._rotation:
+            self._held = True
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._waiting.get(lane)
+        if queue is None:
+            queue = self._waiting[lane] = deque()
+            self._rotation.append(lane)
+        queue.append(granted)
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.release()  # granted as we were cancelled: hand the turn on
+            else:
+                self._forget(lane, granted)
+            raise
+
+    def release(self) -> None:
+        """End the current turn; the next lane in the rotation gets it, if anyone waits."""
+        while self._rotation:
+            lane = self._rotation.popleft()
+            queue = self._waiting[lane]
+            granted = queue.popleft()
+            if queue:
+                self._rotation.append(lane)
+            else:
+                del self._waiting[lane]
+            if not granted.done():
+                granted.set_result(None)
+                return  # the turn passes on: still held
+        self._held = False
+
+    def _forget(self, lane: str, granted: asyncio.Future[None]) -> None:
+        queue = self._waiting.get(lane)
+        if queue is None or granted not in queue:
+            return
+        queue.remove(granted)
+        if not queue:
+            del self._waiting[lane]
+            self._rotation.remove(lane)
 
 
 class QueueSQLiteBackend(SQLiteBackend):
@@ -96,7 +189,7 @@ class IdleConnectionPool(SQLitePool):
         self._idle: list[aiosqlite.Connection] = []
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
-        self._write_turn = asyncio.Lock()
+        self._write_turns = WriteTurns()
 
     def open(self) -> None:
         """Allow reuse again after ``close`` (``Database.connect`` after a disconnect)."""
@@ -130,25 +223,26 @@ class IdleConnectionPool(SQLitePool):
         return connection
 
     async def take_write_turn(self) -> None:
-        """Wait, first come first served, until no other transaction of this pool writes.
+        """Wait for a write turn in the current task's lane (``WriteTurns``).
 
         SQLite's busy handler is not a queue: a waiting writer sleeps and polls, and a
         connection that commits and begins again at once (the dispatcher's cycles) can keep the
         lock for seconds while others wait. Transactions of one process therefore queue here
-        before ``BEGIN IMMEDIATE``; other processes still meet the busy handler. Waiting longer
-        than the busy timeout fails as SQLite would ("database is locked").
+        before ``BEGIN IMMEDIATE``, round-robin across lanes so that no lane starves another;
+        other processes still meet the busy handler. Waiting longer than the busy timeout fails
+        as SQLite would ("database is locked").
         """
         # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that
         # arrives just as the lock is granted, and the cancelled task would run on.
         try:
             async with asyncio.timeout(self._busy_timeout):
-                await self._write_turn.acquire()
+                await self._write_turns.acquire(_write_lane.get())
         except TimeoutError:
             raise sqlite3.OperationalError("database is locked") from None
 
     def end_write_turn(self) -> None:
         """Let the next transaction waiting in ``take_write_turn`` begin."""
-        self._write_turn.release()
+        self._write_turns.release()
 
     async def release(self, connection: aiosqlite.Connection, *, discard: bool = False) -> None:
         """Keep ``connection`` for reuse, or close it when the pool is full, closed or dirty.

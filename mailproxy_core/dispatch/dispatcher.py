@@ -29,6 +29,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ..db.engine import set_write_lane
 from ..db.notifications import DISPATCH_CHANNEL
 from ..db.outage import OutageLog, is_unavailable
 from ..db.repos.queue import Holds, QueueRepo, WrittenEvent
@@ -99,6 +100,7 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Dispatch until cancelled; on cancellation drain in-flight sends and release leases."""
+        set_write_lane("dispatch")  # SQLite: fair write turns against the API (db/_sqlite.py)
         hooks = asyncio.create_task(self._emit_hooks(), name="mailproxy:dispatch-hooks")
         await self.mp.db.listen(DISPATCH_CHANNEL, self._on_notification)
         try:
