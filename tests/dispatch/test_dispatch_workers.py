@@ -55,10 +55,14 @@ class Cluster:
         self.db = Database.from_setting(db_url, pool_max_size=2)
         self.client: httpx.AsyncClient | None = None
 
-    async def start_serve(self) -> None:
+    async def start_serve(self, *, test_mode: bool = True) -> asyncio.subprocess.Process:
+        """Start ``serve`` (API only in test mode, else sending too) and wait for ``/health``."""
         port = free_port()
-        env = {**self.env, "MAILPROXY_TEST_MODE": "1", "MAILPROXY_PORT": str(port)}
-        self.processes.append(await _spawn("serve", env))
+        env = {**self.env, "MAILPROXY_TEST_MODE": "1" if test_mode else "0"}
+        process = await _spawn("serve", {**env, "MAILPROXY_PORT": str(port)})
+        self.processes.append(process)
+        if self.client is not None:
+            await self.client.aclose()
         self.client = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", headers={"X-API-Token": TOKEN}, timeout=60
         )
@@ -69,6 +73,7 @@ class Cluster:
             except httpx.TransportError:
                 await asyncio.sleep(0.1)
         await self.db.connect()
+        return process
 
     async def start_worker(self, **env: str) -> asyncio.subprocess.Process:
         process = await _spawn("worker", {**self.env, "MAILPROXY_TEST_MODE": "0", **env})
