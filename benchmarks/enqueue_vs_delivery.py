@@ -76,9 +76,11 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 async def main(args: argparse.Namespace) -> None:
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     async with start_sink(args.sink, install=not args.no_install) as sink:
         print(f"sink: {sink.kind} on 127.0.0.1:{sink.port}; {os.cpu_count()} CPUs", flush=True)
-        async with Service.sqlite(sink) as service:
+        async with Service.sqlite(sink, profile=args.profile) as service:
             await service.suspend()
             for b in range((args.backlog + 999) // 1000):
                 await service.enqueue(make_batch(b, 1000, args.backlog))
@@ -117,6 +119,7 @@ def parse_args() -> argparse.Namespace:
     add("--batch-size", type=int, default=100, help="messages per add_batch call")
     add("--sink", choices=("auto", "smtp-sink", "aiosmtpd"), default="auto", help="SMTP sink")
     add("--no-install", action="store_true", help="never install postfix for smtp-sink")
+    add("--profile", type=Path, default=None, help="cProfile the serve process into DIR")
     return parser.parse_args()
 
 

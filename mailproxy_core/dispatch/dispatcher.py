@@ -40,7 +40,7 @@ from ..db.engine import set_write_lane
 from ..db.notifications import DISPATCH_CHANNEL
 from ..db.outage import OutageLog, is_unavailable
 from ..db.repos.processes import ProcessRepo
-from ..db.repos.queue import Holds, QueueRepo, WrittenEvent
+from ..db.repos.queue import Holds, Outcome, QueueRepo, WrittenEvent
 from ..models import Message
 from .attempt import Attempt, attempt_delivery
 from .directory import Directory
@@ -191,19 +191,26 @@ class Dispatcher:
         held = len(self.in_flight) + len(self._ready)
         limit = 0 if self._stopping else min(self._capacity - held, self.settings.batch_size)
         finished = self._finished
-        count = len(finished)
+        count = 0
+
+        def take_outcomes() -> list[Outcome]:
+            # Called once the transaction has begun: sends that finished while it waited for
+            # the database (SQLite: for its write turn) are written now, not a cycle later.
+            nonlocal count
+            count = len(finished)
+            return [attempt.outcome for attempt, _message in finished[:count]]
+
         try:
             await self._reclaim_expired()
-            if not count and limit <= 0:
+            if not finished and limit <= 0:
                 return 0
             written, rows = await self.queue.exchange(
                 self.owner,
-                [attempt.outcome for attempt, _message in finished],
+                take_outcomes,
                 limit=limit,
                 per_account=self.settings.max_per_account,
                 lease_seconds=self.settings.lease_seconds,
                 holds=await self._current_holds() if limit > 0 else Holds(),
-                wait_for_claim=not count,
             )
         except asyncio.CancelledError:
             raise

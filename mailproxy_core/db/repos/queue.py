@@ -139,27 +139,29 @@ class QueueRepo:
     async def exchange(
         self,
         owner: str,
-        outcomes: Sequence[Outcome],
+        outcomes: Sequence[Outcome] | Callable[[], Sequence[Outcome]],
         *,
         limit: int,
         per_account: int,
         lease_seconds: float,
         holds: Holds,
-        wait_for_claim: bool = True,
     ) -> tuple[list[WrittenEvent], list[dict[str, Any]]]:
         """Write ``outcomes`` (see ``record``), then claim up to ``limit`` messages (see
         ``claim``), in one transaction: the dispatcher's whole round trip to the database.
 
-        Written first, so the claim already counts the finished sends as out of flight. With
-        ``wait_for_claim`` false, a claim that would wait for another process's claim (the
-        PostgreSQL advisory lock is taken) is skipped, so the outcomes commit without waiting.
+        ``outcomes`` may be a function, called once the transaction has begun (on SQLite: once
+        the write turn is granted), so that sends finishing while the transaction waited are
+        written too. Written first, so the claim already counts the finished sends as out of
+        flight. When outcomes are written, a claim that would wait for another process's claim
+        (the PostgreSQL advisory lock is taken) is skipped: the outcomes commit without waiting.
         """
-        if not outcomes and limit <= 0:
+        if not callable(outcomes) and not outcomes and limit <= 0:
             return [], []
         async with self._db.transaction():
-            written = await self._write(owner, outcomes) if outcomes else []
+            group = outcomes() if callable(outcomes) else outcomes
+            written = await self._write(owner, group) if group else []
             claimed = await self._claim(
-                owner, limit, per_account, lease_seconds, holds, wait=wait_for_claim
+                owner, limit, per_account, lease_seconds, holds, wait=not group
             )
         rows = [{**row, "payload": decode_json(row["payload"]) or {}} for row in claimed]
         rows.sort(key=lambda r: (r["priority"], r["pk"]))
