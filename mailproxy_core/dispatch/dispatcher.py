@@ -190,6 +190,10 @@ class Dispatcher:
         """
         held = len(self.in_flight) + len(self._ready)
         limit = 0 if self._stopping else min(self._capacity - held, self.settings.batch_size)
+        if len(self._ready) >= self.settings.max_concurrency:
+            # Enough claimed ahead to refill every slot: this round only writes outcomes, a
+            # shorter transaction (on SQLite a shorter write turn).
+            limit = 0
         finished = self._finished
         count = 0
 

@@ -226,6 +226,8 @@ async def test_sigterm_drains_in_flight_sends_and_releases_leases(cluster):
         sent = await cluster.count("status = 'sent'")
         assert sent == len(slow.delivered)
         assert await cluster.count("status = 'sending' OR lease_owner IS NOT NULL") == 0
+        registered = "SELECT count(*) FROM dispatch_processes WHERE pid = :pid"
+        assert await cluster.db.fetch_val(registered, {"pid": worker.pid}) == 0  # left the registry
         assert await cluster.count("status = 'pending' AND lease_until IS NULL") == 40 - sent
     finally:
         await slow.stop()
