@@ -300,7 +300,9 @@ class Dispatcher:
         if not dead:
             return
         taken = await self.processes.take_over(sorted(dead), now)
-        log.warning(
+        # Another process may have taken them over first: then there is nothing to report.
+        log.log(
+            logging.WARNING if taken else logging.DEBUG,
             "took over %d messages from %d dispatcher(s) no longer alive: %s",
             taken,
             len(dead),
