@@ -34,7 +34,7 @@ import contextvars
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -77,24 +77,47 @@ def current_write_lane() -> str:
     return _write_lane.get()
 
 
+DISPATCH_LANE = "dispatch"
+"""The dispatcher's write lane (its cycles, rate-limit counters and heartbeats)."""
+
+LANE_WEIGHTS: Mapping[str, int] = {DISPATCH_LANE: 3}
+"""Turns a lane may take in a row while other lanes wait (default 1). The dispatcher's turns
+are short (the outcomes of a few sends) and every one of them frees send slots; an API turn
+stores a whole batch. Three to one keeps delivery at half its unloaded rate or better under a
+full-speed enqueue load (docs/performance.md)."""
+
+HOLD_BACK_SECONDS = 0.005
+"""How long a turn stays reserved for a lane that has turns left in its row but no writer
+waiting at the moment it releases (the dispatcher begins its next round within an event-loop
+iteration or two). Others wait at most this long; past it the turn passes on."""
+
+
 class WriteTurns:
-    """One writer at a time; waiting writers are served round-robin across lanes, FIFO within
-    a lane.
+    """One writer at a time; waiting writers are served round-robin across lanes (weighted),
+    FIFO within a lane.
 
     A lane that was just served goes to the back of the rotation if it still has writers
-    waiting, so every lane with a waiter gets a turn before any lane gets a second one: a
-    sustained burst in one lane (many API requests) delays another lane's writer (the
-    dispatcher's commit) by at most one turn per other busy lane, however many are queued.
+    waiting, so every lane with a waiter gets a turn before any lane gets another row of turns:
+    a sustained burst in one lane (many API requests) delays another lane's writer by at most
+    one row of turns per other busy lane, however many are queued. A lane of weight *w* may take
+    up to *w* turns in a row while others wait; when it releases with turns left but no writer
+    queued, the turn is held back for it for up to ``hold_back`` seconds (only while others
+    wait: with nobody else waiting the turn is simply free).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, weights: Mapping[str, int] | None = None, hold_back: float = 0.0) -> None:
+        self._weights = dict(weights or {})
+        self._hold_back = hold_back
         self._held = False
         self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
         self._rotation: deque[str] = deque()  # lanes with waiters, next to serve first
+        self._lane: str | None = None  # the lane of the current (or last) turn
+        self._row = 0  # turns in a row of that lane
+        self._reserved: asyncio.TimerHandle | None = None
 
     @property
     def held(self) -> bool:
-        """Whether a writer holds the turn."""
+        """Whether a writer holds the turn (or it is held back for one)."""
         return self._held
 
     def waiting(self) -> int:
@@ -103,8 +126,14 @@ class WriteTurns:
 
     async def acquire(self, lane: str) -> None:
         """Wait for a turn as a writer of ``lane``."""
+        if self._reserved is not None and lane == self._lane:
+            self._reserved.cancel()  # back within the hold-back: its next turn in the row
+            self._reserved = None
+            self._row += 1
+            return
         if not self._held and not self._rotation:
             self._held = True
+            self._count_turn(lane)
             return
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue = self._waiting.get(lane)
@@ -122,19 +151,49 @@ class WriteTurns:
             raise
 
     def release(self) -> None:
-        """End the current turn; the next lane in the rotation gets it, if anyone waits."""
+        """End the current turn: the same lane again while it has turns left in its row, else
+        the next lane in the rotation, if anyone waits."""
+        lane = self._lane
+        if lane is not None and self._row < self._weights.get(lane, 1):
+            if lane in self._waiting and self._grant(lane):
+                return
+            if self._hold_back > 0 and any(other != lane for other in self._rotation):
+                loop = asyncio.get_running_loop()
+                self._reserved = loop.call_later(self._hold_back, self._expire)
+                return
+        self._pass_on()
+
+    def _expire(self) -> None:
+        self._reserved = None
+        self._row = self._weights.get(self._lane or "", 1)  # its row is over
+        self._pass_on()
+
+    def _pass_on(self) -> None:
         while self._rotation:
-            lane = self._rotation.popleft()
-            queue = self._waiting[lane]
-            granted = queue.popleft()
-            if queue:
-                self._rotation.append(lane)
-            else:
-                del self._waiting[lane]
-            if not granted.done():
-                granted.set_result(None)
+            if self._grant(self._rotation[0]):
                 return  # the turn passes on: still held
         self._held = False
+
+    def _grant(self, lane: str) -> bool:
+        """Give the turn to the first live writer of ``lane``; ``False`` if it had none."""
+        queue = self._waiting[lane]
+        self._rotation.remove(lane)
+        while queue:
+            granted = queue.popleft()
+            if not granted.done():
+                if queue:
+                    self._rotation.append(lane)
+                else:
+                    del self._waiting[lane]
+                granted.set_result(None)
+                self._count_turn(lane)
+                return True
+        del self._waiting[lane]
+        return False
+
+    def _count_turn(self, lane: str) -> None:
+        self._row = self._row + 1 if lane == self._lane else 1
+        self._lane = lane
 
     def _forget(self, lane: str, granted: asyncio.Future[None]) -> None:
         queue = self._waiting.get(lane)
@@ -189,7 +248,7 @@ class IdleConnectionPool(SQLitePool):
         self._idle: list[aiosqlite.Connection] = []
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
-        self._write_turns = WriteTurns()
+        self._write_turns = WriteTurns(LANE_WEIGHTS, HOLD_BACK_SECONDS)
 
     def open(self) -> None:
         """Allow reuse again after ``close`` (``Database.connect`` after a disconnect)."""

@@ -1,7 +1,8 @@
 """SQLite write turns are fair across lanes: a burst of API writes cannot starve the dispatcher.
 
-``WriteTurns`` grants the turn round-robin across the lanes that have writers waiting and first
-come, first served within a lane. These tests check the order of grants, not timings.
+``WriteTurns`` grants the turn round-robin across the lanes that have writers waiting (a lane of
+weight *w* up to *w* turns in a row), first come, first served within a lane. These tests check
+the order of grants, not timings.
 """
 
 from __future__ import annotations
@@ -51,6 +52,52 @@ async def test_turns_alternate_between_lanes_and_are_fifo_within_one() -> None:
     assert order == ["api1", "disp1", "rep1", "api2", "disp2", "api3", "api4"]
     turns.release()
     assert not turns.held and turns.waiting() == 0
+
+
+async def test_a_weighted_lane_takes_its_row_of_turns_and_its_returning_writer_goes_first() -> None:
+    turns = WriteTurns({"dispatch": 3}, hold_back=60.0)  # the hold-back never expires here
+    await turns.acquire("default")
+    order: list[str] = []
+    tasks = []
+    for name, lane in [("api1", "default"), ("api2", "default"), ("disp1", "dispatch")]:
+        tasks.append(asyncio.create_task(_queue(turns, order, name, lane)))
+        await _settle()
+    turns.release()  # -> api1 (the default lane is first in the rotation)
+    await _settle()
+    turns.release()  # -> disp1, first turn of its row
+    await _settle()
+    assert order == ["api1", "disp1"]
+    turns.release()  # no dispatch writer waits: the turn is held back for the dispatcher
+    await _settle()
+    assert order == ["api1", "disp1"] and turns.held
+    await turns.acquire("dispatch")  # it comes back: second turn of its row, at once
+    turns.release()
+    await turns.acquire("dispatch")  # third
+    turns.release()  # its row is over: api2 now, without waiting for the hold-back
+    await _settle()
+    await asyncio.gather(*tasks)
+    assert order == ["api1", "disp1", "api2"]
+    turns.release()
+    assert not turns.held and turns.waiting() == 0
+
+
+async def test_a_held_back_turn_passes_on_when_the_lane_does_not_come_back() -> None:
+    turns = WriteTurns({"dispatch": 3}, hold_back=0.01)
+    await turns.acquire("dispatch")
+    api = asyncio.create_task(turns.acquire("default"))
+    await _settle()
+    turns.release()  # held back for the dispatcher, which never returns
+    await asyncio.wait_for(api, 5)
+    turns.release()
+    assert not turns.held
+
+
+async def test_without_anyone_else_waiting_nothing_is_held_back() -> None:
+    turns = WriteTurns({"dispatch": 3}, hold_back=60.0)
+    await turns.acquire("dispatch")
+    turns.release()
+    assert not turns.held
+    await asyncio.wait_for(turns.acquire("default"), 1)
 
 
 async def test_a_cancelled_waiter_leaves_its_lane_and_a_cancelled_grant_passes_it_on() -> None:

@@ -7,8 +7,9 @@ every lease; PostgreSQL: a registered process on this machine whose pid is gone)
 that stops heartbeating loses its leases after ``3 x heartbeat_seconds``, long before they expire.
 
 The crash tests run real processes (``serve`` / ``worker``) killed with SIGKILL while the
-database holds their writes back (another claim holds PostgreSQL's claim lock; another
-connection holds SQLite's write lock), so finished sends pile up unrecorded exactly as under load.
+database holds their writes back (another transaction locks PostgreSQL's ``message_events``;
+another connection holds SQLite's write lock), so finished sends pile up unrecorded as they
+would while the database is slow.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from typing import Any
 import pytest
 
 from mailproxy_core.db.repos.processes import ProcessRepo
-from mailproxy_core.db.repos.queue import CLAIM_LOCK_KEY
 from mailproxy_core.dispatch.dispatcher import machine_id
 from mailproxy_core.testing.db import postgres_test_schema
 from tests.dispatch.sink import CountingSink
@@ -117,7 +117,8 @@ async def test_a_killed_process_resends_at_most_its_slots_and_a_restart_reclaims
                 await victim.wait()
         else:
             async with cluster.db.transaction():
-                await cluster.db.execute(f"SELECT pg_advisory_xact_lock({CLAIM_LOCK_KEY})")
+                # Outcomes are written with their events: the victim's next write waits here.
+                await cluster.db.execute("LOCK TABLE message_events IN EXCLUSIVE MODE")
                 await quiet(sink)
                 victim.send_signal(signal.SIGKILL)
                 await victim.wait()
