@@ -14,9 +14,9 @@ busy handler in that case). This backend changes these things and nothing else:
   for it under the busy timeout, so transactions queue instead of failing; within one process
   they first queue for a *write turn* (``WriteTurns``): writers belong to *lanes* (the dispatcher,
   the reporting loop, everything else, i.e. the API), turns go round-robin across the lanes that
-  have writers waiting and first come, first served within a lane, so twenty API clients writing
-  at full speed cannot starve the dispatcher's commits (it waits for at most one write per other
-  busy lane);
+  have writers waiting (the dispatcher's lane weighted: up to ``LANE_WEIGHTS`` turns in a row)
+  and first come, first served within a lane, so twenty API clients writing at full speed cannot
+  starve the dispatcher's commits (it waits for at most one write per other busy lane);
 - nested transactions keep using savepoints, as in ``databases``;
 - a connection whose BEGIN/COMMIT/ROLLBACK was interrupted is discarded, never reused (see
   ``_databases.py``), and so is one whose statement was cancelled: the statement may still be
