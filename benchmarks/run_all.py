@@ -16,6 +16,7 @@ MODEST: dict[str, list[str]] = {
     "attachments.py": ["--messages", "300"],
     "dashboard_search.py": ["--messages", "20000", "--repeat", "5"],
     "enqueue.py": ["--batches", "5"],
+    "enqueue_vs_delivery.py": ["--backlog", "8000", "--seconds", "8"],
     "reports.py": ["--events", "5000"],
     "throughput.py": [
         "--messages", "5000", "--backlog", "3000", "--urgent", "60",

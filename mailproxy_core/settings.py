@@ -182,6 +182,12 @@ class Settings(BaseModel):
     max_per_account: int = Field(3, ge=1, description="in-flight sends per account")
     batch_size: int = Field(50, ge=1, description="messages claimed per dispatcher round")
     lease_seconds: float = Field(60.0, gt=0, description="claim lease; expired leases are retried")
+    heartbeat_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="seconds between dispatcher heartbeats; 3 missed ones and its leases are "
+        "taken over",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="root log level"
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from .engine import Database
+from .engine import Database, set_write_lane
 from .migrate import MigrationState, apply_migrations, core_migrations, migration_status
 from .repos import Repos
 
@@ -20,6 +20,7 @@ __all__ = [
     "apply_migrations",
     "core_migrations",
     "migration_status",
+    "set_write_lane",
 ]
 
 

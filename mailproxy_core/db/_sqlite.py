@@ -12,7 +12,11 @@ busy handler in that case). This backend changes these things and nothing else:
   off, per connection) and a busy timeout;
 - a root transaction starts with ``BEGIN IMMEDIATE``, taking the write lock up front and waiting
   for it under the busy timeout, so transactions queue instead of failing; within one process
-  they first queue in turn (first come, first served) so a busy writer cannot starve the others;
+  they first queue for a *write turn* (``WriteTurns``): writers belong to *lanes* (the dispatcher,
+  the reporting loop, everything else, i.e. the API), turns go round-robin across the lanes that
+  have writers waiting (the dispatcher's lane weighted: up to ``LANE_WEIGHTS`` turns in a row)
+  and first come, first served within a lane, so twenty API clients writing at full speed cannot
+  starve the dispatcher's commits (it waits for at most one write per other busy lane);
 - nested transactions keep using savepoints, as in ``databases``;
 - a connection whose BEGIN/COMMIT/ROLLBACK was interrupted is discarded, never reused (see
   ``_databases.py``), and so is one whose statement was cancelled: the statement may still be
@@ -26,9 +30,11 @@ The journal mode (WAL) is persistent in the database file and is set once by ``D
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sqlite3
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -51,6 +57,152 @@ DEFAULT_BUSY_TIMEOUT = 30.0
 
 DEFAULT_MAX_IDLE = 8
 """Idle connections kept open for reuse."""
+
+
+DEFAULT_LANE = "default"
+"""The write lane of tasks that chose none (the API's requests, CLI commands)."""
+
+_write_lane: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "mailproxy_write_lane", default=DEFAULT_LANE
+)
+
+
+def set_write_lane(lane: str) -> None:
+    """Put the current task (and the tasks it creates from now on) in write lane ``lane``."""
+    _write_lane.set(lane)
+
+
+def current_write_lane() -> str:
+    """The write lane of the current task."""
+    return _write_lane.get()
+
+
+DISPATCH_LANE = "dispatch"
+"""The dispatcher's write lane (its cycles, rate-limit counters and heartbeats)."""
+
+LANE_WEIGHTS: Mapping[str, int] = {DISPATCH_LANE: 3}
+"""Turns a lane may take in a row while other lanes wait (default 1). The dispatcher's turns
+are short (the outcomes of a few sends) and every one of them frees send slots; an API turn
+stores a whole batch. Three to one keeps delivery at half its unloaded rate or better under a
+full-speed enqueue load (docs/performance.md)."""
+
+HOLD_BACK_SECONDS = 0.005
+"""How long a turn stays reserved for a lane that has turns left in its row but no writer
+waiting at the moment it releases (the dispatcher begins its next round within an event-loop
+iteration or two). Others wait at most this long; past it the turn passes on."""
+
+
+class WriteTurns:
+    """One writer at a time; waiting writers are served round-robin across lanes (weighted),
+    FIFO within a lane.
+
+    A lane that was just served goes to the back of the rotation if it still has writers
+    waiting, so every lane with a waiter gets a turn before any lane gets another row of turns:
+    a sustained burst in one lane (many API requests) delays another lane's writer by at most
+    one row of turns per other busy lane, however many are queued. A lane of weight *w* may take
+    up to *w* turns in a row while others wait; when it releases with turns left but no writer
+    queued, the turn is held back for it for up to ``hold_back`` seconds (only while others
+    wait: with nobody else waiting the turn is simply free).
+    """
+
+    def __init__(self, weights: Mapping[str, int] | None = None, hold_back: float = 0.0) -> None:
+        self._weights = dict(weights or {})
+        self._hold_back = hold_back
+        self._held = False
+        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
+        self._rotation: deque[str] = deque()  # lanes with waiters, next to serve first
+        self._lane: str | None = None  # the lane of the current (or last) turn
+        self._row = 0  # turns in a row of that lane
+        self._reserved: asyncio.TimerHandle | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether a writer holds the turn (or it is held back for one)."""
+        return self._held
+
+    def waiting(self) -> int:
+        """Writers waiting for a turn."""
+        return sum(len(queue) for queue in self._waiting.values())
+
+    async def acquire(self, lane: str) -> None:
+        """Wait for a turn as a writer of ``lane``."""
+        if self._reserved is not None and lane == self._lane:
+            self._reserved.cancel()  # back within the hold-back: its next turn in the row
+            self._reserved = None
+            self._row += 1
+            return
+        if not self._held and not self._rotation:
+            self._held = True
+            self._count_turn(lane)
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._waiting.get(lane)
+        if queue is None:
+            queue = self._waiting[lane] = deque()
+            self._rotation.append(lane)
+        queue.append(granted)
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.release()  # granted as we were cancelled: hand the turn on
+            else:
+                self._forget(lane, granted)
+            raise
+
+    def release(self) -> None:
+        """End the current turn: the same lane again while it has turns left in its row, else
+        the next lane in the rotation, if anyone waits."""
+        lane = self._lane
+        if lane is not None and self._row < self._weights.get(lane, 1):
+            if lane in self._waiting and self._grant(lane):
+                return
+            if self._hold_back > 0 and any(other != lane for other in self._rotation):
+                loop = asyncio.get_running_loop()
+                self._reserved = loop.call_later(self._hold_back, self._expire)
+                return
+        self._pass_on()
+
+    def _expire(self) -> None:
+        self._reserved = None
+        self._row = self._weights.get(self._lane or "", 1)  # its row is over
+        self._pass_on()
+
+    def _pass_on(self) -> None:
+        while self._rotation:
+            if self._grant(self._rotation[0]):
+                return  # the turn passes on: still held
+        self._held = False
+
+    def _grant(self, lane: str) -> bool:
+        """Give the turn to the first live writer of ``lane``; ``False`` if it had none."""
+        queue = self._waiting[lane]
+        self._rotation.remove(lane)
+        while queue:
+            granted = queue.popleft()
+            if not granted.done():
+                if queue:
+                    self._rotation.append(lane)
+                else:
+                    del self._waiting[lane]
+                granted.set_result(None)
+                self._count_turn(lane)
+                return True
+        del self._waiting[lane]
+        return False
+
+    def _count_turn(self, lane: str) -> None:
+        self._row = self._row + 1 if lane == self._lane else 1
+        self._lane = lane
+
+    def _forget(self, lane: str, granted: asyncio.Future[None]) -> None:
+        queue = self._waiting.get(lane)
+        if queue is None or granted not in queue:
+            return
+        queue.remove(granted)
+        if not queue:
+            del self._waiting[lane]
+            self._rotation.remove(lane)
 
 
 class QueueSQLiteBackend(SQLiteBackend):
@@ -96,7 +248,7 @@ class IdleConnectionPool(SQLitePool):
         self._idle: list[aiosqlite.Connection] = []
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
-        self._write_turn = asyncio.Lock()
+        self._write_turns = WriteTurns(LANE_WEIGHTS, HOLD_BACK_SECONDS)
 
     def open(self) -> None:
         """Allow reuse again after ``close`` (``Database.connect`` after a disconnect)."""
@@ -130,25 +282,26 @@ class IdleConnectionPool(SQLitePool):
         return connection
 
     async def take_write_turn(self) -> None:
-        """Wait, first come first served, until no other transaction of this pool writes.
+        """Wait for a write turn in the current task's lane (``WriteTurns``).
 
         SQLite's busy handler is not a queue: a waiting writer sleeps and polls, and a
         connection that commits and begins again at once (the dispatcher's cycles) can keep the
         lock for seconds while others wait. Transactions of one process therefore queue here
-        before ``BEGIN IMMEDIATE``; other processes still meet the busy handler. Waiting longer
-        than the busy timeout fails as SQLite would ("database is locked").
+        before ``BEGIN IMMEDIATE``, round-robin across lanes so that no lane starves another;
+        other processes still meet the busy handler. Waiting longer than the busy timeout fails
+        as SQLite would ("database is locked").
         """
         # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that
         # arrives just as the lock is granted, and the cancelled task would run on.
         try:
             async with asyncio.timeout(self._busy_timeout):
-                await self._write_turn.acquire()
+                await self._write_turns.acquire(_write_lane.get())
         except TimeoutError:
             raise sqlite3.OperationalError("database is locked") from None
 
     def end_write_turn(self) -> None:
         """Let the next transaction waiting in ``take_write_turn`` begin."""
-        self._write_turn.release()
+        self._write_turns.release()
 
     async def release(self, connection: aiosqlite.Connection, *, discard: bool = False) -> None:
         """Keep ``connection`` for reuse, or close it when the pool is full, closed or dirty.

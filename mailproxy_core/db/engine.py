@@ -40,12 +40,14 @@ from sqlalchemy.sql import ClauseElement
 
 from ..errors import ConfigurationError
 from ._databases import PatchedDatabases
-from ._sqlite import DEFAULT_BUSY_TIMEOUT
+from ._sqlite import DEFAULT_BUSY_TIMEOUT, current_write_lane, set_write_lane
 from .notifications import Listener, PgListener, encode_payload, scoped_channel
 from .outage import quiet_driver_outage_tracebacks
 from .url import DatabaseTarget, Dialect, parse_database_setting
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Database", "Row", "Statement", "current_write_lane", "set_write_lane"]
 
 Statement: TypeAlias = ClauseElement | str
 """A SQLAlchemy Core expression, or SQL text with ``:name`` parameters."""

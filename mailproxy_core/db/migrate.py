@@ -144,6 +144,13 @@ def core_migrations() -> list[MigrationSpec]:
             "indexes ix_messages_tenant_pk, ix_messages_tenant_batch: message search pages",
             _core_v5,
         ),
+        MigrationSpec(
+            CORE_COMPONENT,
+            6,
+            "core table dispatch_processes: dispatcher heartbeats, for taking over the leases "
+            "of a process that died",
+            _core_v6,
+        ),
     ]
 
 
@@ -179,6 +186,10 @@ async def _core_v5(ctx: MigrationContext) -> None:
     for index in schema.messages.indexes:
         if index.name in schema.CORE_V5_INDEXES:
             await ctx.execute(CreateIndex(index))
+
+
+async def _core_v6(ctx: MigrationContext) -> None:
+    await ctx.create_tables(*schema.CORE_V6_TABLES)
 
 
 BACKFILL_CHUNK = 1000

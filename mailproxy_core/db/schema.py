@@ -5,7 +5,7 @@ from them, and the core migrations (``migrate.py``) create them: v1 the tables o
 ``CORE_TABLES``, v2 those of ``CORE_V2_TABLES`` (``tenant_sync_state``), v3 those of
 ``CORE_V3_TABLES`` (``rate_counters``), v4 adds the columns of ``CORE_V4_COLUMNS`` and the
 indexes of ``CORE_V4_INDEXES`` to v1 tables and creates ``CORE_V4_TABLES`` (``receipt_leases``),
-v5 adds the indexes of ``CORE_V5_INDEXES``.
+v5 adds the indexes of ``CORE_V5_INDEXES``, v6 creates ``CORE_V6_TABLES`` (``dispatch_processes``).
 Any later change to a table here must ship as a new core migration step that performs it on
 existing databases, and v1 must then create the v1 shape explicitly (it leaves the v4 additions
 out); ``tests/db/test_db_schema.py`` compares the migrated
@@ -320,6 +320,22 @@ CORE_V4_INDEXES: tuple[str, ...] = (
 
 CORE_V5_INDEXES: tuple[str, ...] = ("ix_messages_tenant_pk", "ix_messages_tenant_batch")
 """Indexes core migration v5 adds to v1 tables (all on ``messages``)."""
+
+# Core v6. The process registry: one row per running dispatcher (its lease owner id), with the
+# machine it runs on, its pid and the last heartbeat; a dispatcher whose heartbeat stopped (or
+# whose pid is gone on the same machine) has its leases taken over before they expire.
+dispatch_processes = sa.Table(
+    "dispatch_processes",
+    metadata,
+    sa.Column("owner", sa.Text, primary_key=True),
+    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("last_seen", Timestamp, nullable=False),
+)
+
+CORE_V6_TABLES: tuple[sa.Table, ...] = (dispatch_processes,)
+"""The tables core migration v6 creates."""
 
 
 def plugin_metadata() -> sa.MetaData:

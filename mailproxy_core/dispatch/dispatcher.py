@@ -5,10 +5,17 @@ task. Its loop makes *cycles*: one transaction writes the outcomes of the sends 
 since the last cycle and claims into the free capacity (``2 * max_concurrency``: sends in flight
 plus as many claimed ahead; the claim itself enforces ``max_per_account`` across all processes);
 claimed messages wait in a priority heap and start, most urgent first, each as its own task, as
-soon as one of the ``max_concurrency`` send slots frees. Only the loop touches
-the database for the queue, so its transactions never contend with each other, and a busy loop
-batches many outcomes into one commit (docs/dispatch.md). Event hooks run in a task of their
-own, in order, so a slow plugin never holds up claiming.
+soon as one of the ``max_concurrency`` send slots frees. A slot frees when the outcome of its
+send is *committed*, not when the send returns: at any moment at most ``max_concurrency`` sends
+are in flight or finished-but-unrecorded, so a crash re-sends at most that many messages. Only
+the loop touches the database for the queue, so its transactions never contend with each other,
+and a busy loop batches many outcomes into one commit (docs/dispatch.md). Event hooks run in a
+task of their own, in order, so a slow plugin never holds up claiming.
+
+Liveness: the dispatcher registers in ``dispatch_processes`` and heartbeats every
+``heartbeat_seconds``; each heartbeat takes over the leases of dispatchers that missed
+``HEARTBEAT_MISSES`` heartbeats or whose pid is gone on this machine. On SQLite (one process) a
+starting dispatcher takes over every lease at once.
 
 Wake-ups: an enqueued immediate message or ``run_now`` sets ``mp.dispatch_wakeup`` (in this
 process directly; other processes through PostgreSQL ``NOTIFY``, relayed here by ``listen``); a
@@ -29,9 +36,11 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ..db.engine import set_write_lane
 from ..db.notifications import DISPATCH_CHANNEL
 from ..db.outage import OutageLog, is_unavailable
-from ..db.repos.queue import Holds, QueueRepo, WrittenEvent
+from ..db.repos.processes import ProcessRepo
+from ..db.repos.queue import Holds, Outcome, QueueRepo, WrittenEvent
 from ..models import Message
 from .attempt import Attempt, attempt_delivery
 from .directory import Directory
@@ -46,6 +55,9 @@ HOLDS_TTL = 1.0
 
 DB_RETRY_DELAY = 1.0
 """Seconds to wait after the queue's database work failed before the next cycle."""
+
+HEARTBEAT_MISSES = 3
+"""Heartbeats a dispatcher may miss before other processes take over its leases."""
 
 Finished = tuple[Attempt, Message]
 """A finished attempt (outcome to write, transport result, duration) and its message."""
@@ -73,6 +85,26 @@ def message_from_row(row: dict[str, Any]) -> Message:
     )
 
 
+def machine_id() -> str:
+    """This machine, as pids are valid on it: the host name plus (Linux) the pid namespace."""
+    try:
+        namespace = f":{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()}{namespace}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (a zombie counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
 class Dispatcher:
     """Claims and sends; owned by the ``dispatcher`` background task of one kernel."""
 
@@ -80,6 +112,8 @@ class Dispatcher:
         self.mp = mp
         self.settings = mp.settings
         self.queue = QueueRepo(mp.db)
+        self.processes = ProcessRepo(mp.db)
+        self.machine = machine_id()
         self._outage = OutageLog(log, effect="sending waits until it is back")
         self.directory = Directory(mp, self.queue)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -99,15 +133,25 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Dispatch until cancelled; on cancellation drain in-flight sends and release leases."""
+        set_write_lane("dispatch")  # SQLite: fair write turns against the API (db/_sqlite.py)
         hooks = asyncio.create_task(self._emit_hooks(), name="mailproxy:dispatch-hooks")
+        heartbeat: asyncio.Task[None] | None = None
         await self.mp.db.listen(DISPATCH_CHANNEL, self._on_notification)
         try:
+            try:
+                await self._register()
+            except Exception:  # the heartbeat registers again; leases then expire as before
+                log.exception("could not register this dispatcher in the process registry")
+            heartbeat = asyncio.create_task(self._heartbeat(), name="mailproxy:dispatch-heartbeat")
             if self.settings.test_mode:
                 await self._run_on_request()
             else:
                 await self._run_forever()
         finally:
             self._stopping = True
+            if heartbeat is not None:
+                heartbeat.cancel()
+                await asyncio.gather(heartbeat, return_exceptions=True)
             await asyncio.shield(self._drain(hooks))
 
     async def _run_forever(self) -> None:
@@ -146,15 +190,27 @@ class Dispatcher:
         """
         held = len(self.in_flight) + len(self._ready)
         limit = 0 if self._stopping else min(self._capacity - held, self.settings.batch_size)
+        if len(self._ready) >= self.settings.max_concurrency:
+            # Enough claimed ahead to refill every slot: this round only writes outcomes, a
+            # shorter transaction (on SQLite a shorter write turn).
+            limit = 0
         finished = self._finished
-        count = len(finished)
+        count = 0
+
+        def take_outcomes() -> list[Outcome]:
+            # Called once the transaction has begun: sends that finished while it waited for
+            # the database (SQLite: for its write turn) are written now, not a cycle later.
+            nonlocal count
+            count = len(finished)
+            return [attempt.outcome for attempt, _message in finished[:count]]
+
         try:
             await self._reclaim_expired()
-            if not count and limit <= 0:
+            if not finished and limit <= 0:
                 return 0
             written, rows = await self.queue.exchange(
                 self.owner,
-                [attempt.outcome for attempt, _message in finished],
+                take_outcomes,
                 limit=limit,
                 per_account=self.settings.max_per_account,
                 lease_seconds=self.settings.lease_seconds,
@@ -183,7 +239,8 @@ class Dispatcher:
     def _start_ready(self) -> None:
         """Start claimed messages, most urgent first, while global send slots are free."""
         while self._ready and not self._stopping:
-            if len(self.in_flight) >= self.settings.max_concurrency:
+            # A finished send keeps its slot until its outcome is committed (module doc).
+            if len(self.in_flight) + len(self._finished) >= self.settings.max_concurrency:
                 return
             _priority, pk, message = heapq.heappop(self._ready)
             self.in_flight[pk] = asyncio.create_task(
@@ -198,6 +255,61 @@ class Dispatcher:
         reclaimed = await self.queue.reclaim_expired(int(now))
         if reclaimed:
             log.warning("reclaimed %d messages whose lease expired", reclaimed)
+
+    # -- liveness ------------------------------------------------------------------------------
+
+    async def _register(self) -> None:
+        """Join the process registry; take over the leases of dead predecessors at once."""
+        now = int(time.time())
+        if self.mp.db.dialect == "sqlite":
+            # One process per SQLite database: every lease there belongs to a dead process.
+            taken = await self.processes.take_over_all(self.owner, now)
+            if taken:
+                log.warning("took over %d messages leased by a previous process", taken)
+        await self.processes.register(self.owner, self.machine, os.getpid(), now)
+        await self._take_over_dead(now)
+
+    async def _heartbeat(self) -> None:
+        """Every ``heartbeat_seconds``: show liveness, take over dead processes' leases."""
+        interval = self.settings.heartbeat_seconds
+        while True:
+            await asyncio.sleep(interval)
+            now = int(time.time())
+            try:
+                if not await self.processes.heartbeat(self.owner, now):
+                    log.warning(
+                        "this dispatcher's heartbeat had stopped long enough for its leases to be "
+                        "taken over; registering again"
+                    )
+                    await self.processes.register(self.owner, self.machine, os.getpid(), now)
+                await self._take_over_dead(now)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    log.exception("the dispatcher's heartbeat failed")
+                # An outage is reported by the loop (OutageLog); the next beat tries again.
+
+    async def _take_over_dead(self, now: int) -> None:
+        """Free the leases of dispatchers that stopped heartbeating or whose pid is gone here."""
+        timeout = HEARTBEAT_MISSES * self.settings.heartbeat_seconds
+        dead = set(await self.processes.stale(int(now - timeout), exclude=self.owner))
+        for owner, pid in await self.processes.on_host(self.machine, exclude=self.owner):
+            if pid != os.getpid() and not pid_alive(pid):
+                dead.add(owner)
+        if not dead:
+            return
+        taken = await self.processes.take_over(sorted(dead), now)
+        # Another process may have taken them over first: then there is nothing to report.
+        log.log(
+            logging.WARNING if taken else logging.DEBUG,
+            "took over %d messages from %d dispatcher(s) no longer alive: %s",
+            taken,
+            len(dead),
+            ", ".join(sorted(dead)),
+        )
+        if taken:
+            self._activity.set()
 
     async def _current_holds(self) -> Holds:
         now = time.monotonic()
@@ -306,6 +418,7 @@ class Dispatcher:
             released = await self.queue.release(self.owner)
             if released:
                 log.info("released %d unfinished messages", released)
+            await self.processes.unregister(self.owner)
         except Exception:
             log.exception("could not write outcomes or release leases at shutdown")
         try:

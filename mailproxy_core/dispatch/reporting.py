@@ -37,6 +37,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from ..db.engine import set_write_lane
 from ..db.outage import OutageLog, is_unavailable
 from ..models import DeliveryEvent, ReportAck, Tenant
 from ..records.tenants import load_tenant
@@ -415,4 +416,5 @@ def _delivery_event(row: dict[str, Any]) -> DeliveryEvent:
 
 async def run_reporting(mp: MailProxy) -> None:
     """The ``reporting`` background task (``serve`` only)."""
+    set_write_lane("reporting")  # SQLite: its own lane of write turns (db/_sqlite.py)
     await ReportingLoop(mp).run()

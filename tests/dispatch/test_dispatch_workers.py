@@ -49,10 +49,14 @@ class Cluster:
         self.db = Database.from_setting(db_url, pool_max_size=2)
         self.client: httpx.AsyncClient | None = None
 
-    async def start_serve(self) -> None:
+    async def start_serve(self, *, test_mode: bool = True) -> asyncio.subprocess.Process:
+        """Start ``serve`` (API only in test mode, else sending too) and wait for ``/health``."""
         port = free_port()
-        env = {**self.env, "MAILPROXY_TEST_MODE": "1", "MAILPROXY_PORT": str(port)}
-        self.processes.append(await _spawn("serve", env))
+        env = {**self.env, "MAILPROXY_TEST_MODE": "1" if test_mode else "0"}
+        process = await _spawn("serve", {**env, "MAILPROXY_PORT": str(port)})
+        self.processes.append(process)
+        if self.client is not None:
+            await self.client.aclose()
         self.client = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", headers={"X-API-Token": TOKEN}, timeout=60
         )
@@ -63,6 +67,7 @@ class Cluster:
             except httpx.TransportError:
                 await asyncio.sleep(0.1)
         await self.db.connect()
+        return process
 
     async def start_worker(self, **env: str) -> asyncio.subprocess.Process:
         process = await _spawn("worker", {**self.env, "MAILPROXY_TEST_MODE": "0", **env})
@@ -215,6 +220,8 @@ async def test_sigterm_drains_in_flight_sends_and_releases_leases(cluster):
         sent = await cluster.count("status = 'sent'")
         assert sent == len(slow.delivered)
         assert await cluster.count("status = 'sending' OR lease_owner IS NOT NULL") == 0
+        registered = "SELECT count(*) FROM dispatch_processes WHERE pid = :pid"
+        assert await cluster.db.fetch_val(registered, {"pid": worker.pid}) == 0  # left the registry
         assert await cluster.count("status = 'pending' AND lease_until IS NULL") == 40 - sent
     finally:
         await slow.stop()

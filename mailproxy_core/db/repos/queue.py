@@ -139,7 +139,7 @@ class QueueRepo:
     async def exchange(
         self,
         owner: str,
-        outcomes: Sequence[Outcome],
+        outcomes: Sequence[Outcome] | Callable[[], Sequence[Outcome]],
         *,
         limit: int,
         per_account: int,
@@ -149,26 +149,45 @@ class QueueRepo:
         """Write ``outcomes`` (see ``record``), then claim up to ``limit`` messages (see
         ``claim``), in one transaction: the dispatcher's whole round trip to the database.
 
-        Written first, so the claim already counts the finished sends as out of flight.
+        ``outcomes`` may be a function, called once the transaction has begun (on SQLite: once
+        the write turn is granted), so that sends finishing while the transaction waited are
+        written too. Written first, so the claim already counts the finished sends as out of
+        flight. When outcomes are written, a claim that would wait for another process's claim
+        (the PostgreSQL advisory lock is taken) is skipped: the outcomes commit without waiting.
         """
-        if not outcomes and limit <= 0:
+        if not callable(outcomes) and not outcomes and limit <= 0:
             return [], []
         async with self._db.transaction():
-            written = await self._write(owner, outcomes) if outcomes else []
-            claimed = await self._claim(owner, limit, per_account, lease_seconds, holds)
+            group = outcomes() if callable(outcomes) else outcomes
+            written = await self._write(owner, group) if group else []
+            claimed = await self._claim(
+                owner, limit, per_account, lease_seconds, holds, wait=not group
+            )
         rows = [{**row, "payload": decode_json(row["payload"]) or {}} for row in claimed]
         rows.sort(key=lambda r: (r["priority"], r["pk"]))
         return written, rows
 
     async def _claim(
-        self, owner: str, limit: int, per_account: int, lease_seconds: float, holds: Holds
+        self,
+        owner: str,
+        limit: int,
+        per_account: int,
+        lease_seconds: float,
+        holds: Holds,
+        *,
+        wait: bool = True,
     ) -> list[dict[str, Any]]:
-        """The claim's statements, inside the caller's transaction."""
+        """The claim's statements, inside the caller's transaction (``wait``: see ``exchange``)."""
         if limit <= 0:
             return []
         dialect = self._db.dialect
         if dialect == "postgresql":
-            await self._db.execute(sa.select(sa.func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
+            if wait:
+                await self._db.execute(sa.select(sa.func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
+            elif not await self._db.fetch_val(
+                sa.select(sa.func.pg_try_advisory_xact_lock(CLAIM_LOCK_KEY))
+            ):
+                return []
         now = int(self._clock())
         in_flight = {
             row["account_pk"]: int(row["n"])
