@@ -393,6 +393,7 @@ TABLE: tuple[Row, ...] = (
             "/ui/",
             "/ui/messages",
             "/ui/messages/<tenant_id>/<path:message_id>",
+            "/ui/raw/<tenant_id>/<path:message_id>",
             "/ui/tenants",
             "/ui/reports",
             "/ui/plugins",
