@@ -89,6 +89,7 @@ LAYERS: dict[str, int] = {
     "specs": 1,
     "crypto": 1,
     "message_ids": 1,
+    "pacing": 1,
     "settings": 2,
     "logs": 3,
     # storage, then the records loaded from it; the plugin machinery

@@ -50,6 +50,7 @@ from quart.wrappers.response import DataBody
 from ..crypto import MASK, is_secret_key
 from ..db.outage import is_unavailable
 from ..logs import principal_label
+from ..pacing import Pacer
 from ..records.secrets import CONFIG_SECRET_KEYS
 from .endpoint import GET_FORM_SUFFIX
 from .errors import outage_log
@@ -57,7 +58,6 @@ from .json_limits import too_deep
 from .json_yielding import (
     PARSED_BODY,
     YIELDING_THRESHOLD_BYTES,
-    Pacer,
     loads_yielding,
     too_deep_yielding,
 )

@@ -21,16 +21,15 @@ result would have to be unpickled in one piece on the loop.
 
 from __future__ import annotations
 
-import asyncio
 import codecs
 import itertools
 import json
 import re
-import time
 from typing import Any
 
 import ijson
 
+from ..pacing import Pacer
 from .json_limits import MAX_JSON_DEPTH, structure_steps
 
 YIELDING_THRESHOLD_BYTES = 1 << 20
@@ -43,24 +42,16 @@ the request body, so that the command log does not parse it a second time."""
 SLICE_SECONDS = 0.01
 """Longest stretch of work between two yields to the event loop."""
 
+
+def _pacer() -> Pacer:
+    return Pacer(SLICE_SECONDS)
+
+
 CHUNK_BYTES = 256 * 1024
 """Size of the pieces the nesting check works on."""
 
 FEED_BYTES = 32 * 1024
 """Size of the pieces given to the parser between two checks of the time."""
-
-
-class Pacer:
-    """Yields to the event loop once ``SLICE_SECONDS`` of work has passed since the last time."""
-
-    def __init__(self) -> None:
-        self._since = time.perf_counter()
-
-    async def pause(self) -> None:
-        now = time.perf_counter()
-        if now - self._since >= SLICE_SECONDS:
-            await asyncio.sleep(0)
-            self._since = time.perf_counter()
 
 
 def _utf8(raw: bytes | str) -> bytes:
@@ -79,7 +70,7 @@ async def too_deep_yielding(raw: bytes | str, limit: int = MAX_JSON_DEPTH) -> bo
     of backslashes) is cut in two; whether the chunk starts inside a string literal follows
     from the number of unescaped quotes before it.
     """
-    pacer = Pacer()
+    pacer = _pacer()
     text = _utf8(raw)
     in_string = False
     depth = 0
@@ -118,7 +109,7 @@ async def loads_yielding(raw: bytes | str) -> Any:
         raise ValueError("Unexpected UTF-8 BOM (decode using utf-8-sig)")
     found = ijson.sendable_list()
     parser = ijson.items_coro(found, "", use_float=True)
-    pacer = Pacer()
+    pacer = _pacer()
     try:
         for start in range(0, len(data), FEED_BYTES):
             _refuse_lone_surrogates(data, start, start + FEED_BYTES)

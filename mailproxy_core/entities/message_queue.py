@@ -21,9 +21,7 @@ probe which tenants exist).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -32,6 +30,7 @@ from ..db.jsontext import decode_json, encode_json
 from ..db.repos.messages import EnqueueOutcome, QueuedRow
 from ..message_ids import message_id_for_payload
 from ..models import Message, Principal
+from ..pacing import Pacer
 from ..records.secrets import seal_payload
 from .message_validation import CheckedMessage, MessageChecker, is_storable, sendable
 from .message_views import with_sender_as_from
@@ -44,19 +43,6 @@ log = logging.getLogger(__name__)
 SLICE_SECONDS = 0.01
 """Longest stretch of validation work between two yields to the event loop: a large batch is
 checked in slices, so other requests are served while it is (see docs/performance.md)."""
-
-
-class _Slicer:
-    """Yields to the event loop once ``SLICE_SECONDS`` of work has passed since the last time."""
-
-    def __init__(self) -> None:
-        self._since = time.perf_counter()
-
-    async def pause(self) -> None:
-        now = time.perf_counter()
-        if now - self._since >= SLICE_SECONDS:
-            await asyncio.sleep(0)
-            self._since = time.perf_counter()
 
 
 QUEUED_HOOK = "mailproxy_message_queued"
@@ -104,7 +90,7 @@ async def enqueue(
     )
     reasons: dict[int, str] = {}
     keyed: dict[int, tuple[str, str, str]] = {}
-    slicer = _Slicer()
+    slicer = Pacer(SLICE_SECONDS)
     for index, entry in enumerate(entries):
         await slicer.pause()
         if not isinstance(entry, dict):
@@ -156,7 +142,7 @@ async def _check_entries(
     keyed: dict[int, tuple[str, str, str]],
     checker: MessageChecker,
     reasons: dict[int, str],
-    slicer: _Slicer,
+    slicer: Pacer,
 ) -> dict[int, _Accepted]:
     """Tenant, account and content checks of the entries whose identity is usable."""
     tenant_ids = {tenant for tenant, _, _ in keyed.values()}

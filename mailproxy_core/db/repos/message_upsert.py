@@ -19,15 +19,14 @@ the locked, current row version).
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
 
 from ...message_ids import GENERATED_PREFIX
+from ...pacing import Pacer
 from ..schema import READY_STATUSES, messages
 from ..url import Dialect
 
@@ -136,12 +135,10 @@ async def encode_rows_yielding(rows: Iterable[Iterable[Any]]) -> str:
     chunk of large messages (payloads of tens of kilobytes each) takes
     long enough to encode in one call that other requests would wait for it."""
     parts = []
-    since = time.perf_counter()
+    pacer = Pacer(ENCODE_SLICE_SECONDS)
     for row in rows:
         parts.append(json.dumps(list(row), ensure_ascii=False, separators=(",", ":")))
-        if time.perf_counter() - since >= ENCODE_SLICE_SECONDS:
-            await asyncio.sleep(0)
-            since = time.perf_counter()
+        await pacer.pause()
     return "[" + ",".join(parts) + "]"
 
 
