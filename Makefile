@@ -71,7 +71,7 @@ PYTEST_WORKERS ?= 3
 test: install-test test-deps
 	MAILPROXY_TEST_ALL_PLUGINS=1 $(BIN)/python -m pytest -q -rs -n $(PYTEST_WORKERS) \
 		--dist loadfile --durations=10
-	$(BIN)/tox -q -e $(TOX_FAST_ENVS)
+	$(BIN)/tox -q -e $(TOX_FAST_ENVS) -- -n $(PYTEST_WORKERS) --dist loadfile
 
 # The fault suite (docs/operations.md): real processes, SIGKILL, peers and a PostgreSQL cluster
 # going away. Minutes long, so `make test` skips it; run before a release. -s shows its figures.

@@ -17,6 +17,7 @@ from .api.command_recording import install_command_recording
 from .api.errors import database_unavailable_response, install_error_handlers, outage_log
 from .api.generate import build_api
 from .api.openapi import document_public_routes
+from .api.oversize import DrainOversizedBodies
 from .db.outage import is_unavailable
 from .errors import AuthError
 from .kernel import APP_KEY, MailProxy, Role, build_kernel
@@ -49,6 +50,11 @@ def create_app(
     app.extensions[APP_KEY] = mp
     app.config["JSON_SORT_KEYS"] = False
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    # an oversized body is read (up to as much again) and dropped before the 413, so a client
+    # still uploading reads the answer instead of a connection reset
+    app.asgi_app = DrainOversizedBodies(  # type: ignore[method-assign]
+        app.asgi_app, limit=settings.max_request_bytes, drain_bytes=settings.max_request_bytes
+    )
     install_error_handlers(app)
 
     public = set(PUBLIC_PATHS)
