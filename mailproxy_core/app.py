@@ -52,7 +52,7 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     # an oversized body is read (up to as much again) and dropped before the 413, so a client
     # still uploading reads the answer instead of a connection reset
-    app.asgi_app = DrainOversizedBodies(  # type: ignore[method-assign]
+    app.asgi_app = DrainOversizedBodies(  # type: ignore[method-assign,assignment]
         app.asgi_app, limit=settings.max_request_bytes, drain_bytes=settings.max_request_bytes
     )
     install_error_handlers(app)
