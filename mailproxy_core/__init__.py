@@ -18,7 +18,7 @@ from .api.endpoint import (
     tenant_scoped,
 )
 from .crypto import SecretBox, hash_token, mask_secrets, new_token, verify_token
-from .db.outage import OutageLog, is_unavailable
+from .db.outage import OutageLog, is_unavailable, run_every
 from .db.plugin_data import PluginData
 from .errors import (
     AttachmentError,
@@ -166,6 +166,7 @@ __all__ = [
     "public",
     "route_endpoint",
     "route_info",
+    "run_every",
     "tenant_scoped",
     "verify_token",
 ]

@@ -10,7 +10,8 @@ those with 503 and ``Retry-After`` instead of 500.
 reminder at most once per ``REMINDER_SECONDS`` while it stays away (with the number of failures
 since the last line), one INFO when it is back. Every background loop that talks to the database
 (dispatcher, reporting and its state writer, retention, receipt leases, the PostgreSQL ``LISTEN``
-connection) keeps one, with a first line that says what waits meanwhile (``effect``).
+connection) keeps one, with a first line that says what waits meanwhile (``effect``);
+``run_every`` is the periodic task built on it (retention, the storage sweeps, plugins' own).
 
 ``OutageTracebackFilter`` (installed on the driver's pool logger, ``asyncpg.pool``, when a
 PostgreSQL database is opened) keeps asyncpg's own "Failed to restore the pool connection floor;
@@ -20,9 +21,10 @@ drops its traceback when the error is an outage: the exception's type is appende
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 RETRY_AFTER_SECONDS = 5
 """What a 503 tells clients and load balancers to wait before retrying."""
@@ -139,3 +141,43 @@ class OutageLog:
         self._logger.info("database available again after %.0f s", self._clock() - self._down_since)
         self._down_since = None
         self._failures = 0
+
+
+async def run_every(
+    interval: float,
+    work: Callable[[], Awaitable[object]],
+    *,
+    log: logging.Logger,
+    failed: str,
+    effect: str,
+) -> None:
+    """Run ``work()`` now, then every ``interval`` seconds, until the task is cancelled.
+
+    The shape of a periodic background task that must never end on an error: a database outage
+    is logged by an :class:`OutageLog` (``effect`` says what waits meanwhile), any other
+    exception with its traceback as ``failed``; either way the next round tries again.
+
+    Example::
+
+        async def sweep_round() -> None:
+            removed = await delete_expired(mp)
+            if removed:
+                log.info("deleted %d expired files", removed)
+
+        await run_every(3600, sweep_round, log=log, failed="the sweep failed",
+                        effect="expired files are deleted when it is back")
+    """
+    outage = OutageLog(log, effect=effect)
+    while True:
+        try:
+            await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the next round tries again; the task never ends
+            if is_unavailable(exc):
+                outage.failed(exc)  # bounded: not one traceback per round
+            else:
+                log.exception("%s; trying again in %.0f s", failed, interval)
+        else:
+            outage.succeeded()
+        await asyncio.sleep(interval)

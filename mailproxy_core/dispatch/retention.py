@@ -13,13 +13,12 @@ task logs one WARNING, a reminder at most once a minute, and one INFO when it is
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..db.outage import OutageLog, is_unavailable
+from ..db.outage import run_every
 from ..db.repos.messages import MessagesRepo
 
 if TYPE_CHECKING:
@@ -64,18 +63,10 @@ async def run_retention(mp: MailProxy) -> None:
     """The ``report_retention`` background task (``serve`` only)."""
     if mp.settings.test_mode:
         return
-    interval = retention_interval(mp.settings.report_interval)
-    outage = OutageLog(log, effect="retention waits until it is back")
-    while True:
-        try:
-            await apply_retention(mp)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the next round tries again
-            if is_unavailable(exc):
-                outage.failed(exc)  # bounded: not one traceback per round
-            else:
-                log.exception("the retention round failed")
-        else:
-            outage.succeeded()
-        await asyncio.sleep(interval)
+    await run_every(
+        retention_interval(mp.settings.report_interval),
+        lambda: apply_retention(mp),
+        log=log,
+        failed="the retention round failed",
+        effect="retention waits until it is back",
+    )

@@ -11,12 +11,11 @@ job inside the cloud (see the plugin's README). In test mode the task does nothi
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Mapping
 
-from mailproxy_core import MailProxy, MailproxyError, OutageLog, is_unavailable
+from mailproxy_core import MailProxy, MailproxyError, run_every
 
 from .config import URL_SCHEMES, Problems, clean_prefix, parse_mount, parse_url
 from .state import state_of
@@ -29,24 +28,21 @@ CLOUD_PROTOCOLS = ("s3", "gcs", "azure")
 
 async def run_sweep(mp: MailProxy) -> None:
     """Background task: one round at startup, then one every ``sweep_interval`` seconds."""
-    interval = state_of(mp).settings.sweep_interval
-    outage = OutageLog(log, effect="expired large files are deleted when it is back")
-    while True:
-        if not mp.settings.test_mode:
-            try:
-                removed = await sweep_expired(mp)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the next round tries again; the task never ends
-                if is_unavailable(exc):
-                    outage.failed(exc)
-                else:
-                    log.exception("deleting expired large files from cloud storage failed")
-            else:
-                outage.succeeded()
-                if removed:
-                    log.info("deleted %d expired large files from cloud storage", removed)
-        await asyncio.sleep(interval)
+
+    async def sweep_round() -> None:
+        if mp.settings.test_mode:
+            return
+        removed = await sweep_expired(mp)
+        if removed:
+            log.info("deleted %d expired large files from cloud storage", removed)
+
+    await run_every(
+        state_of(mp).settings.sweep_interval,
+        sweep_round,
+        log=log,
+        failed="deleting expired large files from cloud storage failed",
+        effect="expired large files are deleted when it is back",
+    )
 
 
 async def sweep_expired(mp: MailProxy, now: float | None = None) -> int:

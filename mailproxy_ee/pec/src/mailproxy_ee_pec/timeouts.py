@@ -10,7 +10,6 @@ receipt that arrives later is still recorded as usual.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import weakref
@@ -20,10 +19,9 @@ from mailproxy_core import (
     EventType,
     MailProxy,
     Message,
-    OutageLog,
     Receipt,
     ReceiptOutcome,
-    is_unavailable,
+    run_every,
 )
 
 from .store import PecStore
@@ -113,18 +111,10 @@ async def run_timeouts(mp: MailProxy) -> None:
     settings = mp.settings.plugin_settings("ee_pec", PecSettings)
     if settings.acceptance_timeout <= 0:
         return
-    interval = min(settings.poll_interval, MAX_CHECK_INTERVAL)
-    outage = OutageLog(log, effect="pec_timeout checks wait until it is back")
-    while True:
-        try:
-            await record_timeouts(mp, settings)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a database hiccup must not end the task: logged, tried again
-            if is_unavailable(exc):
-                outage.failed(exc)
-            else:
-                log.exception("pec_timeout check failed; tried again in %.0f s", interval)
-        else:
-            outage.succeeded()
-        await asyncio.sleep(interval)
+    await run_every(
+        min(settings.poll_interval, MAX_CHECK_INTERVAL),
+        lambda: record_timeouts(mp, settings),
+        log=log,
+        failed="pec_timeout check failed",
+        effect="pec_timeout checks wait until it is back",
+    )

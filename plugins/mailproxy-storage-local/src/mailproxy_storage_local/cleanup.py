@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Mapping
 
-from mailproxy_core import InvalidInput, MailProxy, OutageLog, is_unavailable
+from mailproxy_core import InvalidInput, MailProxy, run_every
 
 from .links import INDEX_DIR
 from .state import state_of
@@ -28,24 +28,21 @@ log = logging.getLogger(__name__)
 
 async def run_link_cleanup(mp: MailProxy) -> None:
     """Background task: one round at startup, then one every ``cleanup_interval`` seconds."""
-    interval = state_of(mp).settings.cleanup_interval
-    outage = OutageLog(log, effect="expired download files are deleted when it is back")
-    while True:
-        if not mp.settings.test_mode:
-            try:
-                removed = await delete_expired_links(mp)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the next round tries again; the task never ends
-                if is_unavailable(exc):
-                    outage.failed(exc)
-                else:
-                    log.exception("deleting expired download files failed; retrying next round")
-            else:
-                outage.succeeded()
-                if removed:
-                    log.info("deleted %d files whose download link expired", removed)
-        await asyncio.sleep(interval)
+
+    async def cleanup_round() -> None:
+        if mp.settings.test_mode:
+            return
+        removed = await delete_expired_links(mp)
+        if removed:
+            log.info("deleted %d files whose download link expired", removed)
+
+    await run_every(
+        state_of(mp).settings.cleanup_interval,
+        cleanup_round,
+        log=log,
+        failed="deleting expired download files failed",
+        effect="expired download files are deleted when it is back",
+    )
 
 
 async def delete_expired_links(mp: MailProxy, now: float | None = None) -> int:
