@@ -9,18 +9,11 @@ answer to the form that created it; only its hash is stored.
 
 from __future__ import annotations
 
-from importlib.resources import files
 from typing import Any
 
-from mailproxy_core import MailproxyError
 from mailproxy_dashboard import DashboardPage, PageContext
 
 from .keys import ALL_SCOPES
-
-
-def template(name: str) -> str:
-    """A Jinja template of the package's ``templates/`` folder."""
-    return (files(__package__) / "templates" / name).read_text(encoding="utf-8")
 
 
 async def render_keys(ctx: PageContext) -> str:
@@ -30,7 +23,9 @@ async def render_keys(ctx: PageContext) -> str:
     note = error = ""
     if ctx.method == "POST" and tenant_id is not None:
         name = ctx.form.get("name", "").strip()
-        try:
+
+        async def act() -> str:
+            nonlocal created
             if ctx.form.get("action") == "add":
                 scopes = [str(s) for s in ALL_SCOPES if ctx.form.get(f"scope_{s}")]
                 created = await ctx.call(
@@ -38,16 +33,16 @@ async def render_keys(ctx: PageContext) -> str:
                 )
             elif ctx.form.get("action") == "revoke":
                 await ctx.call("api_keys", "revoke", tenant_id=tenant_id, name=name)
-                note = f"The key {name} is revoked: it is refused from now on."
-        except MailproxyError as failure:
-            if getattr(failure, "status", 400) in (401, 403):
-                raise
-            error = str(failure)
+                return f"The key {name} is revoked: it is refused from now on."
+            return ""
+
+        note, error = await ctx.attempt(act)
     rows: list[dict[str, Any]] = []
     if tenant_id is not None:
         rows = await ctx.call("api_keys", "list", tenant_id=tenant_id)
-    return await ctx.render(
-        template("api_keys.html"),
+    return await ctx.render_package(
+        __package__,
+        "api_keys.html",
         tenant_id=tenant_id,
         tenants=tenants,
         rows=rows,

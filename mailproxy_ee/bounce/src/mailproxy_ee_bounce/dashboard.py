@@ -8,18 +8,11 @@ the REST API.
 
 from __future__ import annotations
 
-from importlib.resources import files
 from typing import Any
 
-from mailproxy_core import MailproxyError
 from mailproxy_dashboard import DashboardPage, PageContext
 
 from .handler import HANDLER_NAME
-
-
-def template(name: str) -> str:
-    """A Jinja template of the package's ``templates/`` folder."""
-    return (files(__package__) / "templates" / name).read_text(encoding="utf-8")
 
 
 async def render_suppressions(ctx: PageContext) -> str:
@@ -28,31 +21,30 @@ async def render_suppressions(ctx: PageContext) -> str:
     note = error = ""
     if ctx.method == "POST" and tenant_id is not None:
         address = ctx.form.get("address", "").strip()
-        try:
+
+        async def act() -> str:
             if ctx.form.get("action") == "add":
                 reason = ctx.form.get("reason", "").strip() or "manual"
                 entry = await ctx.call(
                     "suppressions", "add", tenant_id=tenant_id, address=address, reason=reason
                 )
-                note = f"{entry['address']} is suppressed: nothing more is sent to it."
-            elif ctx.form.get("action") == "delete":
+                return f"{entry['address']} is suppressed: nothing more is sent to it."
+            if ctx.form.get("action") == "delete":
                 result = await ctx.call(
                     "suppressions", "delete", tenant_id=tenant_id, address=address
                 )
-                note = (
-                    f"{address} removed: messages are sent to it again."
-                    if result.get("removed")
-                    else f"{address} was not on the list."
-                )
-        except MailproxyError as failure:
-            if getattr(failure, "status", 400) in (401, 403):
-                raise
-            error = str(failure)
+                if result.get("removed"):
+                    return f"{address} removed: messages are sent to it again."
+                return f"{address} was not on the list."
+            return ""
+
+        note, error = await ctx.attempt(act)
     rows: list[dict[str, Any]] = []
     if tenant_id is not None:
         rows = await ctx.call("suppressions", "list", tenant_id=tenant_id)
-    return await ctx.render(
-        template("suppressions.html"),
+    return await ctx.render_package(
+        __package__,
+        "suppressions.html",
         tenant_id=tenant_id,
         tenants=tenants,
         rows=rows,
@@ -71,8 +63,9 @@ async def render_bounce(ctx: PageContext) -> str:
         note = "The bounce poller reconnects and polls now."
     config = await ctx.call("instance", "get_bounce_config")
     status = ctx.mp.receipt_handler_status(HANDLER_NAME)
-    return await ctx.render(
-        template("bounce.html"),
+    return await ctx.render_package(
+        __package__,
+        "bounce.html",
         config=config,
         note=note,
         last_poll_ts=status.last_poll_ts if status else config.get("last_poll_ts"),

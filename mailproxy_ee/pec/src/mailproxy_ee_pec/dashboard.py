@@ -7,23 +7,17 @@ the REST API scopes it: the admin sees every tenant's PEC accounts, a tenant key
 
 from __future__ import annotations
 
-from importlib.resources import files
-
 from mailproxy_dashboard import DashboardPage, PageContext
 
 from .handler import HANDLER_NAME
 
 
-def template(name: str) -> str:
-    """A Jinja template of the package's ``templates/`` folder."""
-    return (files(__package__) / "templates" / name).read_text(encoding="utf-8")
-
-
 async def render_pec(ctx: PageContext) -> str:
     """Every PEC account the user may see, with the state of its mailbox."""
     rows = await ctx.call("accounts", "list_pec")
-    return await ctx.render(
-        template("pec.html"),
+    return await ctx.render_package(
+        __package__,
+        "pec.html",
         rows=rows,
         show_tenant=ctx.principal.is_admin,
         status=ctx.mp.receipt_handler_status(HANDLER_NAME),

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 from markupsafe import escape as _escape
 from quart import render_template_string
 
-from mailproxy_core import MailProxy, PluginError, Principal
+from mailproxy_core import MailProxy, MailproxyError, PluginError, Principal
 
 if TYPE_CHECKING:
     from .kernel_calls import Caller
@@ -127,6 +128,23 @@ class PageContext:
         if wanted in ids:
             return wanted, ids
         return (ids[0] if ids else None), ids
+
+    async def attempt(self, action: Callable[[], Awaitable[str]]) -> tuple[str, str]:
+        """Run a form's ``action``: ``(note, "")`` with the note it returns, or ``("", error)``
+        with the text of the ``MailproxyError`` it raised (a bad address, a duplicate name).
+        A refusal of the user itself (401/403) is not caught: the dashboard answers it."""
+        try:
+            return await action(), ""
+        except MailproxyError as failure:
+            if getattr(failure, "status", 400) in (401, 403):
+                raise
+            return "", str(failure)
+
+    async def render_package(self, package: str, name: str, **values: Any) -> str:
+        """:meth:`render` the template ``templates/<name>`` shipped in ``package`` (a plugin
+        ships its pages' templates as package data; pass its ``__package__``)."""
+        source = (files(package) / "templates" / name).read_text(encoding="utf-8")
+        return await self.render(source, **values)
 
     async def render(self, source: str, **values: Any) -> str:
         """Render the Jinja template ``source`` (autoescaped) with ``values``, plus ``ctx``
