@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from mailproxy_core import Settings
+from mailproxy_core.testing.client import ApiClient
 from mailproxy_core.testing.fakes import TenantTokenPlugin
 from mailproxy_core.testing.plugin import admin_token_plugins
-from mailproxy_ee_imap.testing import dovecot, imap_mailbox  # noqa: F401  (fixtures)
+from mailproxy_ee_bounce.testing import configure, setup_tenant
+from mailproxy_ee_imap.testing import TestMailbox, dovecot, imap_mailbox  # noqa: F401  (fixtures)
 from mailproxy_reporter_http.testing import ClientApp
 
 ENCRYPTION_KEY = base64.b64encode(bytes(range(32))).decode()
@@ -55,3 +57,17 @@ def client_app() -> Iterator[Any]:
     yield start
     for app in apps:
         app.stop()
+
+
+@pytest.fixture
+async def bounce_smtp(
+    mp_client: ApiClient,
+    smtp_server: Any,
+    imap_mailbox: TestMailbox,  # noqa: F811  (the fixture imported above)
+) -> Any:
+    """The usual start of a mailbox test: an SMTP sink, tenant ``acme`` sending through it, and
+    the bounce mailbox configured on ``imap_mailbox``; the sink is returned."""
+    smtp = await smtp_server()
+    await setup_tenant(mp_client, smtp)
+    await configure(mp_client, imap_mailbox)
+    return smtp

@@ -69,12 +69,10 @@ async def wait_for_bounces(
 async def test_verp_return_path_correlates_a_notice_without_the_original(
     mp_client: ApiClient,
     mp_kernel: MailProxy,
-    smtp_server: Any,
+    bounce_smtp: Any,
     imap_mailbox: TestMailbox,
 ) -> None:
-    smtp = await smtp_server()
-    await setup_tenant(mp_client, smtp)
-    await configure(mp_client, imap_mailbox)
+    smtp = bounce_smtp
     sent = await send(mp_client, smtp, "m1", [RCPT])
     pk = (await history(mp_client, "acme", "m1"))["pk"]
     local, domain = RETURN_PATH.split("@")
@@ -89,12 +87,10 @@ async def test_verp_return_path_correlates_a_notice_without_the_original(
 async def test_idle_reads_a_new_notice_without_being_asked(
     mp_client: ApiClient,
     mp_kernel: MailProxy,
-    smtp_server: Any,
+    bounce_smtp: Any,
     imap_mailbox: TestMailbox,
 ) -> None:
-    smtp = await smtp_server()
-    await setup_tenant(mp_client, smtp)
-    await configure(mp_client, imap_mailbox)  # asks for a poll, which starts the IDLE watcher
+    smtp = bounce_smtp  # configuring the mailbox asked for a poll, which starts the IDLE watcher
     sent = await send(mp_client, smtp, "m1", [RCPT])
     for _ in range(100):
         status = mp_kernel.receipt_handler_status("ee_bounce")

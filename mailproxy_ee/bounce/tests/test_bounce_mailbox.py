@@ -84,12 +84,10 @@ async def test_notices_become_bounce_events_reported_to_the_client_app(
 async def test_every_shared_sample_gives_its_expected_event(
     mp_client: ApiClient,
     mp_kernel: MailProxy,
-    smtp_server: Any,
+    bounce_smtp: Any,
     imap_mailbox: TestMailbox,
 ) -> None:
-    smtp = await smtp_server()
-    await setup_tenant(mp_client, smtp)
-    await configure(mp_client, imap_mailbox)
+    smtp = bounce_smtp
     sent = {}
     # every message first: a hard bounce read meanwhile would suppress RCPT for the next ones
     for i, name in enumerate(sorted(SHARED)):
@@ -120,12 +118,10 @@ async def test_every_shared_sample_gives_its_expected_event(
 async def test_rereading_the_mailbox_adds_no_second_event(
     mp_client: ApiClient,
     mp_kernel: MailProxy,
-    smtp_server: Any,
+    bounce_smtp: Any,
     imap_mailbox: TestMailbox,
 ) -> None:
-    smtp = await smtp_server()
-    await setup_tenant(mp_client, smtp)
-    await configure(mp_client, imap_mailbox)
+    smtp = bounce_smtp
     sent = await send(mp_client, smtp, "order-1", [RCPT])
     no_id = notice("own/yahoo_style_no_message_id.eml", sent)
     imap_mailbox.append([notice("bounces/gmail_550_511_with_original.eml", sent), no_id])
@@ -172,12 +168,10 @@ async def test_unrelated_mail_and_mail_for_deleted_tenants_never_block_the_bounc
 async def test_hard_bounce_suppresses_the_recipient_until_deleted(
     mp_client: ApiClient,
     mp_kernel: MailProxy,
-    smtp_server: Any,
+    bounce_smtp: Any,
     imap_mailbox: TestMailbox,
 ) -> None:
-    smtp = await smtp_server()
-    await setup_tenant(mp_client, smtp)
-    await configure(mp_client, imap_mailbox)
+    smtp = bounce_smtp
     first = await send(mp_client, smtp, "m1", [RCPT])
     imap_mailbox.append(notice("bounces/postfix_550_511_user_unknown.eml", first))
     await poll(mp_kernel)
@@ -218,12 +212,10 @@ async def test_hard_bounce_suppresses_the_recipient_until_deleted(
 async def test_soft_bounces_suppress_nothing_and_complaints_do(
     mp_client: ApiClient,
     mp_kernel: MailProxy,
-    smtp_server: Any,
+    bounce_smtp: Any,
     imap_mailbox: TestMailbox,
 ) -> None:
-    smtp = await smtp_server()
-    await setup_tenant(mp_client, smtp)
-    await configure(mp_client, imap_mailbox)
+    smtp = bounce_smtp
     soft = await send(mp_client, smtp, "m1", [RCPT])
     complained = await send(mp_client, smtp, "m2", [OTHER])
     imap_mailbox.append(
