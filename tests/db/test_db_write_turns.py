@@ -28,6 +28,17 @@ async def _queue(turns: WriteTurns, order: list[str], name: str, lane: str) -> N
     order.append(name)
 
 
+async def _until_waiting(db: Database, count: int) -> None:
+    """Until ``count`` writers of ``db`` queue for the write turn (on a busy machine a writer
+    may take many loop turns to get there: a fixed number of yields is not enough)."""
+    turns = db._db._backend._idle_pool._write_turns  # white-box: the test is about the turns
+    for _ in range(2000):
+        if turns.waiting() >= count:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"{turns.waiting()} writers queued, expected {count}")
+
+
 async def _settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
@@ -147,9 +158,9 @@ async def test_a_database_writer_in_its_own_lane_waits_for_at_most_one_turn_per_
         while not order:  # noqa: ASYNC110 - waits for the holder to start its transaction
             await asyncio.sleep(0)
         api = [asyncio.create_task(write(f"api{n}", None)) for n in range(20)]
-        await _settle()
+        await _until_waiting(db, 20)  # every API writer queued before the dispatcher arrives
         dispatcher = asyncio.create_task(write("dispatcher", "dispatch"))
-        await _settle()
+        await _until_waiting(db, 21)
         gate.set()
         await asyncio.gather(holder, dispatcher, *api)
         # Twenty API writers queued first; the dispatcher still writes right after the first.
