@@ -1,4 +1,20 @@
-"""Long work on the event loop, done in slices that hand the loop back to other tasks."""
+"""Long work on the event loop, done in slices that hand the loop back to other tasks.
+
+Between two slices the working task *sleeps* for ``PAUSE_SECONDS`` instead of yielding one turn
+of the loop (``asyncio.sleep(0)``). A single turn is not enough for the others:
+
+* a request needs twenty to thirty turns of the loop to be read, routed, answered and written
+  back, so with one turn per slice it waits behind twenty to thirty slices of the long work;
+* a database statement runs in a connection's thread, which needs the GIL to start, to take
+  each row and to hand its result back; while the loop thread runs Python code without ever
+  blocking, each of those waits for the interpreter's switch interval (5 ms), and the result is
+  only seen by the loop after the slice that was running when it arrived.
+
+During the pause the loop blocks in ``select``: threads take the GIL at once, and every other
+task moves on by as many turns as it needs. The long work takes about ``PAUSE_SECONDS`` /
+``SLICE_SECONDS`` (a tenth) longer; calls served meanwhile wait for about one slice instead of
+dozens (see docs/performance.md, "One large request does not hold the others").
+"""
 
 from __future__ import annotations
 
@@ -6,11 +22,14 @@ import asyncio
 import time
 
 SLICE_SECONDS = 0.01
-"""Longest stretch of work between two yields to the event loop, unless a caller says otherwise."""
+"""Longest stretch of work between two pauses, unless a caller says otherwise."""
+
+PAUSE_SECONDS = 0.001
+"""How long the working task steps aside once its slice is used up."""
 
 
 class Pacer:
-    """Yields to the event loop once ``slice_seconds`` of work has passed since the last time.
+    """Steps aside for ``PAUSE_SECONDS`` once ``slice_seconds`` of work has passed since the last time.
 
     Example::
 
@@ -25,8 +44,8 @@ class Pacer:
         self._since = time.perf_counter()
 
     async def pause(self) -> None:
-        """Yield to the loop if this slice is used up; return at once otherwise."""
+        """Step aside if this slice is used up; return at once otherwise."""
         now = time.perf_counter()
         if now - self._since >= self._slice:
-            await asyncio.sleep(0)
+            await asyncio.sleep(PAUSE_SECONDS)
             self._since = time.perf_counter()
