@@ -66,9 +66,7 @@ def large_batch(messages: int, recipients: int) -> bytes:
     return json.dumps({"messages": batch}, separators=(",", ":")).encode()
 
 
-async def probe(
-    client: httpx.AsyncClient, url: str, path: str, stop: asyncio.Event
-) -> list[float]:
+async def probe(client: httpx.AsyncClient, url: str, path: str, stop: asyncio.Event) -> list[float]:
     latencies: list[float] = []
     while not stop.is_set():
         started = time.perf_counter()

@@ -29,7 +29,7 @@ PAUSE_SECONDS = 0.001
 
 
 class Pacer:
-    """Steps aside for ``PAUSE_SECONDS`` once ``slice_seconds`` of work has passed since the last time.
+    """Steps aside for ``PAUSE_SECONDS`` once ``slice_seconds`` of work has passed since then.
 
     Example::
 

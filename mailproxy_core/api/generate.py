@@ -37,6 +37,8 @@ import dataclasses
 import datetime
 import enum
 import json
+import re
+import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +46,7 @@ from pydantic import BaseModel, ValidationError
 from quart import Quart, Request, Response, current_app, g, request
 from werkzeug.exceptions import BadRequest
 
+from ..db.jsontext import JSONText
 from ..errors import AuthError, Forbidden, InvalidInput
 from ..models import Principal
 from .auth import ROUTES_KEY, RouteInfo, route_endpoint
@@ -167,7 +170,7 @@ def _make_view(
         if isinstance(result, Response):
             return result
         return current_app.response_class(
-            json.dumps(to_jsonable(result), ensure_ascii=False, allow_nan=False),
+            encode_result(result),
             status=200,
             content_type="application/json",
         )
@@ -283,31 +286,56 @@ def _json_type(value: Any) -> str:
     return "null"
 
 
-def to_jsonable(value: Any) -> Any:
+def encode_result(result: Any) -> str:
+    """The JSON text of an endpoint result (see :func:`to_jsonable`).
+
+    A :class:`~mailproxy_core.db.jsontext.JSONText` inside the result is embedded as the value
+    it encodes, without decoding it: it is replaced by a marker string unique to this call, the
+    rest is encoded, and each quoted marker is then replaced by its text.
+    """
+    embedded: list[str] = []
+    marker = f"mailproxy-embedded-{secrets.token_hex(16)}-"
+
+    def embed(text: JSONText) -> str:
+        embedded.append(text)
+        return f"{marker}{len(embedded) - 1}"
+
+    encoded = json.dumps(to_jsonable(result, embed), ensure_ascii=False, allow_nan=False)
+    if not embedded:
+        return encoded
+    pattern = re.compile(f'"{re.escape(marker)}(\\d+)"')
+    return pattern.sub(lambda found: embedded[int(found.group(1))], encoded)
+
+
+def to_jsonable(value: Any, embed: Callable[[JSONText], str] | None = None) -> Any:
     """Convert an endpoint result to plain JSON values.
 
     Dataclasses become objects (field by field, recursively, unlike ``asdict`` this copes with
     read-only mappings), pydantic models are dumped in JSON mode, mappings become objects with
     string keys, sequences and sets become arrays, enums their value, dates ISO 8601 text.
 
+    ``embed``, when given, replaces each :class:`~mailproxy_core.db.jsontext.JSONText`.
+
     Raises:
         TypeError: a value of any other type (a server bug, answered as 500).
     """
+    if isinstance(value, JSONText) and embed is not None:
+        return embed(value)
     if value is None or isinstance(value, str | bool | int | float):
         return value
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
-            field.name: to_jsonable(getattr(value, field.name))
+            field.name: to_jsonable(getattr(value, field.name), embed)
             for field in dataclasses.fields(value)
         }
     if isinstance(value, Mapping):
-        return {str(key): to_jsonable(item) for key, item in value.items()}
+        return {str(key): to_jsonable(item, embed) for key, item in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
-        return [to_jsonable(item) for item in value]
+        return [to_jsonable(item, embed) for item in value]
     if isinstance(value, enum.Enum):
-        return to_jsonable(value.value)
+        return to_jsonable(value.value, embed)
     if isinstance(value, datetime.date | datetime.time):
         return value.isoformat()
     raise TypeError(f"cannot convert a {type(value).__name__} to JSON")

@@ -2,7 +2,9 @@
 
 Entries are written by the API itself (``api/command_recording.py``): every state-changing call,
 with its payload (secrets masked), status and a short answer. All methods are admin-only
-(docs/api.md): the log spans every tenant.
+(docs/api.md): the log spans every tenant. Entries are returned with ``payload`` and
+``response_body`` as stored (``JSONText``): the API embeds them in its answer without decoding a
+payload that can be tens of megabytes.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class CommandLogEndpoint(Endpoint):
             endpoint_filter=endpoint_filter,
             limit=limit,
             offset=offset,
+            encoded=True,
         )
 
     @admin_only
@@ -67,7 +70,7 @@ class CommandLogEndpoint(Endpoint):
         Args:
             command_id: the entry's ``id``.
         """
-        entry = await self.mp.repos.command_log.get(command_id)
+        entry = await self.mp.repos.command_log.get(command_id, encoded=True)
         if entry is None:
             raise NotFound(f"command log entry {command_id} not found")
         return entry
@@ -105,6 +108,7 @@ class CommandLogEndpoint(Endpoint):
             endpoint_filter=endpoint_filter,
             limit=limit,
             offset=offset,
+            encoded=True,
         )
 
     @admin_only

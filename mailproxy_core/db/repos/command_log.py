@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..engine import Database, Row
-from ..jsontext import decode_json
+from ..jsontext import decode_json, encoded_json
 from ..schema import command_log
 
 _ENTRY_COLUMNS = (
@@ -85,12 +85,16 @@ class CommandLogRepo:
         )
         return int(await self._db.fetch_val(insert))
 
-    async def get(self, command_id: int) -> dict[str, Any] | None:
-        """One entry, or ``None`` when there is no entry with that id."""
+    async def get(self, command_id: int, *, encoded: bool = False) -> dict[str, Any] | None:
+        """One entry, or ``None`` when there is no entry with that id.
+
+        With ``encoded``, ``payload`` and ``response_body`` stay JSON text
+        (:class:`~mailproxy_core.db.jsontext.JSONText`): a payload can be tens of megabytes.
+        """
         row = await self._db.fetch_one(
             sa.select(*_ENTRY_COLUMNS).where(command_log.c.id == command_id)
         )
-        return None if row is None else _decode(row)
+        return None if row is None else _entry(row, encoded)
 
     async def list(
         self,
@@ -101,6 +105,7 @@ class CommandLogRepo:
         endpoint_filter: str | None = None,
         limit: int | None = 100,
         offset: int = 0,
+        encoded: bool = False,
     ) -> list[dict[str, Any]]:
         """Entries matching every given filter, oldest first (replay order).
 
@@ -112,13 +117,14 @@ class CommandLogRepo:
                 ``%`` and ``_`` match themselves).
             limit: at most this many entries (``None``: no limit).
             offset: skip this many matching entries first.
+            encoded: leave ``payload`` and ``response_body`` as JSON text (see :meth:`get`).
         """
         query = sa.select(*_ENTRY_COLUMNS).order_by(command_log.c.id).offset(offset)
         if limit is not None:
             query = query.limit(limit)
         for condition in _conditions(tenant_id, since_ts, until_ts, endpoint_filter):
             query = query.where(condition)
-        return [_decode(row) for row in await self._db.fetch_all(query)]
+        return [_entry(row, encoded) for row in await self._db.fetch_all(query)]
 
     async def purge(self, threshold_ts: int) -> int:
         """Delete every entry with ``command_ts < threshold_ts``; return how many were deleted."""
@@ -169,8 +175,9 @@ def _encode_ascii(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
-def _decode(row: Row) -> dict[str, Any]:
+def _entry(row: Row, encoded: bool) -> dict[str, Any]:
+    value = encoded_json if encoded else decode_json
     entry = dict(row)
-    entry["payload"] = decode_json(row["payload"])
-    entry["response_body"] = decode_json(row["response_body"])
+    entry["payload"] = value(row["payload"])
+    entry["response_body"] = value(row["response_body"])
     return entry
