@@ -10,11 +10,13 @@ another call) every 20 ms:
    each, about 25 MB of JSON, just under ``max_request_bytes`` (32 MiB).
 
 The large request is sent by a separate process, so that building and uploading it does not
-delay the probes on the client side. Reports p50/p99/max of the probes in both phases and how
-long the large request took. The large request is depth-checked and parsed in pieces
-(``api/json_yielding.py``), validated in slices that yield to the event loop
-(``message_queue.SLICE_SECONDS``) and stored in one transaction. Target and figures:
-docs/performance.md.
+delay the probes on the client side. Then the same large body is read back from the command log
+(``command_log/list``, which returns the stored payload) while the probes go on. Reports
+p50/p99/max of the probes in each phase and how long the large calls took.
+
+The large request is depth-checked and parsed in pieces (``api/json_yielding.py``), validated in
+slices (``mailproxy_core.pacing``) and stored in one transaction; the read-back embeds the stored
+text in the answer without decoding it. Target and figures: docs/performance.md.
 
 Usage::
 
@@ -90,6 +92,19 @@ def send_large(url: str, messages: int, recipients: int) -> tuple[int, Any, floa
     return response.status_code, response.json().get("queued"), time.perf_counter() - started
 
 
+def read_back(url: str) -> tuple[int, int, float]:
+    """Read the large request back from the command log (in a worker process): its status, the
+    answer's size in bytes and the seconds taken."""
+    started = time.perf_counter()
+    response = httpx.get(
+        f"{url}/command_log/list",
+        params={"endpoint_filter": "messages/add_batch", "limit": 1},
+        headers=HEADERS,
+        timeout=600,
+    )
+    return response.status_code, len(response.content), time.perf_counter() - started
+
+
 def summary(label: str, latencies: list[float]) -> str:
     return (
         f"{label:<28} n={len(latencies):<5} p50={statistics.median(latencies):7.1f} ms  "
@@ -114,20 +129,27 @@ async def main(args: argparse.Namespace) -> None:
                 idle_stop.set()
                 print(summary("idle", await idle))
 
-                busy_stop = asyncio.Event()
-                busy = asyncio.create_task(probe(client, url, args.probe_path, busy_stop))
-                # the large request comes from another process: building and uploading 27 MB
-                # in this one would delay the probes here, not in the server
+                loop = asyncio.get_running_loop()
+                # the large calls come from another process: building and uploading 27 MB in
+                # this one would delay the probes here, not in the server
                 with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-                    status, queued, took = await asyncio.get_running_loop().run_in_executor(
+                    busy_stop = asyncio.Event()
+                    busy = asyncio.create_task(probe(client, url, args.probe_path, busy_stop))
+                    status, queued, took = await loop.run_in_executor(
                         pool, send_large, url, args.messages, args.recipients
                     )
-                    # stop probing before the pool shuts down: joining its process blocks this
-                    # loop for a few hundred ms, which the last probe would count as the server's
                     busy_stop.set()
-                    probes = await busy
-                print(f"large request: HTTP {status}, queued {queued}, {took:.1f} s")
-                print(summary("during the large request", probes))
+                    print(f"large request: HTTP {status}, queued {queued}, {took:.1f} s")
+                    print(summary("during the large request", await busy))
+
+                    busy_stop = asyncio.Event()
+                    busy = asyncio.create_task(probe(client, url, args.probe_path, busy_stop))
+                    status, size, took = await loop.run_in_executor(pool, read_back, url)
+                    busy_stop.set()
+                    print(f"reading it back: HTTP {status}, {size / 1e6:.1f} MB, {took:.1f} s")
+                    print(summary("during the read-back", await busy))
+                    # probing stops before the pool shuts down: joining its process blocks this
+                    # loop for a few hundred ms, which the last probe would count as the server's
 
 
 if __name__ == "__main__":
