@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from mailproxy_core import pacing
 from mailproxy_core.api import json_yielding
 from mailproxy_core.api.json_limits import MAX_JSON_DEPTH, too_deep
 from mailproxy_core.api.json_yielding import loads_yielding, too_deep_yielding
@@ -62,6 +63,7 @@ def tiny_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(json_yielding, "FEED_BYTES", 3)
     monkeypatch.setattr(json_yielding, "CHUNK_BYTES", 3)
     monkeypatch.setattr(json_yielding, "SLICE_SECONDS", 0.0)
+    monkeypatch.setattr(pacing, "PAUSE_SECONDS", 0.0)  # a pause after every piece: no sleeping
 
 
 @pytest.mark.usefixtures("tiny_pieces")
@@ -127,6 +129,7 @@ async def test_depth_check_agrees_with_too_deep() -> None:
 async def test_large_body_yields_to_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     # about 3 MB: checked and parsed in many pieces, each handing the loop back
     monkeypatch.setattr(json_yielding, "SLICE_SECONDS", 0.0)
+    monkeypatch.setattr(pacing, "PAUSE_SECONDS", 0.0)
     body = json.dumps({"messages": [{"id": f"m{n}", "to": ["a@b.c"] * 200} for n in range(2000)]})
     ticks = 0
 
