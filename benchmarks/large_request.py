@@ -1,8 +1,8 @@
 """Latency of unrelated API calls while the largest accepted request is processed.
 
-Starts ``mail-proxy serve`` (SQLite, test mode) as a subprocess, creates a tenant and an account,
-then measures ``GET /tenants/list`` (authenticated, one database read; ``--probe-path`` names
-another call) every 20 ms:
+Starts ``mail-proxy serve`` (test mode) as a subprocess, on SQLite and then on a fresh PostgreSQL
+schema (``--db``), creates a tenant and an account, then measures ``GET /tenants/list``
+(authenticated, one database read; ``--probe-path`` names another call) every 20 ms:
 
 1. idle, for ``--probes`` calls;
 2. while one ``messages/add_batch`` of the largest size the defaults accept is in flight:
@@ -32,7 +32,6 @@ import asyncio
 import json
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -42,7 +41,9 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from enqueue import TOKEN, running_server
+from enqueue import TOKEN, on_each_database, running_server
+
+from mailproxy_core.testing.db import postgres_server_url
 
 HEADERS = {"X-API-Token": TOKEN}
 
@@ -116,40 +117,44 @@ async def main(args: argparse.Namespace) -> None:
     body = large_batch(args.messages, args.recipients)
     print(f"large request: {args.messages} messages x {args.recipients} recipients, "
           f"{len(body) / 1e6:.1f} MB")  # fmt: skip
-    with tempfile.TemporaryDirectory() as tmp:
-        async with running_server(str(Path(tmp) / "bench.db"), None, "large") as (url, _pid):
-            async with httpx.AsyncClient(timeout=600) as client:
-                await client.post(f"{url}/tenants/add", json={"id": "bench"}, headers=HEADERS)
-                account = {"id": "null", "tenant_id": "bench", "transport": "null"}
-                await client.post(f"{url}/accounts/add", json=account, headers=HEADERS)
+    await on_each_database(args.db, args.pg_url, lambda name, db: measure(args, name, db))
 
-                idle_stop = asyncio.Event()
-                idle = asyncio.create_task(probe(client, url, args.probe_path, idle_stop))
-                await asyncio.sleep(args.probes * 0.025)
-                idle_stop.set()
-                print(summary("idle", await idle))
 
-                loop = asyncio.get_running_loop()
-                # the large calls come from another process: building and uploading 27 MB in
-                # this one would delay the probes here, not in the server
-                with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-                    busy_stop = asyncio.Event()
-                    busy = asyncio.create_task(probe(client, url, args.probe_path, busy_stop))
-                    status, queued, took = await loop.run_in_executor(
-                        pool, send_large, url, args.messages, args.recipients
-                    )
-                    busy_stop.set()
-                    print(f"large request: HTTP {status}, queued {queued}, {took:.1f} s")
-                    print(summary("during the large request", await busy))
+async def measure(args: argparse.Namespace, name: str, db: str) -> None:
+    print(f"--- {name}")
+    async with running_server(db, None, "large") as (url, _pid):
+        async with httpx.AsyncClient(timeout=600) as client:
+            await client.post(f"{url}/tenants/add", json={"id": "bench"}, headers=HEADERS)
+            account = {"id": "null", "tenant_id": "bench", "transport": "null"}
+            await client.post(f"{url}/accounts/add", json=account, headers=HEADERS)
 
-                    busy_stop = asyncio.Event()
-                    busy = asyncio.create_task(probe(client, url, args.probe_path, busy_stop))
-                    status, size, took = await loop.run_in_executor(pool, read_back, url)
-                    busy_stop.set()
-                    print(f"reading it back: HTTP {status}, {size / 1e6:.1f} MB, {took:.1f} s")
-                    print(summary("during the read-back", await busy))
-                    # probing stops before the pool shuts down: joining its process blocks this
-                    # loop for a few hundred ms, which the last probe would count as the server's
+            idle_stop = asyncio.Event()
+            idle = asyncio.create_task(probe(client, url, args.probe_path, idle_stop))
+            await asyncio.sleep(args.probes * 0.025)
+            idle_stop.set()
+            print(summary("idle", await idle))
+
+            loop = asyncio.get_running_loop()
+            # the large calls come from another process: building and uploading 27 MB in
+            # this one would delay the probes here, not in the server
+            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+                busy_stop = asyncio.Event()
+                busy = asyncio.create_task(probe(client, url, args.probe_path, busy_stop))
+                status, queued, took = await loop.run_in_executor(
+                    pool, send_large, url, args.messages, args.recipients
+                )
+                busy_stop.set()
+                print(f"large request: HTTP {status}, queued {queued}, {took:.1f} s")
+                print(summary("during the large request", await busy))
+
+                busy_stop = asyncio.Event()
+                busy = asyncio.create_task(probe(client, url, args.probe_path, busy_stop))
+                status, size, took = await loop.run_in_executor(pool, read_back, url)
+                busy_stop.set()
+                print(f"reading it back: HTTP {status}, {size / 1e6:.1f} MB, {took:.1f} s")
+                print(summary("during the read-back", await busy))
+                # probing stops before the pool shuts down: joining its process blocks this
+                # loop for a few hundred ms, which the last probe would count as the server's
 
 
 if __name__ == "__main__":
@@ -157,6 +162,8 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--recipients", type=int, default=1000)
     parser.add_argument("--probes", type=int, default=200)
+    parser.add_argument("--db", default="sqlite,postgresql", help="sqlite and/or postgresql")
+    parser.add_argument("--pg-url", default=postgres_server_url(), help="PostgreSQL server URL")
     parser.add_argument(
         "--probe-path", default="/tenants/list", help="the unrelated call (e.g. /health)"
     )
