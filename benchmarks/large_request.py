@@ -11,12 +11,14 @@ schema (``--db``), creates a tenant and an account, then measures ``GET /tenants
 
 The large request is sent by a separate process, so that building and uploading it does not
 delay the probes on the client side. Then the same large body is read back from the command log
-(``command_log/list``, which returns the stored payload) while the probes go on. Reports
-p50/p99/max of the probes in each phase and how long the large calls took.
+(``command_log/list``, which returns the stored payload), and the thousand messages it queued
+are listed (``messages/list``, one page of 28 MB), while the probes go on. Reports p50/p99/max of
+the probes in each phase and how long the large calls took.
 
 The large request is depth-checked and parsed in pieces (``api/json_yielding.py``), validated in
 slices (``mailproxy_core.pacing``) and stored in one transaction; the read-back embeds the stored
-text in the answer without decoding it. Target and figures: docs/performance.md.
+text in the answer without decoding it; the listing decodes the rows and encodes the page item by
+item, in slices. Target and figures: docs/performance.md.
 
 Usage::
 
@@ -106,6 +108,15 @@ def read_back(url: str) -> tuple[int, int, float]:
     return response.status_code, len(response.content), time.perf_counter() - started
 
 
+def list_messages(url: str) -> tuple[int, int, float]:
+    """``messages/list`` of the tenant's messages (in a worker process): status, size, seconds."""
+    started = time.perf_counter()
+    response = httpx.get(
+        f"{url}/messages/list", params={"tenant_id": "bench"}, headers=HEADERS, timeout=600
+    )
+    return response.status_code, len(response.content), time.perf_counter() - started
+
+
 def summary(label: str, latencies: list[float]) -> str:
     return (
         f"{label:<28} n={len(latencies):<5} p50={statistics.median(latencies):7.1f} ms  "
@@ -153,6 +164,13 @@ async def measure(args: argparse.Namespace, name: str, db: str) -> None:
                 busy_stop.set()
                 print(f"reading it back: HTTP {status}, {size / 1e6:.1f} MB, {took:.1f} s")
                 print(summary("during the read-back", await busy))
+
+                busy_stop = asyncio.Event()
+                busy = asyncio.create_task(probe(client, url, args.probe_path, busy_stop))
+                status, size, took = await loop.run_in_executor(pool, list_messages, url)
+                busy_stop.set()
+                print(f"listing the messages: HTTP {status}, {size / 1e6:.1f} MB, {took:.1f} s")
+                print(summary("during the listing", await busy))
                 # probing stops before the pool shuts down: joining its process blocks this
                 # loop for a few hundred ms, which the last probe would count as the server's
 

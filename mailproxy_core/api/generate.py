@@ -49,6 +49,7 @@ from werkzeug.exceptions import BadRequest
 from ..db.jsontext import JSONText
 from ..errors import AuthError, Forbidden, InvalidInput
 from ..models import Principal
+from ..pacing import Pacer
 from .auth import ROUTES_KEY, RouteInfo, route_endpoint
 from .endpoint import (
     CHECKS_OWN_VALUES_ATTR,
@@ -170,7 +171,7 @@ def _make_view(
         if isinstance(result, Response):
             return result
         return current_app.response_class(
-            encode_result(result),
+            await encode_result(result),
             status=200,
             content_type="application/json",
         )
@@ -286,8 +287,12 @@ def _json_type(value: Any) -> str:
     return "null"
 
 
-def encode_result(result: Any) -> str:
+async def encode_result(result: Any) -> str:
     """The JSON text of an endpoint result (see :func:`to_jsonable`).
+
+    A list is encoded item by item, handing the loop back between items once a slice of work is
+    used up (``mailproxy_core.pacing``): a page of a thousand large messages is tens of megabytes
+    of JSON, a second of work in one piece. The text is the same as one ``json.dumps`` call's.
 
     A :class:`~mailproxy_core.db.jsontext.JSONText` inside the result is embedded as the value
     it encodes, without decoding it: it is replaced by a marker string unique to this call, the
@@ -300,7 +305,18 @@ def encode_result(result: Any) -> str:
         embedded.append(text)
         return f"{marker}{len(embedded) - 1}"
 
-    encoded = json.dumps(to_jsonable(result, embed), ensure_ascii=False, allow_nan=False)
+    def dumps(value: Any) -> str:
+        return json.dumps(to_jsonable(value, embed), ensure_ascii=False, allow_nan=False)
+
+    if isinstance(result, list | tuple) and result:
+        pacer = Pacer()
+        items = []
+        for item in result:
+            items.append(dumps(item))
+            await pacer.pause()
+        encoded = "[" + ", ".join(items) + "]"  # json.dumps's own item separator
+    else:
+        encoded = dumps(result)
     if not embedded:
         return encoded
     pattern = re.compile(f'"{re.escape(marker)}(\\d+)"')

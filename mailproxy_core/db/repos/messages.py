@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from ...pacing import Pacer
 from ..engine import Database, Row
 from ..jsontext import decode_json
 from ..schema import LEASED_STATUS, READY_STATUSES, accounts, message_events, messages, tenants
@@ -461,7 +462,13 @@ class MessagesRepo:
         if status is not None:
             query = query.where(messages.c.status == status)
         query = query.order_by(messages.c.pk).limit(limit).offset(offset)
-        return [_decode(row) for row in await self._db.fetch_all(query)]
+        rows = await self._db.fetch_all(query)
+        decoded = []
+        pacer = Pacer()  # a page of large payloads is tens of megabytes of JSON to decode
+        for row in rows:
+            decoded.append(_decode(row))
+            await pacer.pause()
+        return decoded
 
 
 def _leased() -> sa.ColumnElement[bool]:
