@@ -55,7 +55,7 @@ async def kernel(
 async def until(condition: Callable[[], bool], within: float = 20.0) -> None:
     deadline = time.monotonic() + within
     while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
+        assert time.monotonic() < deadline, "condition not reached in time; tasks:\n" + waits()
         await asyncio.sleep(0.05)
 
 
@@ -64,6 +64,20 @@ async def outage(cluster: Cluster) -> None:
     await asyncio.to_thread(cluster.stop)
     await asyncio.sleep(OUTAGE_SECONDS)
     await asyncio.to_thread(cluster.start)
+
+
+def waits() -> str:
+    """Where each task of the loop waits: a failure shows which loop, if any, is stuck."""
+    lines = []
+    for task in asyncio.all_tasks():
+        chain, awaited = [], task.get_coro()
+        while awaited is not None:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                chain.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        lines.append(f"{task.get_name()}: {' > '.join(chain)}")
+    return "\n".join(sorted(lines))
 
 
 def lines_of(caplog: pytest.LogCaptureFixture, logger: str) -> list[logging.LogRecord]:
