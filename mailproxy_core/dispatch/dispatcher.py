@@ -125,6 +125,9 @@ class Dispatcher:
         self._stopping = False
         self._holds: tuple[float, Holds] | None = None
         self._last_reclaim = 0.0
+        self._claims_unknown = False
+        """A claim failed with no answer: it may have committed, leasing messages to this
+        process that it never received. The next cycle gives them back first."""
         self._capacity = 2 * self.settings.max_concurrency
         self.idle = asyncio.Event()
         """Set whenever a ``run_until_idle`` pass finished (tests wait on it)."""
@@ -206,6 +209,8 @@ class Dispatcher:
 
         try:
             await self._reclaim_expired()
+            if self._claims_unknown:
+                await self._give_back_unknown_claims()
             if not finished and limit <= 0:
                 return 0
             written, rows = await self.queue.exchange(
@@ -223,6 +228,10 @@ class Dispatcher:
                 self._outage.failed(exc)  # bounded: not one traceback per round
             else:
                 log.exception("the dispatcher's database work failed; retrying shortly")
+            if limit > 0:
+                # The connection may have gone after the commit and before its answer: the
+                # claimed rows would then wait for their lease to expire (a minute by default).
+                self._claims_unknown = True
             await asyncio.sleep(DB_RETRY_DELAY)
             return 0
         self._outage.succeeded()
@@ -245,6 +254,21 @@ class Dispatcher:
             _priority, pk, message = heapq.heappop(self._ready)
             self.in_flight[pk] = asyncio.create_task(
                 self._send(message), name=f"mailproxy:send:{pk}"
+            )
+
+    async def _give_back_unknown_claims(self) -> None:
+        """Release this process's leases on messages it does not hold (see ``_claims_unknown``).
+
+        Outcomes need no such care: writing one is a no-op for a row no longer leased to us.
+        """
+        held = {*self.in_flight, *(pk for _priority, pk, _message in self._ready)}
+        held.update(message.pk for _attempt, message in self._finished)
+        released = await self.queue.release(self.owner, keep=held)
+        self._claims_unknown = False
+        if released:
+            log.info(
+                "gave back %d messages claimed by a database round trip whose answer was lost",
+                released,
             )
 
     async def _reclaim_expired(self) -> None:

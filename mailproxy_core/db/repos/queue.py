@@ -227,11 +227,15 @@ class QueueRepo:
             },
         )
 
-    async def release(self, owner: str, pks: Iterable[int] | None = None) -> int:
-        """Give back claimed messages that were never attempted (shutdown).
+    async def release(
+        self, owner: str, pks: Iterable[int] | None = None, *, keep: Iterable[int] = ()
+    ) -> int:
+        """Give back claimed messages that were never attempted (shutdown, or claims whose
+        answer was lost).
 
-        ``pks`` ``None`` releases every message still leased by ``owner``. Released messages
-        are ``pending`` again (``deferred`` when attempted before), with no lease.
+        ``pks`` ``None`` releases every message still leased by ``owner``, except those in
+        ``keep``. Released messages are ``pending`` again (``deferred`` when attempted before),
+        with no lease.
         """
         condition = [messages.c.lease_owner == owner, LEASED_CONDITION]
         if pks is not None:
@@ -239,6 +243,9 @@ class QueueRepo:
             if not keys:
                 return 0
             condition.append(messages.c.pk.in_(keys))
+        kept = sorted(keep)
+        if kept:
+            condition.append(messages.c.pk.not_in(kept))
         now = int(self._clock())
         rows = await self._db.fetch_all(
             sa.update(messages)
