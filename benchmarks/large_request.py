@@ -35,10 +35,11 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -48,6 +49,7 @@ from enqueue import TOKEN, on_each_database, running_server
 from mailproxy_core.testing.db import postgres_server_url
 
 HEADERS = {"X-API-Token": TOKEN}
+T = TypeVar("T")
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -149,30 +151,29 @@ async def measure(args: argparse.Namespace, name: str, db: str) -> None:
             # the large calls come from another process: building and uploading 27 MB in
             # this one would delay the probes here, not in the server
             with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-                busy_stop = asyncio.Event()
-                busy = asyncio.create_task(probe(client, url, args.probe_path, busy_stop))
-                status, queued, took = await loop.run_in_executor(
-                    pool, send_large, url, args.messages, args.recipients
-                )
-                busy_stop.set()
+
+                async def probed(work: Callable[..., T], *work_args: Any) -> tuple[T, list[float]]:
+                    """``work(*work_args)`` in the pool, probing meanwhile; its result and the
+                    probes. Probing stops before the pool shuts down: joining its process blocks
+                    this loop for a few hundred ms, which a probe would count as the server's."""
+                    stop = asyncio.Event()
+                    probes = asyncio.create_task(probe(client, url, args.probe_path, stop))
+                    result = await loop.run_in_executor(pool, work, *work_args)
+                    stop.set()
+                    return result, await probes
+
+                large = await probed(send_large, url, args.messages, args.recipients)
+                (status, queued, took), probes = large
                 print(f"large request: HTTP {status}, queued {queued}, {took:.1f} s")
-                print(summary("during the large request", await busy))
+                print(summary("during the large request", probes))
 
-                busy_stop = asyncio.Event()
-                busy = asyncio.create_task(probe(client, url, args.probe_path, busy_stop))
-                status, size, took = await loop.run_in_executor(pool, read_back, url)
-                busy_stop.set()
+                (status, size, took), probes = await probed(read_back, url)
                 print(f"reading it back: HTTP {status}, {size / 1e6:.1f} MB, {took:.1f} s")
-                print(summary("during the read-back", await busy))
+                print(summary("during the read-back", probes))
 
-                busy_stop = asyncio.Event()
-                busy = asyncio.create_task(probe(client, url, args.probe_path, busy_stop))
-                status, size, took = await loop.run_in_executor(pool, list_messages, url)
-                busy_stop.set()
+                (status, size, took), probes = await probed(list_messages, url)
                 print(f"listing the messages: HTTP {status}, {size / 1e6:.1f} MB, {took:.1f} s")
-                print(summary("during the listing", await busy))
-                # probing stops before the pool shuts down: joining its process blocks this
-                # loop for a few hundred ms, which the last probe would count as the server's
+                print(summary("during the listing", probes))
 
 
 if __name__ == "__main__":

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from mailproxy_core.api.generate import encode_result
 from mailproxy_core.db.jsontext import JSONText, encoded_json
+from tests.api.loop_turns import with_turns_counted
 
 
 async def test_json_text_is_embedded_as_the_value_it_encodes():
@@ -48,21 +48,6 @@ async def test_a_long_list_is_encoded_between_turns_of_the_loop():
     page = [
         {"id": f"m{n}", "to": [f"u{n}.{i}@example.com" for i in range(1000)]} for n in range(300)
     ]
-    turns = 0
-    encoding = True
-
-    async def another_task() -> None:
-        nonlocal turns
-        while encoding:
-            turns += 1
-            await asyncio.sleep(0)
-
-    other = asyncio.create_task(another_task())
-    await asyncio.sleep(0)
-    before = turns
-    text = await encode_result(page)
-    during = turns - before
-    encoding = False
-    await other
+    text, during = await with_turns_counted(encode_result(page))
     assert json.loads(text) == page
     assert during >= 2, "the other task never ran while the page was encoded"

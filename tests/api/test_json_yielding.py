@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 from typing import Any
@@ -13,6 +12,7 @@ from mailproxy_core import pacing
 from mailproxy_core.api import json_yielding
 from mailproxy_core.api.json_limits import MAX_JSON_DEPTH, too_deep
 from mailproxy_core.api.json_yielding import loads_yielding, too_deep_yielding
+from tests.api.loop_turns import with_turns_counted
 
 SAMPLES = [
     "{}",
@@ -131,19 +131,7 @@ async def test_large_body_yields_to_the_loop(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(json_yielding, "SLICE_SECONDS", 0.0)
     monkeypatch.setattr(pacing, "PAUSE_SECONDS", 0.0)
     body = json.dumps({"messages": [{"id": f"m{n}", "to": ["a@b.c"] * 200} for n in range(2000)]})
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0)
-
-    task = asyncio.create_task(ticker())
-    try:
-        assert not await too_deep_yielding(body.encode())
-        before = ticks
-        assert await loads_yielding(body.encode()) == json.loads(body)
-    finally:
-        task.cancel()
-    assert ticks > before > 0
+    too_deep_found, checking = await with_turns_counted(too_deep_yielding(body.encode()))
+    value, parsing = await with_turns_counted(loads_yielding(body.encode()))
+    assert not too_deep_found and value == json.loads(body)
+    assert checking > 0 and parsing > 0
