@@ -27,11 +27,12 @@ CLOUD_PROTOCOLS = ("s3", "gcs", "azure")
 
 
 async def run_sweep(mp: MailProxy) -> None:
-    """Background task: one round at startup, then one every ``sweep_interval`` seconds."""
+    """Background task: one round at startup, then one every ``sweep_interval`` seconds; none
+    in test mode, as for the kernel's retention (tests run a round themselves)."""
+    if mp.settings.test_mode:
+        return
 
     async def sweep_round() -> None:
-        if mp.settings.test_mode:
-            return
         removed = await sweep_expired(mp)
         if removed:
             log.info("deleted %d expired large files from cloud storage", removed)

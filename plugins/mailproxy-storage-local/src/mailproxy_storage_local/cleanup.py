@@ -27,11 +27,12 @@ log = logging.getLogger(__name__)
 
 
 async def run_link_cleanup(mp: MailProxy) -> None:
-    """Background task: one round at startup, then one every ``cleanup_interval`` seconds."""
+    """Background task: one round at startup, then one every ``cleanup_interval`` seconds; none
+    in test mode, as for the kernel's retention (tests run a round themselves)."""
+    if mp.settings.test_mode:
+        return
 
     async def cleanup_round() -> None:
-        if mp.settings.test_mode:
-            return
         removed = await delete_expired_links(mp)
         if removed:
             log.info("deleted %d files whose download link expired", removed)
