@@ -6,7 +6,9 @@ kept the loop busy longer than ``slow_callback_duration``. One request of about 
 ``json.loads`` call, or checking its nesting in one pass, takes about half a second on this kind of
 machine, during which no other request is served. The test asserts that no step held the loop
 for ``STALL_LIMIT`` seconds or more: a bound loose enough for a loaded 2-core machine (the pieces
-are about 10 ms each) and tight enough that one whole-body pass fails it.
+are about 10 ms each, but under ``make test``'s three workers one step was seen at 0.254 s: the
+service shares this process, and its GIL, with the client uploading 23 MB) and tight enough that
+one whole-body pass fails it (the parse in one piece was a 2.2 s step, the read-back 4.2-4.6 s).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from tests.hostile.conftest import Service, running_service
 
 pytestmark = pytest.mark.requires_plugins("smtp", "auth_token")
 
-STALL_LIMIT = 0.25
+STALL_LIMIT = 0.4
 """Seconds one step of the event loop may take while the large request is processed."""
 
 MESSAGES = 200
